@@ -1,0 +1,48 @@
+# hivetune: the front door. On a fresh clone, `make demo` and `make test` do everything
+# (they run `setup` first when needed). Needs Python 3.11, pip, Node.js + npm.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.hivetune-setup
+NPM_STAMP := contracts/node_modules/.hivetune-setup
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench contracts lint clean
+
+setup: $(STAMP) $(NPM_STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch pinned first: this build is on disk; an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# solc-js, OpenZeppelin Contracts and anvil (a real binary, shipped in the npm package).
+$(NPM_STAMP): contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NPM_STAMP)
+
+demo: setup
+	$(PY) -m recipes.demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+contracts: $(NPM_STAMP)
+	cd contracts && node compile.js
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) contracts/node_modules outputs .pytest_cache

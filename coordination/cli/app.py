@@ -1,0 +1,70 @@
+"""The `hivetune` command line (typer + rich).
+
+Every command module registers its commands on the one app here. Heavy imports (torch,
+transformers, hivemind, web3) happen inside the command functions, never at module import,
+so `hivetune --help` answers in well under a second.
+
+    hivetune --help
+    hivetune data generate --task arithmetic --n 1000 --out traces.jsonl
+    hivetune checkpoint add ./adapter
+    hivetune devnet
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from coordination.errors import HivetuneError
+
+app = typer.Typer(
+    name="hivetune",
+    help="Decentralized GRPO + LoRA post-training: train, share checkpoints by CID, attest, stake and vote.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines `register(app)`; order is the order of `--help`.
+COMMAND_MODULES = (
+    "coordination.cli.trainer_cmds",
+    "coordination.cli.swarm_cmds",
+    "coordination.cli.checkpoint_cmds",
+    "coordination.cli.attest_cmds",
+    "coordination.cli.chain_cmds",
+    "coordination.cli.governance_cmds",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """hivetune: decentralized GRPO + LoRA post-training."""
+
+
+@app.command()
+def version() -> None:
+    """Print the installed hivetune version."""
+    from importlib.metadata import version as _version
+
+    typer.echo(_version("hivetune"))
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns our errors into one clear line and exit code 2."""
+    try:
+        app()
+    except HivetuneError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
