@@ -32,3 +32,24 @@ class ChainError(HivetuneError):
 
 class AttestationError(HivetuneError):
     """A receipt, attestation or signature failed verification."""
+
+
+class MissingBlockError(CheckpointError):
+    """A block a checkpoint links to is not in the local store (and no peer supplied it)."""
+
+    def __init__(self, message: str, cid: str):
+        super().__init__(message)
+        self.cid = cid
+
+
+class CorruptBlockError(CheckpointError):
+    """A stored block does not hash to its CID; it has been moved to quarantine and was not used."""
+
+    def __init__(self, message: str, cid: str, quarantine_path: str | None = None):
+        super().__init__(message)
+        self.cid = cid
+        self.quarantine_path = quarantine_path
+
+
+class FetchError(CheckpointError):
+    """A checkpoint could not be pulled from the swarm: no holder announced it, or every holder failed."""
