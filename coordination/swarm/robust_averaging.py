@@ -1,0 +1,131 @@
+"""Gradient averaging that a faulty peer cannot poison: bounded, finite parts only.
+
+Every honest peer clips its local gradient to `max_grad_norm` before it reaches the averager and
+sends the *mean* of its clipped local steps, so every honest vector (and every slice of it, and any
+weighted mean of such vectors) has norm <= max_grad_norm. That gives two exact checks:
+
+1. Reducer side (names the culprit): a part received from a sender that is not finite or whose
+   norm exceeds `factor * max_grad_norm` enters the mean with weight 0, and the sender's peer id
+   is logged. The other senders' parts are averaged as if it had not sent.
+2. Result side (catches a faulty *reducer*): after the round the averaged gradient must be finite
+   and within the same bound; otherwise the round fails and hivemind falls back to this peer's
+   local gradients ("Averaging gradients failed ... Proceeding with local gradients").
+
+    averager = RobustGradientAverager(params, dht=dht, prefix="run_grad", max_grad_norm=1.0, start=True)
+
+hivemind.Optimizer takes it via `grad_averager_factory=partial(RobustGradientAverager, max_grad_norm=...)`.
+The averager runs in hivemind's averager process; rejections are logged there (logger
+`coordination.swarm.robust_averaging`) and counted in `averager.rejections` (shared memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from collections.abc import Sequence
+
+import torch
+from hivemind.averaging.allreduce import AllreduceException, AllReduceRunner, AveragingMode
+from hivemind.averaging.partition import TensorPartReducer
+from hivemind.optim.grad_averager import GradientAverager
+from hivemind.utils import get_dht_time
+from hivemind.utils.asyncio import as_aiter, azip
+
+logger = logging.getLogger(__name__)
+
+
+def part_is_acceptable(part: torch.Tensor, max_norm: float | None) -> tuple[bool, str]:
+    """(ok, reason): a part is acceptable iff finite and (when bounded) its L2 norm is <= max_norm."""
+    if not torch.isfinite(part).all():
+        return False, "non-finite values"
+    if max_norm is not None:
+        norm = float(part.float().norm())
+        if norm > max_norm:
+            return False, f"norm {norm:.3g} > bound {max_norm:.3g}"
+    return True, ""
+
+
+class BoundedTensorPartReducer(TensorPartReducer):
+    """TensorPartReducer that averages only acceptable parts; a rejected part counts with weight 0."""
+
+    def __init__(self, part_shapes, num_senders, *, sender_peer_ids, max_part_norm, rejections=None):
+        super().__init__(part_shapes, num_senders)
+        self.sender_peer_ids, self.max_part_norm, self.rejections = list(sender_peer_ids), max_part_norm, rejections
+
+    async def accumulate_part(self, sender_index, part_index, tensor_part, weight=1.0):
+        ok, reason = part_is_acceptable(tensor_part, self.max_part_norm)
+        if not ok:
+            logger.warning(
+                f"rejected gradient part {part_index} from peer {self.sender_peer_ids[sender_index]}: {reason}"
+            )
+            if self.rejections is not None:
+                with self.rejections.get_lock():
+                    self.rejections.value += 1
+            tensor_part, weight = torch.zeros_like(tensor_part), 0.0
+        return await super().accumulate_part(sender_index, part_index, tensor_part, weight=weight)
+
+    def check_current_part_finished(self):
+        if self.current_part_accumulated_from == self.num_current_senders and self.denominator == 0:
+            self.denominator = 1.0  # every sender was rejected: the mean of nothing is zero, not NaN
+        super().check_current_part_finished()
+
+
+class RobustAllReduceRunner(AllReduceRunner):
+    """AllReduceRunner whose reducer rejects non-finite / over-norm parts (see module docstring)."""
+
+    def __init__(self, *, max_part_norm: float | None, rejections=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tensor_part_reducer = BoundedTensorPartReducer(
+            tuple(part.shape for part in self.parts_for_local_averaging),
+            len(self.sender_peer_ids),
+            sender_peer_ids=self.sender_peer_ids,
+            max_part_norm=max_part_norm,
+            rejections=rejections,
+        )
+
+
+class RobustGradientAverager(GradientAverager):
+    """GradientAverager with per-sender rejection and a post-round sanity check.
+
+    :param max_grad_norm: the local clip every honest peer applies (TrainingArguments.max_grad_norm);
+        None checks finiteness only.
+    :param reject_norm_factor: slack over max_grad_norm for compression error (fp16: 1.01 is plenty;
+        8-bit quantization: keep >= 1.1).
+    """
+
+    def __init__(self, *args, max_grad_norm: float | None = None, reject_norm_factor: float = 1.1, **kwargs):
+        self.max_vector_norm = None if max_grad_norm is None else max_grad_norm * reject_norm_factor
+        self.rejections = mp.Value("i", 0)
+        super().__init__(*args, **kwargs)
+
+    async def _run_allreduce_inplace_(self, tensors: Sequence[torch.Tensor], group_info, group_id=None, **kwargs):
+        group_id = group_info.group_id if group_id is None else group_id
+        runner = RobustAllReduceRunner(
+            p2p=self._p2p,
+            servicer_type=type(self),
+            prefix=self.prefix,
+            tensors=tensors,
+            group_id=group_id,
+            ordered_peer_ids=group_info.peer_ids,
+            max_part_norm=self.max_vector_norm,
+            rejections=self.rejections,
+            **kwargs,
+        )
+        assert group_id in self._running_groups, f"Group id {group_id} was not registered in _register_allreduce_group"
+        self._running_groups[group_id].set_result(runner)
+        if runner.modes[group_info.peer_ids.index(self.peer_id)] == AveragingMode.AUX:
+            async for _ in runner:
+                raise ValueError("aux peers should not receive averaged tensors")
+            return
+        async for tensor, update in azip(as_aiter(*tensors), runner):
+            tensor.add_(update, alpha=self._averaging_alpha)
+        self._check_result(tensors, group_info.peer_ids)
+        self.last_updated = get_dht_time()
+        self._state_updated.set()
+
+    def _check_result(self, tensors: Sequence[torch.Tensor], peer_ids) -> None:
+        flat = torch.cat([t.detach().float().reshape(-1) for t in tensors])
+        ok, reason = part_is_acceptable(flat, self.max_vector_norm)
+        if not ok:
+            logger.warning(f"averaged gradient from group {[str(p) for p in peer_ids]} rejected: {reason}")
+            raise AllreduceException(f"averaged gradient rejected ({reason}); falling back to local gradients")

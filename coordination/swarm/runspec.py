@@ -1,0 +1,239 @@
+"""Run spec: the one `run.yaml` every peer of a run must agree on, and the run id derived from it.
+
+The run id is the CID (v1, dag-cbor codec, sha2-256) of the spec's canonical form: every field,
+defaults filled in, as a dag-cbor map. Two peers share a run id iff their specs are equal field by
+field, so the run id can prefix every DHT key and peers with a different config cannot mix.
+
+    spec = load_run_spec("recipes/runs/arith_tiny.yaml")
+    spec.run_id            # 'bafyrei...'  (DHT prefix, checkpoint manifests, receipts)
+    spec.run_id_bytes32    # 32-byte sha2-256 digest, for the contracts
+    diff_fields(spec.canonical(), other.canonical())   # ['grpo.learning_rate', ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coordination.errors import ConfigError
+
+COMPRESSIONS = ("fp16", "8bit", "none")
+STRATEGIES = ("gradients", "parameters")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    base: str = field(default="tiny", metadata={"help": "'tiny' (built-in tiny Qwen2, no download) or an HF id/path."})
+    revision: str | None = field(default=None, metadata={"help": "Model revision (commit) for HF models."})
+    hidden_size: int = field(default=64, metadata={"help": "Tiny model only: hidden size."})
+    num_layers: int = field(default=2, metadata={"help": "Tiny model only: number of decoder layers."})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str = field(default="arithmetic", metadata={"help": "Task name understood by trainer.tasks.get_task."})
+    seed: int = field(default=0, metadata={"help": "Seed of the task's sample generator (prompt = sample(seed, i))."})
+    params: dict = field(default_factory=dict, metadata={"help": "Task keyword arguments, e.g. {digits: 2}."})
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    target_modules: tuple = field(default=("q_proj", "v_proj"), metadata={"help": "Modules that get adapters."})
+
+
+@dataclass(frozen=True)
+class GrpoSpec:
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak LR of the LoRA parameters."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name, per epoch."})
+    warmup_epochs: int = field(default=0, metadata={"help": "Warmup length in hivemind epochs."})
+    num_generations: int = field(default=4, metadata={"help": "Completions per prompt (the GRPO group)."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Completions per local step."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Local micro-batches per local step."})
+    max_completion_length: int = field(default=32, metadata={"help": "Max new tokens per completion."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts."})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient (0 = no reference model)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Local clip, applied before grads reach the swarm."})
+    seed: int = field(default=0, metadata={"help": "Training seed (sampling, dropout)."})
+
+
+@dataclass(frozen=True)
+class AveragingSpec:
+    target_global_batch: int = field(default=64, metadata={"help": "Completions, summed over peers, per epoch."})
+    matchmaking_time: float = field(default=3.0, metadata={"help": "s to form a group: 3-5 locally, 10-15 internet."})
+    averaging_timeout: float = field(default=30.0, metadata={"help": "s after which a round is abandoned."})
+    compression: str = field(default="fp16", metadata={"help": "Gradient wire format: fp16 | 8bit | none."})
+    strategy: str = field(default="gradients", metadata={"help": "gradients: sync SGD; parameters: local SGD."})
+    average_state_every: int = field(default=1, metadata={"help": "Average params + optimizer state every N epochs."})
+    reject_norm_factor: float = field(
+        default=1.1, metadata={"help": "Reject a received grad part with norm > factor * max_grad_norm."}
+    )
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    rpc_url: str = field(default="http://127.0.0.1:8545", metadata={"help": "JSON-RPC endpoint."})
+    chain_id: int = field(default=31337, metadata={"help": "EIP-155 chain id."})
+    deployment_file: str | None = field(default=None, metadata={"help": "JSON file with deployed addresses."})
+    contracts: dict = field(default_factory=dict, metadata={"help": "Contract name -> address (overrides file)."})
+
+
+SECTIONS = {
+    "model": ModelSpec,
+    "task": TaskSpec,
+    "lora": LoraSpec,
+    "grpo": GrpoSpec,
+    "averaging": AveragingSpec,
+    "chain": ChainSpec,
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str = "run"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    grpo: GrpoSpec = field(default_factory=GrpoSpec)
+    averaging: AveragingSpec = field(default_factory=AveragingSpec)
+    chain: ChainSpec | None = None
+    initial_checkpoint: str | None = None  # CID of the checkpoint peers start from (None = the base + fresh LoRA)
+
+    def __post_init__(self):
+        if self.averaging.compression not in COMPRESSIONS:
+            raise ConfigError(f"averaging.compression={self.averaging.compression!r}: use one of {COMPRESSIONS}")
+        if self.averaging.strategy not in STRATEGIES:
+            raise ConfigError(f"averaging.strategy={self.averaging.strategy!r}: use one of {STRATEGIES}")
+        per_step = self.grpo.per_device_train_batch_size * self.grpo.gradient_accumulation_steps
+        if per_step % self.grpo.num_generations:
+            raise ConfigError(
+                f"grpo.per_device_train_batch_size*gradient_accumulation_steps={per_step} must be a multiple of "
+                f"grpo.num_generations={self.grpo.num_generations}"
+            )
+        if self.averaging.target_global_batch < per_step:
+            raise ConfigError(
+                f"averaging.target_global_batch={self.averaging.target_global_batch} is below one local step "
+                f"({per_step} completions): raise it"
+            )
+
+    @property
+    def samples_per_local_step(self) -> int:
+        """Completions one peer contributes per optimizer step (one process)."""
+        return self.grpo.per_device_train_batch_size * self.grpo.gradient_accumulation_steps
+
+    def canonical(self) -> dict[str, Any]:
+        """Every field with defaults filled in, tuples as lists: the form that is hashed and published."""
+        return _plain(asdict(self))
+
+    def encode(self) -> bytes:
+        import dag_cbor
+
+        return dag_cbor.encode(self.canonical())
+
+    @cached_property
+    def _cid(self):
+        from multiformats import CID, multihash
+
+        return CID("base32", 1, "dag-cbor", multihash.digest(self.encode(), "sha2-256"))
+
+    @property
+    def run_id(self) -> str:
+        return str(self._cid)
+
+    @property
+    def run_id_bytes32(self) -> bytes:
+        return bytes(self._cid.raw_digest)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build_section(cls, raw: Any, where: str):
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    values = {}
+    for key, value in raw.items():
+        default = known[key].default
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        values[key] = _check_type(value, known[key], f"{where}.{key}")
+    return cls(**values)
+
+
+def _check_type(value: Any, spec_field: dataclasses.Field, where: str) -> Any:
+    default = spec_field.default if spec_field.default is not dataclasses.MISSING else spec_field.default_factory()
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool) or not isinstance(default, int | float | str | tuple | dict):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
+        raise ConfigError(f"{where}={value!r}: expected {type(default).__name__}")
+    return value
+
+
+def run_spec_from_dict(raw: Any, *, source: str = "run spec") -> RunSpec:
+    """Build a RunSpec from a parsed mapping; unknown or mistyped fields raise ConfigError naming them."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a YAML mapping at top level, got {type(raw).__name__}")
+    top = {f.name for f in fields(RunSpec)}
+    unknown = sorted(set(raw) - top)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {unknown}; known: {sorted(top)}")
+    values = {k: v for k, v in raw.items() if k not in SECTIONS}
+    for key in ("name", "initial_checkpoint"):
+        if key in values and values[key] is not None and not isinstance(values[key], str):
+            raise ConfigError(f"{source}: {key}={values[key]!r}: expected a string")
+    for key, cls in SECTIONS.items():
+        if key == "chain" and raw.get("chain") is None:
+            continue
+        values[key] = _build_section(cls, raw.get(key), f"{source}: {key}")
+    try:
+        return RunSpec(**values)
+    except TypeError as exc:  # a section given where a scalar belongs, etc.
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_run_spec(path: str | Path) -> RunSpec:
+    """Parse run.yaml into a RunSpec. Raises ConfigError (one line) on a missing file, bad YAML or bad fields."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"run spec {path} not found: pass --run path/to/run.yaml (see recipes/runs/)") from exc
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"run spec {path}: malformed YAML{where}: fix the syntax") from exc
+    return run_spec_from_dict(raw, source=str(path))
+
+
+def diff_fields(ours: dict, theirs: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two canonical specs."""
+    out = []
+    for key in sorted(set(ours) | set(theirs)):
+        a, b, name = ours.get(key), theirs.get(key), f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(diff_fields(a, b, f"{name}."))
+        elif a != b:
+            out.append(name)
+    return out
