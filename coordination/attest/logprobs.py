@@ -1,0 +1,50 @@
+"""The one log-prob function that peers and validators share.
+
+`completion_logprobs` runs one forward pass (eval mode, no grad) over prompt + completion and
+returns the log-probability of each completion token under the model, at temperature 1
+unless told otherwise. Peers store these (quantized) in their rollout records; validators
+recompute them under the epoch's checkpoint and compare within a tolerance.
+
+    lp = completion_logprobs(model, tokenizer, "Q:12+30\n", completion_ids)   # list[float], one per token
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def encode_prompt(tokenizer, prompt: str | Sequence[int]) -> list[int]:
+    """Prompt token ids: ids pass through; text is encoded without special tokens."""
+    if not isinstance(prompt, str):
+        return [int(t) for t in prompt]
+    return list(tokenizer.encode(prompt, add_special_tokens=False))
+
+
+def completion_logits(model, prompt_ids: Sequence[int], completion_ids: Sequence[int]):
+    """float64 logits predicting each completion token, shape (len(completion_ids), vocab): one forward pass."""
+    import torch
+
+    if not prompt_ids:
+        raise ValueError("prompt_ids is empty: a completion needs at least one conditioning token")
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)], dtype=torch.long, device=model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0]
+    finally:
+        model.train(was_training)
+    start = len(prompt_ids) - 1
+    return logits[start : start + len(completion_ids)].double().cpu()
+
+
+def completion_logprobs(model, tokenizer, prompt, completion_ids: Sequence[int], *, temperature: float = 1.0):
+    """Log-prob of each completion token given the prompt and the tokens before it (one forward pass)."""
+    import torch
+
+    if not completion_ids:
+        return []
+    logits = completion_logits(model, encode_prompt(tokenizer, prompt), completion_ids) / temperature
+    logp = torch.log_softmax(logits, dim=-1)
+    index = torch.tensor(list(completion_ids), dtype=torch.long).unsqueeze(1)
+    return logp.gather(1, index).squeeze(1).tolist()

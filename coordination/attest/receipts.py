@@ -1,0 +1,113 @@
+"""EIP-712 work receipts: what a peer claims it did in one epoch, signed with its Ethereum key.
+
+A `WorkReceipt` names the run (bytes32 run id), the epoch, the peer address, the number of
+rollouts (`samples`), their completion tokens, the Merkle root of the rollout records and the
+CID of the checkpoint the peer trained from. `build_receipt` derives the counts and the root
+from the records so an honest peer cannot get them wrong.
+
+    receipt = build_receipt(run_id_bytes32=spec.run_id_bytes32, epoch=3, peer=acct.address,
+                            records=records, checkpoint_cid=cid)
+    signed = sign_receipt(receipt, acct.key, domain)
+    signed.signer(domain)        # -> acct.address, or raises AttestationError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from eth_utils import keccak, to_checksum_address
+
+from coordination.attest.records import RolloutRecord, rollouts_tree
+from coordination.attest.typed_data import recover_struct_signer, sign_struct, struct_digest
+from coordination.errors import AttestationError
+
+WORK_RECEIPT_FIELDS = (
+    ("runId", "bytes32"),
+    ("epoch", "uint64"),
+    ("peer", "address"),
+    ("samples", "uint64"),
+    ("completionTokens", "uint64"),
+    ("rolloutsRoot", "bytes32"),
+    ("checkpointCid", "string"),
+)
+
+
+@dataclass(frozen=True)
+class WorkReceipt:
+    run_id: bytes
+    epoch: int
+    peer: str
+    samples: int
+    completion_tokens: int
+    rollouts_root: bytes
+    checkpoint_cid: str
+
+    def message(self) -> dict:
+        return {"runId": self.run_id, "epoch": self.epoch, "peer": to_checksum_address(self.peer),
+                "samples": self.samples, "completionTokens": self.completion_tokens,
+                "rolloutsRoot": self.rollouts_root, "checkpointCid": self.checkpoint_cid}
+
+    def digest(self, domain: dict) -> bytes:
+        return struct_digest(domain, "WorkReceipt", WORK_RECEIPT_FIELDS, self.message())
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["run_id"], data["rollouts_root"] = "0x" + self.run_id.hex(), "0x" + self.rollouts_root.hex()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> WorkReceipt:
+        try:
+            return cls(bytes.fromhex(data["run_id"][2:]), int(data["epoch"]), to_checksum_address(data["peer"]),
+                       int(data["samples"]), int(data["completion_tokens"]), bytes.fromhex(data["rollouts_root"][2:]),
+                       str(data["checkpoint_cid"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AttestationError(f"malformed work receipt ({exc}); the peer must republish it") from exc
+
+
+@dataclass(frozen=True)
+class SignedReceipt:
+    receipt: WorkReceipt
+    signature: bytes
+
+    def signer(self, domain: dict) -> str:
+        return recover_struct_signer(domain, "WorkReceipt", WORK_RECEIPT_FIELDS, self.receipt.message(), self.signature)
+
+    def verify(self, domain: dict) -> None:
+        """Raise AttestationError unless the receipt's own peer signed it under `domain`."""
+        if self.signer(domain) != to_checksum_address(self.receipt.peer):
+            raise AttestationError(
+                f"receipt for peer {self.receipt.peer} epoch {self.receipt.epoch} is not signed by that peer "
+                "under this chain's domain; discard it"
+            )
+
+    @property
+    def key(self) -> bytes:
+        """Identity of the signed object (for de-duplication and verdicts)."""
+        return keccak(self.signature)
+
+    def to_json(self) -> dict:
+        return {"receipt": self.receipt.to_json(), "signature": "0x" + self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SignedReceipt:
+        try:
+            return cls(WorkReceipt.from_json(data["receipt"]), bytes.fromhex(data["signature"][2:]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AttestationError(f"malformed signed receipt ({exc}); the peer must republish it") from exc
+
+
+def build_receipt(*, run_id_bytes32: bytes, epoch: int, peer: str, records: Sequence[RolloutRecord],
+                  checkpoint_cid: str) -> WorkReceipt:
+    """The receipt whose counts and root are those of `records`."""
+    if len(run_id_bytes32) != 32:
+        raise ValueError(f"run_id_bytes32 must be 32 bytes (RunSpec.run_id_bytes32), got {len(run_id_bytes32)}")
+    root = rollouts_tree(records).root
+    return WorkReceipt(bytes(run_id_bytes32), int(epoch), to_checksum_address(peer), len(records),
+                       sum(r.completion_tokens for r in records), root, checkpoint_cid)
+
+
+def sign_receipt(receipt: WorkReceipt, private_key, domain: dict) -> SignedReceipt:
+    return SignedReceipt(receipt, sign_struct(private_key, domain, "WorkReceipt", WORK_RECEIPT_FIELDS,
+                                              receipt.message()))

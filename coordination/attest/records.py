@@ -1,0 +1,126 @@
+"""Rollout records: what a peer did on one assigned prompt, and the Merkle tree over an epoch's records.
+
+A `RolloutRecord` holds the prompt's position in the peer's assignment (`slot`), the task
+seed and sample index it came from, a digest of the prompt text, the completion (text and
+token ids), the reward, and the completion's token log-probs quantized to 1e-3 nats
+(`logprobs_milli`). The Merkle leaf binds all of it through digests, with OpenZeppelin's
+StandardMerkleTree leaf encoding, so a record's proof verifies with `MerkleProof.verify` on-chain.
+
+    records = [RolloutRecord.build(slot=0, generation=0, task_seed=7, task_index=123, prompt="1+2=",
+                                   completion="3", completion_ids=[5], reward=1.0, logprobs=[-0.1])]
+    tree = rollouts_tree(records)
+    tree.root                   # the receipt's rolloutsRoot
+    record_proof(tree, 0)       # list[bytes32]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from coordination.chain.merkle import StandardMerkleTree, leaf_hash, verify_proof
+
+LOGPROB_SCALE = 1000  # log-probs are kept as integer milli-nats
+REWARD_SCALE = 10**6  # rewards are compared as integer micro-units
+
+RECORD_LEAF_TYPES = (
+    "uint256",  # slot: position of the prompt in the peer's assignment for the epoch
+    "uint256",  # generation: which completion of that prompt's GRPO group
+    "uint256",  # taskSeed
+    "uint256",  # taskIndex
+    "bytes32",  # promptDigest
+    "bytes32",  # completionDigest (text and token ids)
+    "int256",  # reward in micro-units
+    "uint256",  # completion token count
+    "bytes32",  # logprobDigest
+)
+
+
+def quantize_logprobs(logprobs: Sequence[float]) -> list[int]:
+    """Round log-probs to integer milli-nats (the form that is signed and compared)."""
+    return [int(round(float(x) * LOGPROB_SCALE)) for x in logprobs]
+
+
+def quantize_reward(reward: float) -> int:
+    return int(round(float(reward) * REWARD_SCALE))
+
+
+def text_digest(text: str) -> bytes:
+    return keccak(text.encode("utf-8"))
+
+
+def logprob_digest(logprobs_milli: Sequence[int]) -> bytes:
+    return keccak(encode(["int256[]"], [list(logprobs_milli)]))
+
+
+def completion_digest(completion: str, completion_ids: Sequence[int]) -> bytes:
+    return keccak(encode(["string", "uint256[]"], [completion, list(completion_ids)]))
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """One rollout: a completion for an assigned prompt, with its reward and quantized log-probs."""
+
+    slot: int
+    generation: int
+    task_seed: int
+    task_index: int
+    prompt_digest: str  # 0x-hex keccak of the prompt text
+    completion: str
+    completion_ids: tuple[int, ...]
+    reward: float
+    logprobs_milli: tuple[int, ...]
+
+    @classmethod
+    def build(cls, *, slot, generation, task_seed, task_index, prompt, completion, completion_ids, reward, logprobs):
+        """Make a record from raw values: hashes the prompt and quantizes the log-probs."""
+        if len(logprobs) != len(completion_ids):
+            raise ValueError(f"{len(logprobs)} log-probs for {len(completion_ids)} completion tokens; pass one per token")
+        return cls(slot, generation, task_seed, task_index, "0x" + text_digest(prompt).hex(), completion,
+                   tuple(int(t) for t in completion_ids), float(reward), tuple(quantize_logprobs(logprobs)))
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.completion_ids)
+
+    def leaf_values(self) -> tuple:
+        return (
+            self.slot, self.generation, self.task_seed, self.task_index, bytes.fromhex(self.prompt_digest[2:]),
+            completion_digest(self.completion, self.completion_ids), quantize_reward(self.reward),
+            self.completion_tokens, logprob_digest(self.logprobs_milli),
+        )
+
+    def leaf(self) -> bytes:
+        return leaf_hash(RECORD_LEAF_TYPES, self.leaf_values())
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RolloutRecord:
+        data = dict(data)
+        data["completion_ids"] = tuple(int(t) for t in data["completion_ids"])
+        data["logprobs_milli"] = tuple(int(t) for t in data["logprobs_milli"])
+        return cls(**data)
+
+
+def rollouts_tree(records: Sequence[RolloutRecord]) -> StandardMerkleTree:
+    """The OZ StandardMerkleTree over the records' leaves (order-independent root)."""
+    return StandardMerkleTree.of([r.leaf_values() for r in records], RECORD_LEAF_TYPES)
+
+
+def record_proof(tree: StandardMerkleTree, i: int) -> list[bytes]:
+    return tree.proof(i)
+
+
+def verify_record(root: bytes, record: RolloutRecord, proof: Sequence[bytes]) -> bool:
+    """True when `record` is a leaf of the tree whose root is `root`."""
+    return verify_proof(root, record.leaf(), proof)
+
+
+def records_to_jsonl(records: Sequence[RolloutRecord]) -> str:
+    return "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records)

@@ -1,0 +1,72 @@
+"""Where a peer keeps its signed receipts and rollout records, and how a validator reads them.
+
+`RolloutDirectory` is the local-directory form (one folder per run/epoch/peer with
+`receipt.json` and `records.jsonl`); it is the fallback the tests use and what the P2P
+handler in `coordination.attest.p2p_serving` serves from. Records come back with their Merkle
+proofs so the reader can check each one against the receipt's root.
+
+    store = RolloutDirectory("outputs/rollouts")
+    store.put(signed_receipt, records)
+    store.records_with_proofs(run_id_hex, epoch, peer)    # -> [(RolloutRecord, [bytes32, ...]), ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from eth_utils import to_checksum_address
+
+from coordination.attest.receipts import SignedReceipt
+from coordination.attest.records import RolloutRecord, records_to_jsonl, rollouts_tree
+from coordination.errors import AttestationError
+
+
+class RecordsUnavailable(AttestationError):
+    """A peer's rollout records for an epoch could not be fetched."""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def records_with_proofs(records: Sequence[RolloutRecord]) -> list[tuple[RolloutRecord, list[bytes]]]:
+    tree = rollouts_tree(records)
+    return [(r, tree.proof(i)) for i, r in enumerate(records)]
+
+
+class RolloutDirectory:
+    """Receipts and records on disk, keyed by (run id hex, epoch, peer)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _dir(self, run_id_hex: str, epoch: int, peer: str) -> Path:
+        return self.root / run_id_hex / f"epoch-{int(epoch)}" / to_checksum_address(peer)
+
+    def put(self, signed: SignedReceipt, records: Sequence[RolloutRecord], *, epoch: int | None = None) -> Path:
+        """Store the receipt and records under the receipt's epoch (or `epoch`, to model a republished receipt)."""
+        r = signed.receipt
+        folder = self._dir(r.run_id.hex(), r.epoch if epoch is None else epoch, r.peer)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / "records.jsonl", records_to_jsonl(records))
+        _write_atomic(folder / "receipt.json", json.dumps(signed.to_json(), sort_keys=True))
+        return folder
+
+    def receipts(self, run_id_hex: str, epoch: int) -> list[SignedReceipt]:
+        folder = self.root / run_id_hex / f"epoch-{int(epoch)}"
+        paths = sorted(folder.glob("*/receipt.json")) if folder.exists() else []
+        return [SignedReceipt.from_json(json.loads(p.read_text())) for p in paths]
+
+    def records(self, run_id_hex: str, epoch: int, peer: str) -> list[RolloutRecord]:
+        path = self._dir(run_id_hex, epoch, peer) / "records.jsonl"
+        if not path.exists():
+            raise RecordsUnavailable(f"no rollout records of {peer} for epoch {epoch} under {self.root}")
+        return [RolloutRecord.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+
+    def records_with_proofs(self, run_id_hex: str, epoch: int, peer: str):
+        return records_with_proofs(self.records(run_id_hex, epoch, peer))
