@@ -1,0 +1,36 @@
+"""Chain time: read it, and move it forward on a dev chain (eth-tester or anvil).
+
+All our contracts use timestamps (ERC-6372 `mode=timestamp`), so tests, the devnet and the demo
+move time rather than mine blocks.
+
+    advance_time(w3, 3600)    # one hour later, with a new block mined at that time
+"""
+
+from __future__ import annotations
+
+from coordination.errors import ChainError
+
+
+def chain_now(w3) -> int:
+    """Timestamp of the latest block."""
+    return w3.eth.get_block("latest")["timestamp"]
+
+
+def _is_eth_tester(w3) -> bool:
+    return "EthereumTester" in w3.client_version
+
+
+def advance_time(w3, seconds: int) -> int:
+    """Mine a block `seconds` after the latest one; returns its timestamp. Dev chains only."""
+    if seconds < 0:
+        raise ValueError(f"time only moves forward; got seconds={seconds}")
+    target = chain_now(w3) + max(seconds, 1)
+    if _is_eth_tester(w3):
+        w3.testing.timeTravel(target)
+    else:
+        try:
+            w3.provider.make_request("evm_setNextBlockTimestamp", [target])
+            w3.provider.make_request("evm_mine", [])
+        except Exception as exc:
+            raise ChainError(f"cannot move time on this chain ({exc}); only dev chains (anvil, eth-tester) allow it") from exc
+    return chain_now(w3)
