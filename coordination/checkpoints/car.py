@@ -55,7 +55,7 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
         header_length = varint.decode(stream)
         header = dag_cbor.decode(stream.read(header_length))
     except Exception as exc:
-        raise CheckpointError("not a CAR file (bad header): pass a file written by `hivetune checkpoint export`") from exc
+        raise CheckpointError("not a CAR file (bad header): pass one written by `hivetune checkpoint export`") from exc
     if not isinstance(header, dict) or header.get("version") != 1 or not isinstance(header.get("roots"), list):
         raise CheckpointError(f"unsupported CAR header {header!r}: only CARv1 is supported")
     return [root.set(base="base32") for root in header["roots"]], _sections(stream)

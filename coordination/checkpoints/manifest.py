@@ -50,7 +50,7 @@ class FileEntry:
 
 
 def adapter_files(adapter_dir: Path) -> list[Path]:
-    """The regular files of an adapter dir, sorted by relative path; CheckpointError if it is not a PEFT adapter dir."""
+    """The regular files of an adapter dir, sorted by relative path; CheckpointError if it is not PEFT's."""
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise CheckpointError(f"{adapter_dir} is not a directory: pass a PEFT adapter dir saved by save_pretrained")
@@ -123,20 +123,30 @@ def decode_manifest(data: bytes, cid: CID | str = "?") -> dict:
         raise CheckpointError(f"block {cid} is not a hivetune checkpoint manifest: pass a checkpoint CID")
     if node.get("version") != MANIFEST_VERSION:
         raise CheckpointError(f"checkpoint {cid} has manifest version {node.get('version')}: upgrade hivetune")
+    try:
+        _normalize_links(node, cid)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {cid} has a malformed manifest ({exc!r}): not written by hivetune") from exc
+    return node
+
+
+def _normalize_links(node: dict, cid: CID | str) -> None:
+    """Check file names and link codecs; print every link in base32 like the rest of hivetune."""
     for entry in node["files"]:
         check_file_name(entry["name"], cid)
+        if not isinstance(entry["size"], int) or not isinstance(entry["sha256"], str):
+            raise TypeError(f"bad size/sha256 for {entry['name']!r}")
         if any(link.codec.name != RAW for link in entry["chunks"]):
             raise CheckpointError(f"checkpoint {cid} links a non-raw chunk in {entry['name']}: it is malformed")
         entry["chunks"] = [link.set(base="base32") for link in entry["chunks"]]
     if node.get("parent") is not None:
         node["parent"] = node["parent"].set(base="base32")
-    return node
 
 
 def check_file_name(name: str, cid: CID | str = "?") -> None:
     """Refuse names that could escape the target dir (absolute, '..', backslashes, empty parts)."""
-    parts = PurePosixPath(name).parts
-    if not parts or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+    parts = name.split("/")
+    if PurePosixPath(name).is_absolute() or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise CheckpointError(f"checkpoint {cid} names an unsafe file path {name!r}: refusing to materialize it")
 
 
@@ -154,5 +164,4 @@ def read_adapter_config(adapter_dir: Path) -> dict:
     try:
         return json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text())
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{adapter_dir}/{ADAPTER_CONFIG} is not valid JSON ({exc}): re-save the adapter") from exc
-
+        raise CheckpointError(f"{adapter_dir}/{ADAPTER_CONFIG} is not JSON ({exc}): re-save the adapter") from exc

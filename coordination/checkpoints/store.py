@@ -174,6 +174,13 @@ class CheckpointStore:
         """Linked chunks that are absent or fail verification (those are quarantined)."""
         return [link for link in self.checkpoint_blocks(cid)[1:] if not self.blocks.check(link)]
 
+    def is_complete(self, cid: str | CID) -> bool:
+        """Whether the manifest and every chunk are present and verify."""
+        try:
+            return not self.missing_blocks(cid)
+        except (MissingBlockError, CorruptBlockError):
+            return False
+
     def get(self, cid: str | CID, to_dir: Path | str) -> Path:
         """Materialize a checkpoint into `to_dir` (new or empty); every chunk and file hash is checked.
 
@@ -225,10 +232,8 @@ class CheckpointStore:
         present = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
         if present != [entry["name"] for entry in node["files"]]:
             return False
-        return all(
-            (directory / e["name"]).stat().st_size == e["size"] and mf.file_sha256(directory / e["name"]) == e["sha256"]
-            for e in node["files"]
-        )
+        files = [(directory / e["name"], e) for e in node["files"]]
+        return all(path.stat().st_size == e["size"] and mf.file_sha256(path) == e["sha256"] for path, e in files)
 
     def checkout(self, cid: str | CID) -> Path:
         """A verified materialization of the checkpoint under the store (reused while it still matches)."""
