@@ -108,6 +108,9 @@ class StakingClient(ContractClient):
     def get_past_votes(self, account: str, timepoint: int) -> int:
         return self._call("getPastVotes", to_checksum_address(account), timepoint)
 
+    def evidence_used(self, evidence: bytes) -> bool:
+        return self._call("evidenceUsed", evidence)
+
     def required_quorum_stake(self) -> int:
         return self._call("requiredQuorumStake")
 

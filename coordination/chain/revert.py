@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from functools import cache
 
 from eth_abi import decode
-from eth_utils import keccak, to_bytes
+from eth_utils import keccak, to_bytes, to_checksum_address
 
 from coordination.chain.artifacts import error_abis
 from coordination.errors import ChainError
@@ -53,9 +53,10 @@ def decode_revert_data(data: bytes | str | None) -> tuple[str, tuple] | None:
         return None
     name, types = known
     try:
-        return name, tuple(decode(types, raw[4:]))
+        values = decode(types, raw[4:])
     except Exception:  # malformed payload behind a known selector
         return None
+    return name, tuple(to_checksum_address(v) if t == "address" else v for t, v in zip(types, values, strict=True))
 
 
 def _format_arg(value) -> str:

@@ -1,0 +1,86 @@
+"""An in-process chain (eth-tester + py-evm) with everything deployed, for tests and benchmarks.
+
+    box = Sandbox.create(accounts=5, params=DeployParams(unbonding_delay=100))
+    box.c.staking.stake(10, sender=box.accounts[1].address)
+    snap = box.snapshot(); ...; box.revert(snap)
+
+The accounts are fresh keys added to eth-tester as unlocked accounts (send with `.address`) that
+can also sign EIP-712 messages (validators). Each gets ETH for gas and `fund_each` tokens. Needs
+the dev extra (`eth-tester[py-evm]`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from unittest.mock import ANY
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from coordination.chain.deploy import TOKEN, Clients, DeployParams, Deployment, deploy_all
+from coordination.errors import ChainError
+
+__all__ = ["ANY", "Sandbox", "expect_revert", "register_validators"]
+
+
+@dataclass
+class Sandbox:
+    w3: object
+    deployment: Deployment
+    c: Clients
+    deployer: str
+    accounts: list[LocalAccount]
+
+    @classmethod
+    def create(cls, *, accounts: int = 4, fund_each: int = 10_000 * TOKEN, params: DeployParams | None = None):
+        from web3 import EthereumTesterProvider, Web3
+
+        provider = EthereumTesterProvider()
+        w3 = Web3(provider)
+        deployer = w3.eth.accounts[0]
+        deployment = deploy_all(w3, deployer, params)
+        clients = deployment.clients(w3)
+        keys = [Account.from_key(bytes([0x42] * 31 + [i + 1])) for i in range(accounts)]
+        for account in keys:
+            provider.ethereum_tester.add_account(account.key.hex())
+            w3.eth.send_transaction({"from": deployer, "to": account.address, "value": 10**21})
+            if fund_each:
+                clients.token.transfer(account.address, fund_each, sender=deployer)
+        return cls(w3, deployment, clients, deployer, keys)
+
+    def snapshot(self) -> int:
+        return self.w3.testing.snapshot()
+
+    def revert(self, snapshot_id: int) -> None:
+        self.w3.testing.revert(snapshot_id)
+
+    def approve_and_stake(self, account: LocalAccount | str, amount: int):
+        address = account if isinstance(account, str) else account.address
+        self.c.token.approve(self.c.staking.address, amount, sender=address)
+        return self.c.staking.stake(amount, sender=address)
+
+
+def register_validators(box: Sandbox, stakes: dict[LocalAccount, int]) -> None:
+    """Stake and register each account as a validator."""
+    for account, amount in stakes.items():
+        box.approve_and_stake(account, amount)
+        box.c.staking.register_validator(sender=account.address)
+
+
+@contextmanager
+def expect_revert(error_name: str, *args):
+    """Assert the block raises ChainError carrying exactly this custom error and these arguments.
+
+    Pass `ANY` for an argument whose value the test does not pin (e.g. a block timestamp).
+    """
+    try:
+        yield
+    except ChainError as exc:
+        got = (exc.error_name, exc.error_args)
+        ok = exc.error_name == error_name and len(exc.error_args) == len(args)
+        ok = ok and all(a is ANY or a == b for a, b in zip(args, exc.error_args, strict=False))
+        if not ok:
+            raise AssertionError(f"expected {error_name}{args}, got {got[0]}{got[1]} ({exc})") from exc
+    else:
+        raise AssertionError(f"expected revert {error_name}{args}, but the call succeeded")

@@ -1,0 +1,299 @@
+"""Staking on eth-tester: stake/unstake/withdraw, validators, quorum checks, slashing, votes.
+
+One deployment per module, a snapshot/revert around every test. Every revert asserts its exact
+custom error and arguments.
+"""
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+
+from coordination.chain.clock import advance_time, chain_now
+from coordination.chain.deploy import DeployParams, deploy_contract
+from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
+from coordination.chain.signing import quorum_signatures, sign_slash, staking_domain
+from coordination.errors import ChainError
+
+pytestmark = pytest.mark.chain
+
+TREASURY = "0x000000000000000000000000000000000000bEEF"
+PARAMS = DeployParams(
+    unbonding_delay=100, min_validator_stake=1000, validator_quorum_bps=6667, treasury=TREASURY,
+    challenge_window=50, voting_delay=10, voting_period=100, proposal_threshold=500, quorum_percent=10,
+)
+EVIDENCE = keccak(text="fraud evidence #1")
+
+
+@pytest.fixture(scope="module")
+def box():
+    box = Sandbox.create(accounts=6, params=PARAMS)
+    v0, v1, v2 = box.accounts[:3]
+    register_validators(box, {v0: 1000, v1: 2000, v2: 3000})  # total 6000, quorum needs ceil(4000.2) = 4001
+    return box
+
+
+@pytest.fixture(autouse=True)
+def fresh(box):
+    snap = box.snapshot()
+    yield
+    box.revert(snap)
+
+
+def addr(box, i):
+    return box.accounts[i].address
+
+
+def slash_sigs(box, signers, offender, amount, evidence=EVIDENCE, domain=None):
+    domain = domain or box.c.staking.domain()
+    return quorum_signatures(signers, lambda a: sign_slash(a, domain, offender, amount, evidence))
+
+
+# ---------------------------------------------------------------- stake
+
+
+def test_stake_moves_tokens_and_self_delegates_votes(box):
+    user = addr(box, 3)
+    before = box.c.token.balance_of(user)
+    box.c.token.approve(box.c.staking.address, 700, sender=user)
+    receipt = box.c.staking.stake(700, sender=user)
+    assert box.c.staking.events("Staked", receipt) == [{"account": user, "amount": 700}]
+    assert box.c.token.balance_of(user) == before - 700
+    assert box.c.staking.stake_of(user) == 700
+    assert box.c.staking.get_votes(user) == 700
+    assert box.c.staking.totals()["totalStaked"] == 6000 + 700
+
+
+def test_stake_zero_and_without_allowance_revert(box):
+    user = addr(box, 3)
+    with expect_revert("ZeroAmount"):
+        box.c.staking.stake(0, sender=user)
+    with expect_revert("ERC20InsufficientAllowance", box.c.staking.address, 0, 5):
+        box.c.staking.stake(5, sender=user)
+
+
+def test_stake_with_permit_needs_no_approve(box):
+    owner = box.accounts[3]
+    token = box.c.token.contract
+    deadline = chain_now(box.w3) + 3600
+    typed = encode_typed_data(full_message={
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+            "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
+                       {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
+                       {"name": "deadline", "type": "uint256"}],
+        },
+        "primaryType": "Permit",
+        "domain": {"name": "Hive", "version": "1", "chainId": box.w3.eth.chain_id, "verifyingContract": token.address},
+        "message": {"owner": owner.address, "spender": box.c.staking.address, "value": 321,
+                    "nonce": token.functions.nonces(owner.address).call(), "deadline": deadline},
+    })
+    sig = Account.sign_message(typed, owner.key)
+    box.c.staking._send("stakeWithPermit", 321, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"),
+                        sender=owner.address)
+    assert box.c.staking.stake_of(owner.address) == 321
+
+
+def test_clock_is_timestamp(box):
+    assert box.c.staking.param("CLOCK_MODE") == "mode=timestamp"
+    assert box.c.staking.param("clock") == chain_now(box.w3)
+
+
+# ---------------------------------------------------------------- unstake / withdraw
+
+
+def test_request_unstake_then_withdraw_after_delay(box):
+    user = addr(box, 3)
+    box.approve_and_stake(user, 500)
+    before = box.c.token.balance_of(user)
+    receipt = box.c.staking.request_unstake(200, sender=user)
+    release_at = chain_now(box.w3) + 100
+    assert box.c.staking.events("UnstakeRequested", receipt) == [{"account": user, "amount": 200, "releaseAt": release_at}]
+    assert box.c.staking.stake_of(user) == 300
+    assert box.c.staking.get_votes(user) == 300
+    assert box.c.staking.pending_withdrawal(user) == (200, release_at)
+    with expect_revert("StillUnbonding", release_at, ANY):
+        box.c.staking.withdraw(sender=user)
+    advance_time(box.w3, 100)
+    receipt = box.c.staking.withdraw(sender=user)
+    assert box.c.staking.events("Withdrawn", receipt) == [{"account": user, "amount": 200}]
+    assert box.c.token.balance_of(user) == before + 200
+    assert box.c.staking.pending_withdrawal(user) == (0, 0)
+    assert box.c.staking.totals()["totalPending"] == 0
+
+
+def test_second_request_adds_and_restarts_delay(box):
+    user = addr(box, 3)
+    box.approve_and_stake(user, 500)
+    box.c.staking.request_unstake(100, sender=user)
+    advance_time(box.w3, 60)
+    box.c.staking.request_unstake(50, sender=user)
+    assert box.c.staking.pending_withdrawal(user) == (150, chain_now(box.w3) + 100)
+
+
+def test_unstake_reverts(box):
+    user = addr(box, 3)
+    box.approve_and_stake(user, 500)
+    with expect_revert("ZeroAmount"):
+        box.c.staking.request_unstake(0, sender=user)
+    with expect_revert("StakeTooLow", 500, 501):
+        box.c.staking.request_unstake(501, sender=user)
+    with expect_revert("StakeTooLow", 999, 1000):  # a validator cannot drop below the minimum
+        box.c.staking.request_unstake(1, sender=addr(box, 0))
+    with expect_revert("NothingToWithdraw", user):
+        box.c.staking.withdraw(sender=user)
+
+
+# ---------------------------------------------------------------- validators
+
+
+def test_register_and_deregister_validator(box):
+    user = addr(box, 3)
+    with expect_revert("StakeTooLow", 0, 1000):
+        box.c.staking.register_validator(sender=user)
+    box.approve_and_stake(user, 1500)
+    receipt = box.c.staking.register_validator(sender=user)
+    assert box.c.staking.events("ValidatorRegistered", receipt) == [{"validator": user, "stake": 1500}]
+    assert box.c.staking.is_validator(user)
+    assert box.c.staking.totals()["totalValidatorStake"] == 7500
+    with expect_revert("AlreadyValidator", user):
+        box.c.staking.register_validator(sender=user)
+    box.approve_and_stake(user, 100)  # a validator's new stake counts toward the validator total
+    assert box.c.staking.totals()["totalValidatorStake"] == 7600
+    receipt = box.c.staking.deregister_validator(sender=user)
+    assert box.c.staking.events("ValidatorDeregistered", receipt) == [{"validator": user}]
+    assert box.c.staking.totals() == {"totalStaked": 7600, "totalPending": 0, "totalValidatorStake": 6000,
+                                      "validatorCount": 3}
+    with expect_revert("NotAValidator", user):
+        box.c.staking.deregister_validator(sender=user)
+
+
+def test_required_quorum_stake_rounds_up(box):
+    assert box.c.staking.required_quorum_stake() == 4001  # ceil(6000 * 6667 / 10000)
+
+
+# ---------------------------------------------------------------- quorum
+
+
+def test_quorum_accepts_enough_stake_and_returns_it(box):
+    v0, v1, v2 = box.accounts[:3]
+    digest = box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE)
+    sigs = slash_sigs(box, [v1, v2], addr(box, 3), 1)
+    assert box.c.staking.require_quorum(digest, sigs) == 5000
+
+
+def test_quorum_rejects_below_quorum_duplicates_unsorted_forged_and_empty(box):
+    v0, v1, v2 = box.accounts[:3]
+    offender = addr(box, 3)
+    digest = box.c.staking.slash_digest(offender, 1, EVIDENCE)
+    with expect_revert("QuorumNotReached", 4000, 4001):
+        box.c.staking.require_quorum(digest, slash_sigs(box, [v0, v2], offender, 1))
+    one = slash_sigs(box, [v2], offender, 1)[0]
+    with expect_revert("SignersNotSorted", v2.address, v2.address):
+        box.c.staking.require_quorum(digest, [one, one])
+    ordered = slash_sigs(box, [v1, v2], offender, 1)
+    lo, hi = sorted([v1.address, v2.address], key=lambda a: int(a, 16))
+    with expect_revert("SignersNotSorted", hi, lo):
+        box.c.staking.require_quorum(digest, ordered[::-1])
+    outsider = box.accounts[4]
+    with expect_revert("NotAValidator", outsider.address):
+        box.c.staking.require_quorum(digest, slash_sigs(box, [outsider], offender, 1))
+    with expect_revert("NoSignatures"):
+        box.c.staking.require_quorum(digest, [])
+    with expect_revert("ECDSAInvalidSignatureLength", 3):
+        box.c.staking.require_quorum(digest, [b"abc"])
+
+
+# ---------------------------------------------------------------- slashing
+
+
+def test_slash_takes_active_stake_to_treasury(box):
+    v0, v1, v2 = box.accounts[:3]
+    offender = addr(box, 3)
+    box.approve_and_stake(offender, 800)
+    receipt = box.c.staking.slash(offender, 300, EVIDENCE, slash_sigs(box, [v1, v2], offender, 300), sender=addr(box, 5))
+    assert box.c.staking.events("Slashed", receipt) == [
+        {"offender": offender, "amount": 300, "evidence": EVIDENCE, "treasury": TREASURY}
+    ]
+    assert box.c.token.balance_of(TREASURY) == 300
+    assert box.c.staking.stake_of(offender) == 500
+    assert box.c.staking.get_votes(offender) == 500
+    assert box.c.staking.evidence_used(EVIDENCE)
+    with expect_revert("EvidenceAlreadyUsed", EVIDENCE):  # the same signatures cannot be replayed
+        box.c.staking.slash(offender, 300, EVIDENCE, slash_sigs(box, [v1, v2], offender, 300), sender=addr(box, 5))
+
+
+def test_slash_reaches_pending_withdrawals_and_caps_at_available(box):
+    v0, v1, v2 = box.accounts[:3]
+    offender = addr(box, 3)
+    box.approve_and_stake(offender, 800)
+    box.c.staking.request_unstake(600, sender=offender)
+    with expect_revert("SlashExceedsStake", 801, 800):
+        box.c.staking.slash(offender, 801, EVIDENCE, slash_sigs(box, [v1, v2], offender, 801), sender=offender)
+    box.c.staking.slash(offender, 500, EVIDENCE, slash_sigs(box, [v1, v2], offender, 500), sender=offender)
+    assert box.c.staking.stake_of(offender) == 0
+    assert box.c.staking.pending_withdrawal(offender)[0] == 300
+    assert box.c.staking.totals()["totalPending"] == 300
+    with expect_revert("ZeroAmount"):
+        box.c.staking.slash(offender, 0, EVIDENCE, [], sender=offender)
+
+
+def test_slashed_validator_below_minimum_leaves_the_set(box):
+    v0, v1, v2 = box.accounts[:3]
+    receipt = box.c.staking.slash(v0.address, 1, EVIDENCE, slash_sigs(box, [v1, v2], v0.address, 1), sender=v1.address)
+    assert box.c.staking.events("ValidatorDeregistered", receipt) == [{"validator": v0.address}]
+    assert not box.c.staking.is_validator(v0.address)
+    assert box.c.staking.totals()["totalValidatorStake"] == 5000
+
+
+def test_slash_signed_for_another_chain_or_contract_is_rejected(box):
+    v0, v1, v2 = box.accounts[:3]
+    offender = addr(box, 3)
+    box.approve_and_stake(offender, 800)
+    validators = {a.address for a in box.accounts[:3]}
+    for domain in (staking_domain(1, box.c.staking.address), staking_domain(box.w3.eth.chain_id, box.c.ledger.address)):
+        sigs = slash_sigs(box, [v1, v2], offender, 100, domain=domain)
+        with pytest.raises(ChainError) as info:
+            box.c.staking.slash(offender, 100, EVIDENCE, sigs, sender=offender)
+        # the signature recovers to some unrelated address: never a validator
+        assert info.value.error_name in {"NotAValidator", "SignersNotSorted"}
+        assert not set(info.value.error_args) & validators - {"0x" + "0" * 40}
+    assert box.c.staking.stake_of(offender) == 800
+
+
+def test_set_treasury_only_owner(box):
+    new = addr(box, 4)
+    with expect_revert("OwnableUnauthorizedAccount", addr(box, 3)):
+        box.c.staking.set_treasury(new, sender=addr(box, 3))
+    with expect_revert("ZeroAddress"):
+        box.c.staking.set_treasury("0x" + "0" * 40, sender=box.deployer)
+    receipt = box.c.staking.set_treasury(new, sender=box.deployer)
+    assert box.c.staking.events("TreasuryChanged", receipt) == [{"previous": TREASURY, "current": new}]
+    assert box.c.staking.param("treasury") == new
+
+
+def test_constructor_rejects_bad_quorum_and_zero_addresses(box):
+    token = box.c.token.address
+    with expect_revert("InvalidQuorumBps", 10001):
+        deploy_contract(box.w3, "Staking", token, 1, 1, 10001, TREASURY, box.deployer, sender=box.deployer)
+    with expect_revert("ZeroAddress"):
+        deploy_contract(box.w3, "Staking", token, 1, 1, 5000, "0x" + "0" * 40, box.deployer, sender=box.deployer)
+
+
+# ---------------------------------------------------------------- votes
+
+
+def test_delegate_moves_voting_power_and_past_votes_are_snapshotted(box):
+    a, b = addr(box, 3), addr(box, 4)
+    box.approve_and_stake(a, 400)
+    t0 = chain_now(box.w3)
+    advance_time(box.w3, 5)
+    box.c.staking.delegate(b, sender=a)
+    assert box.c.staking.get_votes(a) == 0
+    assert box.c.staking.get_votes(b) == 400
+    assert box.c.staking.get_past_votes(a, t0) == 400
+    box.approve_and_stake(a, 100)  # new stake follows the chosen delegate
+    assert box.c.staking.get_votes(b) == 500
+    with expect_revert("ERC5805FutureLookup", chain_now(box.w3) + 10, ANY):
+        box.c.staking.get_past_votes(a, chain_now(box.w3) + 10)
