@@ -1,0 +1,154 @@
+"""Causal LMs for hivetune: load any Hugging Face model by id or path, or build the tiny family.
+
+    from trainer.models import load_model_and_tokenizer, create_tiny_model
+    path = create_tiny_model("outputs/tiny-model", seed=0)      # a hub-style model directory
+    model, tok = load_model_and_tokenizer(path)                   # same code path as a hub id
+    model, tok = load_model_and_tokenizer("Qwen/Qwen2.5-0.5B-Instruct")   # needs the hub or its cache
+    model, tok = load_model_and_tokenizer("tiny")                 # builds/caches the tiny model
+
+The tiny family is a small Llama-architecture model (Qwen2-like shape: hidden 128, 4 layers, GQA,
+~0.8M parameters by default) with a
+character-level tokenizer (printable ASCII + newline + `<pad> <bos> <eos> <unk>`) and a chat
+template. It is written with `save_pretrained`, so everything downstream (TRL, PEFT, eval)
+treats it exactly like a hub model directory. Weights are a pure function of the seed.
+CLI: `hivetune tiny-model --out DIR`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from trainer.errors import ModelNotFoundError
+
+# Llama, not Qwen2: transformers 5 forces Qwen2Tokenizer (byte-level BPE) onto any qwen2 model dir,
+# which would silently replace our character tokenizer; for llama dirs it honours tokenizer.json.
+TINY_ALIAS = "tiny"
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
+CHARACTERS = [chr(i) for i in range(32, 127)] + ["\n"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ '<' + m['role'] + '>' + m['content'] + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}"
+)
+TINY_DEFAULTS = dict(
+    hidden_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=384,
+    max_position_embeddings=256,
+)
+
+
+def hivetune_home() -> Path:
+    """Where hivetune caches built artifacts (tiny models, warm starts): $HIVETUNE_HOME or the user cache dir."""
+    if os.environ.get("HIVETUNE_HOME"):
+        return Path(os.environ["HIVETUNE_HOME"])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("hivetune"))
+
+
+def build_char_tokenizer():
+    """A character-level `PreTrainedTokenizerFast`: one token per character, specials matched whole."""
+    from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(SPECIAL_TOKENS.values())
+    vocab = {token: i for i, token in enumerate(specials + CHARACTERS)}
+    backend = Tokenizer(WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    backend.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def tiny_config(tokenizer, **overrides):
+    """The Llama config of the tiny family; `overrides` change any field (e.g. hidden_size=64)."""
+    from transformers import LlamaConfig
+
+    fields = {**TINY_DEFAULTS, **overrides}
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **fields,
+    )
+
+
+def create_tiny_model(out_dir: str | Path, *, seed: int = 0, **config_overrides) -> Path:
+    """Build a freshly initialised tiny model + tokenizer from `seed` and `save_pretrained` both to `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    out = Path(out_dir)
+    tokenizer = build_char_tokenizer()
+    config = tiny_config(tokenizer, **config_overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "hivetune_tiny.json").write_text(json.dumps({"seed": seed, **TINY_DEFAULTS, **config_overrides}))
+    return out
+
+
+def ensure_tiny_model(*, seed: int = 0) -> Path:
+    """The cached tiny model for `seed` under `hivetune_home()`, built on first use."""
+    path = hivetune_home() / "models" / f"tiny-seed{seed}"
+    if not (path / "config.json").exists():
+        tmp = create_tiny_model(path.with_name(path.name + f".tmp{os.getpid()}"), seed=seed)
+        try:
+            tmp.rename(path)
+        except OSError:  # another process won the race; its copy is identical (same seed)
+            shutil.rmtree(tmp)
+    return path
+
+
+def resolve_model_path(name_or_path: str | Path) -> str:
+    """Map the alias `tiny` to its cached directory; keep anything else (a path or a hub id) as given."""
+    return str(ensure_tiny_model()) if str(name_or_path) == TINY_ALIAS else str(name_or_path)
+
+
+def _not_found(name: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model '{name}' not found locally and the hub is unreachable: pass a local path or run `hivetune tiny-model`"
+    )
+
+
+def load_tokenizer(name_or_path: str | Path):
+    """The tokenizer of a model id/path (left padding, pad token set), with the one-line not-found error."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise _not_found(str(name_or_path)) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model_and_tokenizer(name_or_path: str | Path, *, dtype=None):
+    """Load `AutoModelForCausalLM` + `AutoTokenizer` from a local directory, the hub, or the alias `tiny`."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model_path(name_or_path)
+    tokenizer = load_tokenizer(source)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as exc:
+        raise _not_found(str(name_or_path)) from exc
+    return model, tokenizer
