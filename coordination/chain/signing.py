@@ -126,6 +126,14 @@ def _recover(signatures: Iterable[bytes], signable) -> list[str]:
         raise AttestationError(f"cannot recover a signer: {exc}; check the signature is 65 bytes r||s||v") from exc
 
 
+def period_digest(domain: Eip712Domain, run_id, period: int, root: bytes, total_units: int, reward: int) -> bytes:
+    """The 32-byte EIP-712 digest of a Period message (equals ContributionLedger.periodDigest)."""
+    from eth_account.messages import _hash_eip191_message
+
+    typed = _typed(domain, "Period", PERIOD_FIELDS, _period_message(run_id, period, root, total_units, reward))
+    return _hash_eip191_message(typed)
+
+
 def sign_period(signer: Signer, domain: Eip712Domain, run_id, period: int, root: bytes, total_units: int, reward: int) -> bytes:
     """A validator's 65-byte signature approving a period's contribution root."""
     return _sign(signer, _typed(domain, "Period", PERIOD_FIELDS, _period_message(run_id, period, root, total_units, reward)))
