@@ -88,6 +88,7 @@ class CheckpointStore:
         self.blocks = BlockStore(self.root)
         self.pins_dir = self.root / "pins"
         self.checkouts_dir = self.root / "checkouts"
+        self.quarantine_dir = self.blocks.quarantine_dir
 
     # -- locking -------------------------------------------------------------------------------------
     @contextlib.contextmanager
