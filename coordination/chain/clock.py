@@ -26,7 +26,7 @@ def advance_time(w3, seconds: int) -> int:
         raise ValueError(f"time only moves forward; got seconds={seconds}")
     target = chain_now(w3) + max(seconds, 1)
     if _is_eth_tester(w3):
-        w3.testing.timeTravel(target)
+        w3.testing.timeTravel(target + 1)  # eth-tester mines the block at `to - 1` (pending = `to`)
     else:
         try:
             w3.provider.make_request("evm_setNextBlockTimestamp", [target])
