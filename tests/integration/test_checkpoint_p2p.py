@@ -1,0 +1,138 @@
+"""Peer-to-peer transfer on loopback: announce in the DHT, fetch in parallel, resume, skip lying peers."""
+
+import logging
+import shutil
+
+import pytest
+
+from coordination.checkpoints.store import CheckpointStore
+from coordination.checkpoints.synthetic import write_synthetic_adapter
+from coordination.errors import FetchError
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+
+
+@pytest.fixture(scope="module")
+def dhts():
+    """Three DHT peers (holder A, holder B, fetcher C), started before any server thread exists."""
+    import hivemind
+
+    first = hivemind.DHT(host_maddrs=LOOPBACK, start=True)
+    peers = [str(m) for m in first.get_visible_maddrs()]
+    nodes = [first] + [hivemind.DHT(host_maddrs=LOOPBACK, initial_peers=peers, start=True) for _ in range(2)]
+    yield nodes
+    for node in nodes:
+        node.shutdown()
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    store = CheckpointStore(tmp_path / "source")
+    cid = store.add_adapter(write_synthetic_adapter(tmp_path / "adapter", megabytes=5.5), base_model="hivetune/tiny")
+    return store, cid
+
+
+def server_class(kind: str):
+    from coordination.checkpoints.server import CheckpointServer
+
+    class CountingServer(CheckpointServer):
+        """Honest, but counts what it serves."""
+
+        served: list[str]
+
+        def read_block(self, cid):
+            data = super().read_block(cid)
+            self.served = getattr(self, "served", []) + ([cid] if data is not None else [])
+            return data
+
+    class LyingServer(CountingServer):
+        """Serves every block with one flipped byte."""
+
+        def read_block(self, cid):
+            data = super().read_block(cid)
+            return None if data is None else bytes([data[0] ^ 0xFF]) + data[1:]
+
+    return {"honest": CountingServer, "lying": LyingServer}[kind]
+
+
+@pytest.fixture
+def serve(request):
+    servers = []
+
+    def start(kind, *, dht, store, cid):
+        server = server_class(kind)(dht=dht, store=store, prefix=request.node.name).start()
+        servers.append(server)
+        server.announce(cid)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def fetch(dht, cid, store, request, **kwargs):
+    from coordination.checkpoints.fetch import fetch_checkpoint
+
+    return fetch_checkpoint(dht, cid, store, prefix=request.node.name, timeout=60, **kwargs)
+
+
+def test_fetch_by_cid_gives_a_verified_pinned_byte_identical_checkpoint(tmp_path, dhts, checkpoint, serve, request):
+    source, cid = checkpoint
+    server = serve("honest", dht=dhts[0], store=source, cid=cid)
+    fetched = CheckpointStore(tmp_path / "fetched")
+    sizes = []
+    assert fetch(dhts[2], cid, fetched, request, on_block=sizes.append) == cid
+    assert fetched.verify(cid).ok and fetched.pinned() == [cid]
+    assert sorted(server.served) == sorted(map(str, source.checkpoint_blocks(cid)))
+    assert sum(sizes) == sum(e["size"] for e in source.manifest(cid)["files"])
+    out = fetched.get(cid, tmp_path / "out")
+    assert (out / "adapter_model.safetensors").read_bytes() == (
+        tmp_path / "adapter" / "adapter_model.safetensors"
+    ).read_bytes()
+
+
+def test_fetch_resumes_requesting_only_missing_blocks(tmp_path, dhts, checkpoint, serve, request):
+    source, cid = checkpoint
+    server = serve("honest", dht=dhts[0], store=source, cid=cid)
+    fetched = CheckpointStore(tmp_path / "fetched")
+    blocks = source.checkpoint_blocks(cid)
+    already = blocks[:4]  # manifest + 3 chunks survived an interrupted fetch
+    for block in already:
+        target = fetched.blocks.path_of(block)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source.blocks.path_of(block), target)
+    fetch(dhts[2], cid, fetched, request)
+    assert sorted(server.served) == sorted(map(str, blocks[4:]))
+    assert fetched.verify(cid).ok
+
+
+def test_a_peer_serving_bad_bytes_is_logged_and_skipped(tmp_path, dhts, checkpoint, serve, request, caplog):
+    source, cid = checkpoint
+    liar = serve("lying", dht=dhts[0], store=source, cid=cid)
+    honest = serve("honest", dht=dhts[1], store=source, cid=cid)
+    fetched = CheckpointStore(tmp_path / "fetched")
+    with caplog.at_level(logging.WARNING, logger="coordination.checkpoints.fetch"):
+        fetch(dhts[2], cid, fetched, request, max_parallel=2)
+    assert fetched.verify(cid).ok
+    lies = [r.getMessage() for r in caplog.records if "do not match" in r.getMessage()]
+    assert lies and all(str(dhts[0].peer_id) in lie for lie in lies)
+    # once caught, the liar is never asked again: only requests already in flight can hit it
+    assert len(liar.served) == len(lies) <= 2
+    assert sorted(honest.served) == sorted(map(str, source.checkpoint_blocks(cid)))
+
+
+def test_only_lying_peers_give_a_fetch_error_and_write_nothing(tmp_path, dhts, checkpoint, serve, request):
+    source, cid = checkpoint
+    serve("lying", dht=dhts[0], store=source, cid=cid)
+    fetched = CheckpointStore(tmp_path / "fetched")
+    with pytest.raises(FetchError, match="no holder could serve a valid block"):
+        fetch(dhts[2], cid, fetched, request)
+    assert list(fetched.blocks) == [] and fetched.pinned() == []
+
+
+def test_a_checkpoint_nobody_announces_fails_fast(tmp_path, dhts, checkpoint, request):
+    _, cid = checkpoint
+    with pytest.raises(FetchError, match="no peer announces"):
+        fetch(dhts[2], cid, CheckpointStore(tmp_path / "fetched"), request)
