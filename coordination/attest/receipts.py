@@ -44,9 +44,15 @@ class WorkReceipt:
     checkpoint_cid: str
 
     def message(self) -> dict:
-        return {"runId": self.run_id, "epoch": self.epoch, "peer": to_checksum_address(self.peer),
-                "samples": self.samples, "completionTokens": self.completion_tokens,
-                "rolloutsRoot": self.rollouts_root, "checkpointCid": self.checkpoint_cid}
+        return {
+            "runId": self.run_id,
+            "epoch": self.epoch,
+            "peer": to_checksum_address(self.peer),
+            "samples": self.samples,
+            "completionTokens": self.completion_tokens,
+            "rolloutsRoot": self.rollouts_root,
+            "checkpointCid": self.checkpoint_cid,
+        }
 
     def digest(self, domain: dict) -> bytes:
         return struct_digest(domain, "WorkReceipt", WORK_RECEIPT_FIELDS, self.message())
@@ -59,9 +65,15 @@ class WorkReceipt:
     @classmethod
     def from_json(cls, data: dict) -> WorkReceipt:
         try:
-            return cls(bytes.fromhex(data["run_id"][2:]), int(data["epoch"]), to_checksum_address(data["peer"]),
-                       int(data["samples"]), int(data["completion_tokens"]), bytes.fromhex(data["rollouts_root"][2:]),
-                       str(data["checkpoint_cid"]))
+            return cls(
+                bytes.fromhex(data["run_id"][2:]),
+                int(data["epoch"]),
+                to_checksum_address(data["peer"]),
+                int(data["samples"]),
+                int(data["completion_tokens"]),
+                bytes.fromhex(data["rollouts_root"][2:]),
+                str(data["checkpoint_cid"]),
+            )
         except (KeyError, ValueError, TypeError) as exc:
             raise AttestationError(f"malformed work receipt ({exc}); the peer must republish it") from exc
 
@@ -72,7 +84,9 @@ class SignedReceipt:
     signature: bytes
 
     def signer(self, domain: dict) -> str:
-        return recover_struct_signer(domain, "WorkReceipt", WORK_RECEIPT_FIELDS, self.receipt.message(), self.signature)
+        return recover_struct_signer(
+            domain, "WorkReceipt", WORK_RECEIPT_FIELDS, self.receipt.message(), self.signature
+        )
 
     def verify(self, domain: dict) -> None:
         """Raise AttestationError unless the receipt's own peer signed it under `domain`."""
@@ -98,16 +112,25 @@ class SignedReceipt:
             raise AttestationError(f"malformed signed receipt ({exc}); the peer must republish it") from exc
 
 
-def build_receipt(*, run_id_bytes32: bytes, epoch: int, peer: str, records: Sequence[RolloutRecord],
-                  checkpoint_cid: str) -> WorkReceipt:
+def build_receipt(
+    *, run_id_bytes32: bytes, epoch: int, peer: str, records: Sequence[RolloutRecord], checkpoint_cid: str
+) -> WorkReceipt:
     """The receipt whose counts and root are those of `records`."""
     if len(run_id_bytes32) != 32:
         raise ValueError(f"run_id_bytes32 must be 32 bytes (RunSpec.run_id_bytes32), got {len(run_id_bytes32)}")
     root = rollouts_tree(records).root
-    return WorkReceipt(bytes(run_id_bytes32), int(epoch), to_checksum_address(peer), len(records),
-                       sum(r.completion_tokens for r in records), root, checkpoint_cid)
+    return WorkReceipt(
+        bytes(run_id_bytes32),
+        int(epoch),
+        to_checksum_address(peer),
+        len(records),
+        sum(r.completion_tokens for r in records),
+        root,
+        checkpoint_cid,
+    )
 
 
 def sign_receipt(receipt: WorkReceipt, private_key, domain: dict) -> SignedReceipt:
-    return SignedReceipt(receipt, sign_struct(private_key, domain, "WorkReceipt", WORK_RECEIPT_FIELDS,
-                                              receipt.message()))
+    return SignedReceipt(
+        receipt, sign_struct(private_key, domain, "WorkReceipt", WORK_RECEIPT_FIELDS, receipt.message())
+    )

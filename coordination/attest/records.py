@@ -79,9 +79,20 @@ class RolloutRecord:
     def build(cls, *, slot, generation, task_seed, task_index, prompt, completion, completion_ids, reward, logprobs):
         """Make a record from raw values: hashes the prompt and quantizes the log-probs."""
         if len(logprobs) != len(completion_ids):
-            raise ValueError(f"{len(logprobs)} log-probs for {len(completion_ids)} completion tokens; pass one per token")
-        return cls(slot, generation, task_seed, task_index, "0x" + text_digest(prompt).hex(), completion,
-                   tuple(int(t) for t in completion_ids), float(reward), tuple(quantize_logprobs(logprobs)))
+            raise ValueError(
+                f"{len(logprobs)} log-probs for {len(completion_ids)} completion tokens; pass one per token"
+            )
+        return cls(
+            slot,
+            generation,
+            task_seed,
+            task_index,
+            "0x" + text_digest(prompt).hex(),
+            completion,
+            tuple(int(t) for t in completion_ids),
+            float(reward),
+            tuple(quantize_logprobs(logprobs)),
+        )
 
     @property
     def completion_tokens(self) -> int:
@@ -89,9 +100,15 @@ class RolloutRecord:
 
     def leaf_values(self) -> tuple:
         return (
-            self.slot, self.generation, self.task_seed, self.task_index, bytes.fromhex(self.prompt_digest[2:]),
-            completion_digest(self.completion, self.completion_ids), quantize_reward(self.reward),
-            self.completion_tokens, logprob_digest(self.logprobs_milli),
+            self.slot,
+            self.generation,
+            self.task_seed,
+            self.task_index,
+            bytes.fromhex(self.prompt_digest[2:]),
+            completion_digest(self.completion, self.completion_ids),
+            quantize_reward(self.reward),
+            self.completion_tokens,
+            logprob_digest(self.logprobs_milli),
         )
 
     def leaf(self) -> bytes:

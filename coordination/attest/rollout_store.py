@@ -48,10 +48,17 @@ class RolloutDirectory:
     def _dir(self, run_id_hex: str, epoch: int, peer: str) -> Path:
         return self.root / run_id_hex / f"epoch-{int(epoch)}" / to_checksum_address(peer)
 
-    def put(self, signed: SignedReceipt, records: Sequence[RolloutRecord], *, epoch: int | None = None) -> Path:
-        """Store the receipt and records under the receipt's epoch (or `epoch`, to model a republished receipt)."""
+    def put(
+        self,
+        signed: SignedReceipt,
+        records: Sequence[RolloutRecord],
+        *,
+        run_id_hex: str | None = None,
+        epoch: int | None = None,
+    ) -> Path:
+        """Publish the receipt and records under its own run and epoch, or under `run_id_hex`/`epoch` (a replay)."""
         r = signed.receipt
-        folder = self._dir(r.run_id.hex(), r.epoch if epoch is None else epoch, r.peer)
+        folder = self._dir(run_id_hex or r.run_id.hex(), r.epoch if epoch is None else epoch, r.peer)
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(folder / "records.jsonl", records_to_jsonl(records))
         _write_atomic(folder / "receipt.json", json.dumps(signed.to_json(), sort_keys=True))
@@ -70,3 +77,8 @@ class RolloutDirectory:
 
     def records_with_proofs(self, run_id_hex: str, epoch: int, peer: str):
         return records_with_proofs(self.records(run_id_hex, epoch, peer))
+
+    def fetch(self, signed: SignedReceipt):
+        """A validator's record fetcher: the records (with proofs) stored for the receipt's own run, epoch and peer."""
+        r = signed.receipt
+        return self.records_with_proofs(r.run_id.hex(), r.epoch, r.peer)

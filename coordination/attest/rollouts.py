@@ -45,26 +45,51 @@ def correctness_reward(task) -> RewardFn:
     return lambda completion, sample: 1.0 if task.verify(completion, sample) else 0.0
 
 
+def task_reward(task) -> RewardFn:
+    """The scalar GRPO reward of the trainer (`trainer.rewards.weighted_reward`: correctness, format, steps)."""
+    from trainer.rewards import weighted_reward
+
+    return lambda completion, sample: weighted_reward(task, sample, completion)
+
+
 def decode_completion(tokenizer, completion_ids) -> str:
     return tokenizer.decode(list(completion_ids), skip_special_tokens=True)
 
 
-def rollout_record(model, tokenizer, task, plan: RolloutPlan, slot: int, generation: int, task_index: int,
-                   reward_fn: RewardFn) -> RolloutRecord:
+def rollout_record(
+    model, tokenizer, task, plan: RolloutPlan, slot: int, generation: int, task_index: int, reward_fn: RewardFn
+) -> RolloutRecord:
     """Sample, score and record one completion of the prompt at `slot`."""
     sample = task.sample(plan.task_seed, task_index)
     prompt = task.prompt(sample)
     prompt_ids = encode_prompt(tokenizer, prompt)
     seed = rollout_seed(plan.run_id, plan.epoch, plan.peer, slot, generation)
-    ids = sample_completion(model, prompt_ids, seed=seed, max_new_tokens=plan.max_new_tokens,
-                            temperature=plan.temperature, eos_token_id=tokenizer.eos_token_id)
+    ids = sample_completion(
+        model,
+        prompt_ids,
+        seed=seed,
+        max_new_tokens=plan.max_new_tokens,
+        temperature=plan.temperature,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     text = decode_completion(tokenizer, ids)
-    return RolloutRecord.build(slot=slot, generation=generation, task_seed=plan.task_seed, task_index=task_index,
-                               prompt=prompt, completion=text, completion_ids=ids, reward=reward_fn(text, sample),
-                               logprobs=completion_logprobs(model, tokenizer, prompt_ids, ids))
+    return RolloutRecord.build(
+        slot=slot,
+        generation=generation,
+        task_seed=plan.task_seed,
+        task_index=task_index,
+        prompt=prompt,
+        completion=text,
+        completion_ids=ids,
+        reward=reward_fn(text, sample),
+        logprobs=completion_logprobs(model, tokenizer, prompt_ids, ids),
+    )
 
 
 def generate_rollouts(model, tokenizer, task, plan: RolloutPlan, *, reward_fn: RewardFn) -> list[RolloutRecord]:
     """All of the epoch's records, slot-major, generation-minor."""
-    return [rollout_record(model, tokenizer, task, plan, slot, g, index, reward_fn)
-            for slot, index in enumerate(plan.task_indices()) for g in range(plan.group_size)]
+    return [
+        rollout_record(model, tokenizer, task, plan, slot, g, index, reward_fn)
+        for slot, index in enumerate(plan.task_indices())
+        for g in range(plan.group_size)
+    ]

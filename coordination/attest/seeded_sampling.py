@@ -53,8 +53,9 @@ def token_interval(logits_row, token: int, temperature: float) -> tuple[float, f
     return (float(cdf[token - 1]) if token > 0 else 0.0), float(cdf[token])
 
 
-def sample_completion(model, prompt_ids: Sequence[int], *, seed: bytes, max_new_tokens: int, temperature: float,
-                      eos_token_id: int | None) -> list[int]:
+def sample_completion(
+    model, prompt_ids: Sequence[int], *, seed: bytes, max_new_tokens: int, temperature: float, eos_token_id: int | None
+) -> list[int]:
     """Generate with a KV cache, drawing token t by inverse CDF at `uniform(seed, t)`; stops at EOS."""
     import torch
 
@@ -79,8 +80,9 @@ def _next_step(model, step, previous):
     return model(input_ids=step, past_key_values=previous.past_key_values, use_cache=True)
 
 
-def mismatched_positions(logits, completion_ids: Sequence[int], *, seed: bytes, temperature: float,
-                         cdf_tolerance: float = CDF_TOLERANCE) -> list[int]:
+def mismatched_positions(
+    logits, completion_ids: Sequence[int], *, seed: bytes, temperature: float, cdf_tolerance: float = CDF_TOLERANCE
+) -> list[int]:
     """Positions whose token is not the inverse-CDF draw of its uniform (within the tolerance)."""
     bad = []
     for t, token in enumerate(completion_ids):
@@ -90,12 +92,15 @@ def mismatched_positions(logits, completion_ids: Sequence[int], *, seed: bytes, 
     return bad
 
 
-def check_sampled_tokens(model, prompt_ids, completion_ids, *, seed: bytes, temperature: float,
-                         cdf_tolerance: float = CDF_TOLERANCE) -> list[int]:
+def check_sampled_tokens(
+    model, prompt_ids, completion_ids, *, seed: bytes, temperature: float, cdf_tolerance: float = CDF_TOLERANCE
+) -> list[int]:
     """One forward pass; the positions where `completion_ids` disagree with seeded sampling."""
     from coordination.attest.logprobs import completion_logits
 
     if not completion_ids:
         return []
     logits = completion_logits(model, list(prompt_ids), list(completion_ids))
-    return mismatched_positions(logits, completion_ids, seed=seed, temperature=temperature, cdf_tolerance=cdf_tolerance)
+    return mismatched_positions(
+        logits, completion_ids, seed=seed, temperature=temperature, cdf_tolerance=cdf_tolerance
+    )

@@ -23,11 +23,16 @@ DOMAIN_VERSION = "1"
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
-def attest_domain(*, chain_id: int, verifying_contract: str | None = None, name: str = DOMAIN_NAME,
-                  version: str = DOMAIN_VERSION) -> dict:
+def attest_domain(
+    *, chain_id: int, verifying_contract: str | None = None, name: str = DOMAIN_NAME, version: str = DOMAIN_VERSION
+) -> dict:
     """The EIP-712 domain of hivetune attestations on `chain_id` (contract = the ledger, when deployed)."""
-    return {"name": name, "version": version, "chainId": int(chain_id),
-            "verifyingContract": verifying_contract or ZERO_ADDRESS}
+    return {
+        "name": name,
+        "version": version,
+        "chainId": int(chain_id),
+        "verifyingContract": verifying_contract or ZERO_ADDRESS,
+    }
 
 
 def _signable(domain: dict, primary: str, fields: Sequence[tuple[str, str]], message: dict):
@@ -52,4 +57,6 @@ def recover_struct_signer(domain: dict, primary: str, fields, message: dict, sig
     try:
         return Account.recover_message(_signable(domain, primary, fields, message), signature=bytes(signature))
     except Exception as exc:  # eth-keys raises several types for bad r/s/v
-        raise AttestationError(f"malformed EIP-712 signature over {primary}: {exc}; ask the signer to re-sign") from exc
+        raise AttestationError(
+            f"malformed EIP-712 signature over {primary}: {exc}; ask the signer to re-sign"
+        ) from exc

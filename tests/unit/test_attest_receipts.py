@@ -15,17 +15,34 @@ LEDGER = "0x" + "ab" * 20
 
 def make_record(slot=0, generation=0, reward=1.0, completion="<t>1</t><a>3</a>", logprobs=None):
     ids = [ord(c) for c in completion]
-    return RolloutRecord.build(slot=slot, generation=generation, task_seed=7, task_index=100 + slot,
-                               prompt=f"Q:{slot}+3\n", completion=completion, completion_ids=ids, reward=reward,
-                               logprobs=logprobs if logprobs is not None else [-0.5] * len(ids))
+    return RolloutRecord.build(
+        slot=slot,
+        generation=generation,
+        task_seed=7,
+        task_index=100 + slot,
+        prompt=f"Q:{slot}+3\n",
+        completion=completion,
+        completion_ids=ids,
+        reward=reward,
+        logprobs=logprobs if logprobs is not None else [-0.5] * len(ids),
+    )
 
 
 def test_logprobs_quantize_to_milli_nats():
     assert quantize_logprobs([-0.12345, -2.0, -0.0004, -0.0006]) == [-123, -2000, 0, -1]
 
 
-@pytest.mark.parametrize("field,value", [("reward", 0.0), ("completion", "<a>4</a>"), ("task_index", 999),
-                                         ("logprobs_milli", (-1,) * 16), ("slot", 5), ("generation", 1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("reward", 0.0),
+        ("completion", "<a>4</a>"),
+        ("task_index", 999),
+        ("logprobs_milli", (-1,) * 16),
+        ("slot", 5),
+        ("generation", 1),
+    ],
+)
 def test_changing_any_field_changes_the_leaf(field, value):
     import dataclasses
 
@@ -51,8 +68,9 @@ def test_record_json_round_trip_keeps_the_leaf():
 
 def test_receipt_counts_and_root_come_from_the_records():
     records = [make_record(slot=s) for s in range(4)]
-    receipt = build_receipt(run_id_bytes32=b"\x01" * 32, epoch=2, peer=PEER.address, records=records,
-                            checkpoint_cid="bafy-ckpt")
+    receipt = build_receipt(
+        run_id_bytes32=b"\x01" * 32, epoch=2, peer=PEER.address, records=records, checkpoint_cid="bafy-ckpt"
+    )
     assert receipt.samples == 4
     assert receipt.completion_tokens == sum(len(r.completion_ids) for r in records)
     assert receipt.rollouts_root == rollouts_tree(records).root
@@ -70,11 +88,14 @@ def test_signed_receipt_recovers_its_peer_and_round_trips_json():
     assert again == signed and again.signer(domain) == PEER.address
 
 
-@pytest.mark.parametrize("other_domain", [
-    attest_domain(chain_id=1, verifying_contract=LEDGER),          # wrong chain
-    attest_domain(chain_id=31337, verifying_contract="0x" + "cd" * 20),  # other deployment
-    attest_domain(chain_id=31337, verifying_contract=LEDGER, name="other"),  # wrong domain name
-])
+@pytest.mark.parametrize(
+    "other_domain",
+    [
+        attest_domain(chain_id=1, verifying_contract=LEDGER),  # wrong chain
+        attest_domain(chain_id=31337, verifying_contract="0x" + "cd" * 20),  # other deployment
+        attest_domain(chain_id=31337, verifying_contract=LEDGER, name="other"),  # wrong domain name
+    ],
+)
 def test_receipt_signed_under_another_domain_is_rejected(other_domain):
     domain = attest_domain(chain_id=31337, verifying_contract=LEDGER)
     signed = sign_receipt(receipt(), PEER.key, other_domain)

@@ -27,9 +27,16 @@ def tiny():
     torch.set_num_threads(1)
     tokenizer = build_char_tokenizer()
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(tiny_config(tokenizer, hidden_size=32, num_hidden_layers=2,
-                                                         num_attention_heads=2, num_key_value_heads=1,
-                                                         intermediate_size=64))
+    model = AutoModelForCausalLM.from_config(
+        tiny_config(
+            tokenizer,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=64,
+        )
+    )
     return model.eval(), tokenizer
 
 
@@ -52,7 +59,10 @@ def test_inverse_cdf_matches_the_token_interval():
 
 def test_logprobs_are_the_log_softmax_of_one_forward_pass(tiny):
     model, tok = tiny
-    prompt, completion = tok.encode("Q:12+30\n", add_special_tokens=False), tok.encode("<t>2+0", add_special_tokens=False)
+    prompt, completion = (
+        tok.encode("Q:12+30\n", add_special_tokens=False),
+        tok.encode("<t>2+0", add_special_tokens=False),
+    )
     lp = completion_logprobs(model, tok, "Q:12+30\n", completion)
     assert len(lp) == len(completion) and all(x < 0 for x in lp)
     ids = torch.tensor([prompt + completion])
@@ -77,8 +87,9 @@ def test_honest_samples_verify_over_many_seeds(tiny):
     prompt = tok.encode("Q:47+38\n", add_special_tokens=False)
     for slot in range(25):
         seed = rollout_seed("run", 0, PEER, slot, 0)
-        ids = sample_completion(model, prompt, seed=seed, max_new_tokens=12, temperature=1.0,
-                                eos_token_id=tok.eos_token_id)
+        ids = sample_completion(
+            model, prompt, seed=seed, max_new_tokens=12, temperature=1.0, eos_token_id=tok.eos_token_id
+        )
         assert check_sampled_tokens(model, prompt, ids, seed=seed, temperature=1.0) == []
 
 

@@ -1,0 +1,150 @@
+"""Audit one signed work receipt: signature, identity, records, counts, prompts, rewards, model checks.
+
+Order matters: checks that cost nothing come first and the forward passes last, and only on
+the rollouts the validator's unpredictable draw picked (`rollout_rate`). Returns the
+`Finding` of the first failed check (None when the receipt holds up) plus the audit's cost.
+
+    finding, cost = audit_receipt(facts, signed, epoch=3, fetch=store_fetch, drawn=lambda n: [0, 5],
+                                  policy=lambda cid: (model, tok))
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from coordination.attest.assignment import assigned_indices
+from coordination.attest.receipts import SignedReceipt
+from coordination.attest.records import RolloutRecord, rollouts_tree, verify_record
+from coordination.attest.rollout_store import RecordsUnavailable
+from coordination.errors import AttestationError
+from coordination.verify.record_checks import check_against_model, check_prompt, check_reward
+from coordination.verify.run_facts import RunFacts
+from coordination.verify.verdicts import Finding, Kind
+
+RecordFetcher = Callable[[SignedReceipt], Sequence[tuple[RolloutRecord, Sequence[bytes]]]]
+
+
+@dataclass
+class AuditCost:
+    """What an audit spent: forward passes and the tokens they covered (prompt + completion)."""
+
+    forward_passes: int = 0
+    forward_tokens: int = 0
+    records_checked_cheaply: int = 0
+
+
+def check_identity(facts: RunFacts, signed: SignedReceipt, epoch: int) -> Finding | None:
+    try:
+        signed.verify(facts.domain)
+    except AttestationError as exc:
+        return Finding(Kind.BAD_SIGNATURE, str(exc))
+    receipt = signed.receipt
+    if receipt.run_id != facts.run_id_bytes32:
+        return Finding(Kind.WRONG_RUN, f"receipt is for run 0x{receipt.run_id.hex()}, not this run")
+    if receipt.epoch != epoch:
+        return Finding(Kind.WRONG_EPOCH, f"receipt is for epoch {receipt.epoch}, published for epoch {epoch}")
+    expected = facts.checkpoint_of_epoch(epoch)
+    if expected is not None and receipt.checkpoint_cid != expected:
+        return Finding(Kind.WRONG_CHECKPOINT, f"trained from {receipt.checkpoint_cid}, epoch {epoch} uses {expected}")
+    return None
+
+
+def check_served_records(signed: SignedReceipt, served) -> Finding | None:
+    """Every served record proves against the root and together they rebuild it (nothing withheld)."""
+    root = signed.receipt.rollouts_root
+    for record, proof in served:
+        if not verify_record(root, record, proof):
+            return Finding(
+                Kind.RECORD_NOT_IN_ROOT,
+                "a served record does not prove against the receipt's root",
+                record.slot,
+                record.generation,
+            )
+    records = [r for r, _ in served]
+    if not records or rollouts_tree(records).root != root:
+        return Finding(Kind.RECORDS_UNAVAILABLE, f"the {len(records)} served records do not rebuild the root")
+    return None
+
+
+def check_counts(facts: RunFacts, signed: SignedReceipt, records: Sequence[RolloutRecord]) -> Finding | None:
+    """The receipt's counts are the records' counts, and the records are whole GRPO groups on slots 0..P-1."""
+    receipt, tokens = signed.receipt, sum(r.completion_tokens for r in records)
+    if receipt.samples != len(records) or receipt.completion_tokens != tokens:
+        return Finding(
+            Kind.COUNT_MISMATCH,
+            f"receipt claims {receipt.samples} samples / {receipt.completion_tokens}"
+            f" tokens; its root holds {len(records)} / {tokens}",
+        )
+    pairs = Counter((r.slot, r.generation) for r in records)
+    prompts = len(records) // facts.group_size
+    expected = {(s, g) for s in range(prompts) for g in range(facts.group_size)}
+    if len(records) % facts.group_size or set(pairs) != expected or max(pairs.values()) > 1:
+        return Finding(
+            Kind.COUNT_MISMATCH,
+            f"records are not {prompts} whole groups of {facts.group_size} on "
+            "distinct slots 0..P-1 (duplicated or missing rollouts)",
+        )
+    return None
+
+
+def check_cheaply(facts: RunFacts, signed: SignedReceipt, records, cost: AuditCost) -> Finding | None:
+    receipt = signed.receipt
+    assigned = assigned_indices(facts.run_id, receipt.epoch, receipt.peer, len(records) // facts.group_size)
+    for record in records:
+        cost.records_checked_cheaply += 1
+        finding = check_prompt(facts, record, assigned) or check_reward(facts, record)
+        if finding:
+            return finding
+    return None
+
+
+def check_drawn(facts: RunFacts, signed: SignedReceipt, records, picks, policy, cost: AuditCost) -> Finding | None:
+    model, tokenizer = policy(signed.receipt.checkpoint_cid)
+    for i in picks:
+        record = records[i]
+        cost.forward_passes += 1
+        cost.forward_tokens += record.completion_tokens + len(
+            tokenizer.encode(
+                facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index)), add_special_tokens=False
+            )
+        )
+        finding = check_against_model(
+            facts, record, model, tokenizer, epoch=signed.receipt.epoch, peer=signed.receipt.peer
+        )
+        if finding:
+            return finding
+    return None
+
+
+def fetch_served(fetch: RecordFetcher, signed: SignedReceipt):
+    try:
+        return list(fetch(signed)), None
+    except (RecordsUnavailable, OSError, TimeoutError) as exc:
+        return None, Finding(Kind.RECORDS_UNAVAILABLE, f"records of {signed.receipt.peer} unavailable: {exc}")
+
+
+def audit_receipt(
+    facts: RunFacts,
+    signed: SignedReceipt,
+    *,
+    epoch: int,
+    fetch: RecordFetcher,
+    drawn: Callable[[int], list[int]],
+    policy,
+) -> tuple[Finding | None, AuditCost]:
+    """The first failed check's Finding (None: accepted), and the audit's cost."""
+    cost = AuditCost()
+    finding = check_identity(facts, signed, epoch)
+    if finding:
+        return finding, cost
+    served, finding = fetch_served(fetch, signed)
+    finding = finding or check_served_records(signed, served)
+    if finding:
+        return finding, cost
+    records = sorted((r for r, _ in served), key=lambda r: (r.slot, r.generation))
+    finding = check_counts(facts, signed, records) or check_cheaply(facts, signed, records, cost)
+    if finding:
+        return finding, cost
+    return check_drawn(facts, signed, records, drawn(len(records)), policy, cost), cost

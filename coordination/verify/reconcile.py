@@ -1,0 +1,75 @@
+"""Validators agree on each receipt: every finding is re-checked by the others before it counts.
+
+Round 1: each validator audits every receipt with its own unpredictable draw. Round 2: every
+finding any validator made is re-run by all the others on the cited record; a finding that
+`quorum` validators reproduce becomes the receipt's outcome, and each of them signs a verdict
+carrying it; otherwise the receipt is accepted and all sign ACCEPTED (so one dishonest or
+buggy validator can neither get an honest peer unpaid nor save a cheater).
+
+    outcomes = reconcile_epoch(validators, receipts, epoch=3, quorum=2)
+    outcomes[0].status, outcomes[0].finding, outcomes[0].verdicts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from coordination.attest.receipts import SignedReceipt
+from coordination.verify.validator import Validator
+from coordination.verify.verdicts import Finding, SignedVerdict, Status
+
+
+@dataclass
+class ReceiptOutcome:
+    """The agreed ruling on one receipt, with every validator's signed verdict."""
+
+    receipt: SignedReceipt
+    epoch: int
+    status: Status
+    finding: Finding | None
+    verdicts: list[SignedVerdict] = field(default_factory=list)
+
+    @property
+    def peer(self) -> str:
+        return self.receipt.receipt.peer
+
+    def evidence(self, domain: dict) -> bytes:
+        """32-byte slash evidence: keccak(abi.encode(receipt digest, kind, finding digest)); one use on chain."""
+        assert self.finding is not None, "only a ruled-against receipt has evidence"
+        return keccak(
+            encode(
+                ["bytes32", "uint8", "bytes32"],
+                [self.receipt.receipt.digest(domain), int(self.finding.kind), self.finding.digest()],
+            )
+        )
+
+    def signers(self, domain: dict) -> list[str]:
+        return [v.signer(domain) for v in self.verdicts]
+
+
+def _confirmed(validators: Sequence[Validator], signed, finding: Finding, finder: Validator, epoch: int):
+    return [v for v in validators if v is finder or v.confirms(signed, finding, epoch)]
+
+
+def reconcile_receipt(validators: Sequence[Validator], signed: SignedReceipt, epoch: int, quorum: int):
+    findings = [(v, v.find(signed, epoch)) for v in validators]
+    for finder, finding in findings:
+        if finding is None:
+            continue
+        agreeing = _confirmed(validators, signed, finding, finder, epoch)
+        if len(agreeing) >= quorum:
+            return ReceiptOutcome(signed, epoch, finding.status, finding, [v.sign(signed, finding) for v in agreeing])
+    return ReceiptOutcome(signed, epoch, Status.ACCEPTED, None, [v.sign(signed, None) for v in validators])
+
+
+def reconcile_epoch(
+    validators: Sequence[Validator], receipts: Sequence[SignedReceipt], *, epoch: int, quorum: int
+) -> list[ReceiptOutcome]:
+    """One agreed outcome per receipt published for `epoch`."""
+    if not 1 <= quorum <= len(validators):
+        raise ValueError(f"quorum={quorum} must be between 1 and the number of validators ({len(validators)})")
+    return [reconcile_receipt(validators, r, epoch, quorum) for r in receipts]

@@ -1,0 +1,102 @@
+"""Checks on one rollout record: the cheap exact ones (prompt, reward) and the forward-pass ones.
+
+Every function returns a `Finding` when the record fails, else None.
+
+  - `check_prompt`: the record's task index is the one `assigned_indices` gives its slot, its
+    seed is the run's, and its prompt digest is that of the regenerated prompt.
+  - `check_reward`: the reward recomputed from the completion equals the claimed one exactly
+    (micro-unit integers).
+  - `check_against_model`: ONE forward pass under the epoch's checkpoint gives (a) the log-probs,
+    compared to the claimed milli-nats within a tolerance, and (b) the logits that the seeded
+    sampler must have drawn each token from (fabricated completions fail here); a completion
+    shorter than the budget must end with EOS.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coordination.attest.logprobs import completion_logits, encode_prompt
+from coordination.attest.records import RolloutRecord, quantize_logprobs, quantize_reward, text_digest
+from coordination.attest.rollouts import decode_completion
+from coordination.attest.seeded_sampling import mismatched_positions, rollout_seed
+from coordination.verify.run_facts import RunFacts
+from coordination.verify.verdicts import Finding, Kind
+
+
+def _finding(kind: Kind, record: RolloutRecord, detail: str) -> Finding:
+    return Finding(kind, detail, record.slot, record.generation)
+
+
+def check_prompt(facts: RunFacts, record: RolloutRecord, assigned: list[int]) -> Finding | None:
+    if record.slot >= len(assigned) or record.task_index != assigned[record.slot]:
+        want = assigned[record.slot] if record.slot < len(assigned) else None
+        return _finding(
+            Kind.WRONG_PROMPT, record, f"task index {record.task_index} at slot {record.slot}, assigned {want}"
+        )
+    if record.task_seed != facts.task_seed:
+        return _finding(Kind.WRONG_PROMPT, record, f"task seed {record.task_seed}, run uses {facts.task_seed}")
+    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
+    if record.prompt_digest != "0x" + text_digest(prompt).hex():
+        return _finding(Kind.WRONG_PROMPT, record, "prompt digest is not that of the assigned sample's prompt")
+    return None
+
+
+def check_reward(facts: RunFacts, record: RolloutRecord) -> Finding | None:
+    sample = facts.task.sample(facts.task_seed, record.task_index)
+    recomputed = facts.reward_fn(record.completion, sample)
+    if quantize_reward(recomputed) != quantize_reward(record.reward):
+        return _finding(Kind.WRONG_REWARD, record, f"claimed reward {record.reward}, recomputed {recomputed}")
+    return None
+
+
+def check_against_model(
+    facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
+) -> Finding | None:
+    """Decoding, EOS, seeded sampling and log-probs of one record under `model` (one forward pass)."""
+    ids = list(record.completion_ids)
+    if decode_completion(tokenizer, ids) != record.completion:
+        return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
+    if (
+        not ids
+        or (len(ids) < facts.max_new_tokens and ids[-1] != tokenizer.eos_token_id)
+        or len(ids) > facts.max_new_tokens
+    ):
+        return _finding(
+            Kind.FABRICATED_COMPLETION,
+            record,
+            f"{len(ids)} tokens without EOS before the budget {facts.max_new_tokens}",
+        )
+    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
+    logits = completion_logits(model, encode_prompt(tokenizer, prompt), ids)
+    seed = rollout_seed(facts.run_id, epoch, peer, record.slot, record.generation)
+    bad = mismatched_positions(
+        logits, ids, seed=seed, temperature=facts.temperature, cdf_tolerance=facts.cdf_tolerance
+    )
+    if bad:
+        return _finding(
+            Kind.FABRICATED_COMPLETION,
+            record,
+            f"{len(bad)}/{len(ids)} tokens are not the seeded draws (first at position {bad[0]})",
+        )
+    return check_logprobs(facts, record, logits)
+
+
+def check_logprobs(facts: RunFacts, record: RolloutRecord, logits) -> Finding | None:
+    if len(record.logprobs_milli) != len(record.completion_ids):
+        return _finding(
+            Kind.WRONG_LOGPROBS,
+            record,
+            f"{len(record.logprobs_milli)} log-probs for {len(record.completion_ids)} tokens",
+        )
+    logp = torch.log_softmax(logits, dim=-1)
+    index = torch.tensor(list(record.completion_ids), dtype=torch.long).unsqueeze(1)
+    recomputed = quantize_logprobs(logp.gather(1, index).squeeze(1).tolist())
+    worst = max((abs(a - b) for a, b in zip(recomputed, record.logprobs_milli, strict=True)), default=0)
+    if worst > facts.logprob_tolerance_milli:
+        return _finding(
+            Kind.WRONG_LOGPROBS,
+            record,
+            f"log-probs off by up to {worst} milli-nats (tolerance {facts.logprob_tolerance_milli})",
+        )
+    return None

@@ -1,0 +1,116 @@
+"""A validator: audits an epoch's receipts, signs verdicts, and re-checks other validators' findings.
+
+    validator = Validator(private_key=key, facts=facts, fetch=store_fetch, rollout_rate=0.1)
+    validator.require_registered(staking_client)          # stake-registered on chain, or ValidatorNotRegistered
+    verdicts = validator.audit_epoch(signed_receipts, epoch=3)
+    validator.confirms(signed_receipt, finding, epoch=3)   # True when it reproduces another validator's finding
+
+`rollout_rate` is the share of each receipt's rollouts that get a forward-pass recomputation
+(at least `min_rollouts`); the cheap exact checks (counts, prompts, rewards) run on every record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from eth_account import Account
+
+from coordination.attest.receipts import SignedReceipt
+from coordination.errors import AttestationError
+from coordination.verify.audit_draw import draw_rollouts
+from coordination.verify.receipt_audit import AuditCost, RecordFetcher, audit_receipt
+from coordination.verify.run_facts import RunFacts
+from coordination.verify.verdicts import Finding, SignedVerdict, Verdict, sign_verdict
+
+DEFAULT_ROLLOUT_RATE = 0.1
+
+
+class ValidatorNotRegistered(AttestationError):
+    """The validator's address is not a registered validator in the Staking contract."""
+
+
+class Validator:
+    def __init__(
+        self,
+        *,
+        private_key,
+        facts: RunFacts,
+        fetch: RecordFetcher,
+        rollout_rate: float = DEFAULT_ROLLOUT_RATE,
+        min_rollouts: int = 1,
+    ):
+        self.account = Account.from_key(private_key)
+        self.facts, self.fetch = facts, fetch
+        self.rollout_rate, self.min_rollouts = rollout_rate, min_rollouts
+        self.cost = AuditCost()
+        self._policies: dict[str, tuple] = {}
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def require_registered(self, staking) -> None:
+        """Raise ValidatorNotRegistered unless `staking.is_validator(self.address)`."""
+        if not staking.is_validator(self.address):
+            raise ValidatorNotRegistered(
+                f"{self.address} is not a registered validator: stake at least the minimum and run "
+                "`hivetune stake` then register (Staking.registerValidator)"
+            )
+
+    def policy(self, cid: str):
+        if cid not in self._policies:
+            self._policies[cid] = self.facts.load_policy(cid)
+        return self._policies[cid]
+
+    def _draw(self, signed: SignedReceipt):
+        return lambda n: draw_rollouts(
+            self.account.key,
+            self.facts.domain,
+            signed.receipt,
+            count=n,
+            rate=self.rollout_rate,
+            minimum=self.min_rollouts,
+        )
+
+    def find(self, signed: SignedReceipt, epoch: int, drawn=None) -> Finding | None:
+        finding, cost = audit_receipt(
+            self.facts, signed, epoch=epoch, fetch=self.fetch, drawn=drawn or self._draw(signed), policy=self.policy
+        )
+        for name in ("forward_passes", "forward_tokens", "records_checked_cheaply"):
+            setattr(self.cost, name, getattr(self.cost, name) + getattr(cost, name))
+        return finding
+
+    def sign(self, signed: SignedReceipt, finding: Finding | None) -> SignedVerdict:
+        verdict = Verdict.of(signed.receipt.digest(self.facts.domain), signed.receipt, finding)
+        return sign_verdict(verdict, self.account.key, self.facts.domain)
+
+    def audit(self, signed: SignedReceipt, epoch: int) -> SignedVerdict:
+        return self.sign(signed, self.find(signed, epoch))
+
+    def audit_epoch(self, receipts: Sequence[SignedReceipt], epoch: int) -> list[SignedVerdict]:
+        return [self.audit(r, epoch) for r in receipts]
+
+    def confirms(self, signed: SignedReceipt, finding: Finding, epoch: int) -> bool:
+        """Re-run the audit with the cited record forced into the draw; True when the same kind of failure shows."""
+        index = self._cited_index(signed, finding)
+        drawn = (lambda n: [index]) if index is not None else (lambda n: [])
+        mine = self.find(signed, epoch, drawn=drawn)
+        return mine is not None and mine.kind == finding.kind
+
+    def _cited_index(self, signed: SignedReceipt, finding: Finding) -> int | None:
+        if finding.slot < 0:
+            return None
+        try:
+            records = sorted((r for r, _ in self.fetch(signed)), key=lambda r: (r.slot, r.generation))
+        except AttestationError:
+            return None
+        keys = [(r.slot, r.generation) for r in records]
+        return keys.index((finding.slot, finding.generation)) if (finding.slot, finding.generation) in keys else None
+
+
+def with_finding(verdict: SignedVerdict, finding: Finding) -> Verdict:
+    """The verdict `verdict` would be with `finding` (used when a validator adopts a confirmed finding)."""
+    return replace(
+        verdict.verdict, status=finding.status, kind=finding.kind, evidence=finding.digest(), finding=finding
+    )
