@@ -31,7 +31,8 @@ class BlockStore:
         self.quarantine_dir = self.root / "quarantine"
 
     def path_of(self, cid: CID | str) -> Path:
-        text = str(parse_cid(cid))
+        # a base32 CID string is the file name; encoding a CID is slow in multiformats, so do it once
+        text = cid if isinstance(cid, str) and cid.startswith("b") else str(parse_cid(cid))
         return self.blocks_dir / text[-3:-1] / text
 
     def has(self, cid: CID | str) -> bool:
@@ -41,17 +42,20 @@ class BlockStore:
     def put(self, data: bytes, codec: str, *, sync_dir: bool = True) -> CID:
         """Store `data` as a block of `codec`; skip the write when a verified copy already exists."""
         cid = block_cid(data, codec)
-        if self.check(cid):
-            return cid
-        write_atomically(self.path_of(cid), [data], sync_dir=sync_dir)
+        self._write_unless_present(cid, data, sync_dir)
         return cid
 
     def put_verified(self, cid: CID, data: bytes, *, sync_dir: bool = True) -> None:
         """Store bytes received for a known CID; raise CorruptBlockError (writing nothing) if they do not match."""
         if not block_matches(cid, data):
             raise CorruptBlockError(f"bytes received for block {cid} do not hash to it; nothing was written", str(cid))
-        if not self.check(cid):
-            write_atomically(self.path_of(cid), [data], sync_dir=sync_dir)
+        self._write_unless_present(cid, data, sync_dir)
+
+    def _write_unless_present(self, cid: CID, data: bytes, sync_dir: bool) -> None:
+        path = self.path_of(cid)
+        if path.is_file() and self.check(cid):  # a corrupt copy is quarantined by check, then replaced
+            return
+        write_atomically(path, [data], sync_dir=sync_dir)
 
     def get(self, cid: CID | str) -> bytes:
         """The verified bytes of a block; MissingBlockError if absent, CorruptBlockError (after quarantine) if bad."""
