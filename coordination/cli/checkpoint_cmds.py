@@ -210,6 +210,7 @@ def serve(
     store: StoreOption = None,
 ) -> None:
     """Announce checkpoints in the DHT and serve their blocks to peers until Ctrl-C."""
+    import sys
     import threading
 
     import hivemind
@@ -226,6 +227,7 @@ def serve(
                 typer.echo(f"serving {cid}")
             for maddr in server.maddrs:
                 typer.echo(f"peer: {maddr}")
+            sys.stdout.flush()  # `peer:` lines are what other machines need; don't leave them in a pipe buffer
             try:
                 threading.Event().wait()
             except KeyboardInterrupt:
