@@ -182,3 +182,18 @@ def test_ls_reports_pins_steps_and_sizes(tmp_path, adapter):
 def test_default_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HIVETUNE_STORE", str(tmp_path / "from-env"))
     assert CheckpointStore().root == tmp_path / "from-env"
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE])
+def test_chunking_at_the_boundaries(tmp_path, size):
+    adapter = literal_adapter(tmp_path / "a")
+    payload = (bytes(range(251)) * (size // 251 + 1))[:size]
+    (adapter / "adapter_model.safetensors").write_bytes(payload)
+    store = CheckpointStore(tmp_path / "s")
+    cid = store.add_adapter(adapter, base_model="m")
+    entry = next(e for e in store.manifest(cid)["files"] if e["name"] == "adapter_model.safetensors")
+    assert len(entry["chunks"]) == -(-size // CHUNK_SIZE)
+    assert [len(store.blocks.get(c)) for c in entry["chunks"]] == [
+        min(CHUNK_SIZE, size - i) for i in range(0, size, CHUNK_SIZE)
+    ]
+    assert (store.get(cid, tmp_path / "out") / "adapter_model.safetensors").read_bytes() == payload
