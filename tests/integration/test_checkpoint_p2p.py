@@ -103,9 +103,11 @@ def test_fetch_resumes_requesting_only_missing_blocks(tmp_path, dhts, checkpoint
         target = fetched.blocks.path_of(block)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source.blocks.path_of(block), target)
+    damaged = fetched.blocks.path_of(blocks[3])  # ...but one of them was damaged: it must be re-fetched
+    damaged.write_bytes(damaged.read_bytes()[:-1])
     fetch(dhts[2], cid, fetched, request)
-    assert sorted(server.served) == sorted(map(str, blocks[4:]))
-    assert fetched.verify(cid).ok
+    assert sorted(server.served) == sorted(map(str, blocks[3:]))
+    assert fetched.verify(cid).ok and (fetched.quarantine_dir / str(blocks[3])).is_file()
 
 
 def test_a_peer_serving_bad_bytes_is_logged_and_skipped(tmp_path, dhts, checkpoint, serve, request, caplog):
@@ -136,3 +138,18 @@ def test_a_checkpoint_nobody_announces_fails_fast(tmp_path, dhts, checkpoint, re
     _, cid = checkpoint
     with pytest.raises(FetchError, match="no peer announces"):
         fetch(dhts[2], cid, CheckpointStore(tmp_path / "fetched"), request)
+
+
+def test_a_server_only_serves_checkpoints_it_announced(tmp_path, dhts, checkpoint, serve, request):
+    from coordination.checkpoints.protocol import announce
+
+    source, cid = checkpoint
+    (tmp_path / "adapter" / "adapter_config.json").write_text('{"private": true}')
+    private = source.add_adapter(tmp_path / "adapter", base_model="hivetune/tiny")
+    server = serve("honest", dht=dhts[0], store=source, cid=cid)
+    assert server.read_block(private) is None and server.read_block(cid) is not None
+    # a (forged) DHT record claiming the server holds `private`: the server answers NOT_FOUND
+    assert announce(dhts[0], request.node.name, private, server.maddrs)
+    with pytest.raises(FetchError, match="no holder could serve a valid block"):
+        fetch(dhts[2], private, CheckpointStore(tmp_path / "fetched"), request)
+    assert private not in server.served
