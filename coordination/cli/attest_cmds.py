@@ -1,7 +1,144 @@
-"""CLI commands: filled in by the issue that owns this part (see coordination/cli/app.py)."""
+"""CLI commands of attested compute: `hivetune validate` and `hivetune rewards`.
+
+    hivetune validate --run run.yaml --epoch 3 --records-dir outputs/rollouts --key-file validator.key \
+        --deployment deployment.json --out outputs/verdicts-3.json
+    hivetune rewards --peer 0xAbc... --claims-dir outputs/claims --deployment deployment.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from coordination.errors import ConfigError
+
+KEY_ENV = "HIVETUNE_VALIDATOR_KEY"
+
+
+def read_key(key_file: Path | None) -> str:
+    """The validator's private key from --key-file or $HIVETUNE_VALIDATOR_KEY."""
+    if key_file is not None:
+        if not key_file.is_file():
+            raise ConfigError(f"key file {key_file} not found: pass --key-file PATH holding a 0x-hex private key")
+        return key_file.read_text().strip()
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV].strip()
+    raise ConfigError(f"no validator key: pass --key-file PATH or set {KEY_ENV}")
+
+
+def connect_chain(deployment: Path | None, rpc: str | None, spec):
+    """(clients, chain_id) from a deployment file, or (None, chain id of the spec) without one."""
+    if deployment is None:
+        return None, (spec.chain.chain_id if spec.chain else 31337)
+    from web3 import Web3
+
+    from coordination.chain.deploy import Deployment
+
+    dep = Deployment.load(deployment)
+    url = rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545")
+    return dep.clients(Web3(Web3.HTTPProvider(url))), dep.chain_id
+
+
+def attest_domain_for(clients, chain_id: int) -> dict:
+    from coordination.attest.typed_data import attest_domain
+
+    return clients.ledger.domain().as_dict() if clients else attest_domain(chain_id=chain_id)
+
+
+def validate(
+    run: Annotated[Path, typer.Option(help="run.yaml of the run to validate.")],
+    epoch: Annotated[list[int], typer.Option(help="Epoch(s) whose receipts to audit; repeat for several.")],
+    records_dir: Annotated[Path, typer.Option(help="Directory of published receipts and rollout records.")],
+    key_file: Annotated[
+        Path | None, typer.Option(help=f"File with the validator's 0x private key (or ${KEY_ENV}).")
+    ] = None,
+    deployment: Annotated[
+        Path | None, typer.Option(help="deployment.json: check stake registration, use the ledger domain.")
+    ] = None,
+    rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL (default: the run spec's chain.rpc_url).")] = None,
+    rollout_rate: Annotated[
+        float, typer.Option(help="Share of each receipt's rollouts recomputed with the model.")
+    ] = 0.1,
+    out: Annotated[Path | None, typer.Option(help="Write the signed verdicts here (JSON).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Audit peers' work receipts by recomputation and sign a verdict on each."""
+    from coordination.attest.rollout_store import RolloutDirectory
+    from coordination.chain.signing import run_key
+    from coordination.swarm.runspec import load_run_spec
+    from coordination.verify.validate_run import facts_for_run, validate_epochs, write_report
+    from coordination.verify.validator import Validator
+
+    if not 0.0 <= rollout_rate <= 1.0:
+        raise ConfigError(f"--rollout-rate={rollout_rate}: pass a share between 0 and 1")
+    spec = load_run_spec(run)
+    clients, chain_id = connect_chain(deployment, rpc, spec)
+    facts = facts_for_run(spec, domain=attest_domain_for(clients, chain_id))
+    store = RolloutDirectory(records_dir)
+    validator = Validator(private_key=read_key(key_file), facts=facts, fetch=store.fetch, rollout_rate=rollout_rate)
+    if clients is not None:
+        validator.require_registered(clients.staking)
+    receipts = {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epoch}
+    report = validate_epochs(validator, receipts)
+    if out is not None:
+        write_report(report, out)
+    print_validation(report, as_json)
+
+
+def print_validation(report: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"verdicts of {report['validator']}")
+    for column in ("epoch", "peer", "status", "kind", "detail"):
+        table.add_column(column)
+    for v in report["verdicts"]:
+        table.add_row(str(v["epoch"]), v["peer"], v["status"], v["kind"], v["detail"][:60])
+    console = Console()
+    console.print(table)
+    console.print(f"counts {report['counts']}  forward passes {report['cost']['forward_passes']}")
+
+
+def rewards(
+    peer: Annotated[str, typer.Option(help="The peer's Ethereum address.")],
+    claims_dir: Annotated[Path, typer.Option(help="Directory of claim files written by the aggregator.")],
+    deployment: Annotated[Path | None, typer.Option(help="deployment.json: look up claimed/pending on chain.")] = None,
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL.")] = "http://127.0.0.1:8545",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a peer's units, pending and claimed rewards, period by period."""
+    from coordination.verify.reward_status import reward_rows
+
+    clients = None
+    if deployment is not None:
+        from web3 import Web3
+
+        from coordination.chain.deploy import Deployment
+
+        clients = Deployment.load(deployment).clients(Web3(Web3.HTTPProvider(rpc)))
+    rows = reward_rows(peer, claims_dir, ledger=clients.ledger if clients else None)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"rewards of {peer}")
+    for column in ("period", "units", "total units", "amount", "state"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["period"]), str(r["units"]), str(r["totalUnits"]), str(r["amount"]), r["state"])
+    Console().print(table)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the `hivetune` app."""
+    """Add `validate` and `rewards` to the `hivetune` app."""
+    app.command()(validate)
+    app.command()(rewards)

@@ -1,0 +1,79 @@
+"""What `hivetune validate` does, as plain functions: build a run's facts, load policies, audit epochs.
+
+    facts = facts_for_run(spec, domain=domain, store=CheckpointStore())
+    report = validate_epochs(validator, receipts_by_epoch)     # {"verdicts": [...], "cost": {...}}
+
+Policies: the receipt's checkpoint CID names the LoRA adapter the peer trained from; the
+validator loads the run's base model (`spec.model.base`) and, unless the CID is the literal
+`base`, the adapter resolved from the checkpoint store (fetched from peers if a DHT is given).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from coordination.verify.run_facts import RunFacts
+from coordination.verify.validator import Validator
+from coordination.verify.verdicts import SignedVerdict, Status
+
+BASE_CHECKPOINT = "base"  # a receipt trained from the bare base model (no adapter yet)
+
+
+def policy_loader(spec, *, store=None, dht=None):
+    """checkpoint CID -> (model, tokenizer), in eval mode."""
+
+    def load(cid: str):
+        from trainer.models import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(spec.model.base)
+        if cid != BASE_CHECKPOINT:
+            from peft import PeftModel
+
+            from coordination.checkpoints.resolve import resolve_adapter
+
+            model = PeftModel.from_pretrained(model, str(resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)))
+        return model.eval(), tokenizer
+
+    return load
+
+
+def facts_for_run(spec, *, domain: dict, store=None, dht=None, **overrides) -> RunFacts:
+    from trainer.tasks import get_task
+
+    task = get_task(spec.task.name, **spec.task.params)
+    return RunFacts.from_spec(
+        spec, task=task, domain=domain, load_policy=policy_loader(spec, store=store, dht=dht), **overrides
+    )
+
+
+def verdict_json(signed: SignedVerdict, domain: dict) -> dict:
+    v = signed.verdict
+    return {
+        "epoch": v.epoch,
+        "peer": v.peer,
+        "receipt": "0x" + v.receipt.hex(),
+        "status": v.status.name,
+        "kind": v.kind.name,
+        "evidence": "0x" + v.evidence.hex(),
+        "detail": v.finding.detail if v.finding else "",
+        "validator": signed.signer(domain),
+        "signature": "0x" + signed.signature.hex(),
+    }
+
+
+def validate_epochs(validator: Validator, receipts_by_epoch: dict[int, list]) -> dict:
+    """Audit every receipt of every epoch; JSON-ready verdicts and the forward-pass cost."""
+    verdicts = []
+    for epoch, receipts in sorted(receipts_by_epoch.items()):
+        verdicts += [verdict_json(v, validator.facts.domain) for v in validator.audit_epoch(receipts, epoch)]
+    cost = vars(validator.cost)
+    counts = {s.name: sum(v["status"] == s.name for v in verdicts) for s in Status}
+    return {"validator": validator.address, "verdicts": verdicts, "counts": counts, "cost": dict(cost)}
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path

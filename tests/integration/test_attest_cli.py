@@ -1,0 +1,121 @@
+"""`hivetune validate` and `hivetune rewards` on a run.yaml with the built-in tiny model (no chain)."""
+
+import json
+
+import pytest
+import yaml
+from eth_account import Account
+from typer.testing import CliRunner
+
+from coordination.cli.app import app
+from coordination.errors import ConfigError
+
+pytestmark = pytest.mark.slow
+
+HONEST = Account.from_key("0x" + "51" * 32)
+CHEATER = Account.from_key("0x" + "52" * 32)
+VALIDATOR_KEY = "0x" + "53" * 32
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    import torch
+
+    from coordination.attest.rollout_store import RolloutDirectory
+    from coordination.attest.rollouts import RolloutPlan, generate_rollouts
+    from coordination.attest.typed_data import attest_domain
+    from coordination.chain.signing import run_key
+    from coordination.swarm.runspec import load_run_spec
+    from coordination.verify.adversaries import Cheat, PeerContext, publish_as
+    from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("cli")
+    run = root / "run.yaml"
+    run.write_text(
+        yaml.safe_dump(
+            {
+                "name": "cli-test",
+                "task": {"name": "arithmetic", "seed": 5},
+                "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 5},
+                "averaging": {"target_global_batch": 2},
+            }
+        )
+    )
+    spec = load_run_spec(run)
+    facts = facts_for_run(spec, domain=attest_domain(chain_id=31337))
+    model, tok = facts.load_policy(BASE_CHECKPOINT)
+    store = RolloutDirectory(root / "records")
+    for account, cheat in ((HONEST, Cheat.HONEST), (CHEATER, Cheat.FABRICATED_REWARDS)):
+        plan = RolloutPlan(
+            run_id=spec.run_id,
+            epoch=0,
+            peer=account.address,
+            task_seed=5,
+            num_prompts=1,
+            group_size=2,
+            max_new_tokens=5,
+            temperature=1.0,
+        )
+        records = generate_rollouts(model, tok, facts.task, plan, reward_fn=facts.reward_fn)
+        ctx = PeerContext(
+            account, run_key(spec.run_id), facts.domain, BASE_CHECKPOINT, model, tok, facts.task, facts.reward_fn, 5
+        )
+        served, signed = publish_as(cheat, records, ctx, epoch=0)
+        store.put(signed, served)
+    return run, root
+
+
+def test_validate_flags_the_cheater_only_and_writes_signed_verdicts(published, monkeypatch):
+    run, root = published
+    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    out = root / "verdicts.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            "--run",
+            str(run),
+            "--epoch",
+            "0",
+            "--records-dir",
+            str(root / "records"),
+            "--rollout-rate",
+            "1.0",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    by_peer = {v["peer"]: v for v in report["verdicts"]}
+    assert by_peer[HONEST.address]["status"] == "ACCEPTED"
+    assert (by_peer[CHEATER.address]["status"], by_peer[CHEATER.address]["kind"]) == ("FRAUD", "WRONG_REWARD")
+    assert {v["validator"] for v in report["verdicts"]} == {Account.from_key(VALIDATOR_KEY).address}
+    assert report["cost"]["forward_passes"] == 2  # honest receipt: both rollouts recomputed; cheater stopped early
+
+
+def test_validate_without_a_key_is_a_one_line_config_error(published, monkeypatch):
+    run, root = published
+    monkeypatch.delenv("HIVETUNE_VALIDATOR_KEY", raising=False)
+    result = CliRunner().invoke(app, ["validate", "--run", str(run), "--epoch", "0", "--records-dir", str(root)])
+    assert isinstance(result.exception, ConfigError) and "--key-file" in str(result.exception)
+
+
+def test_rewards_lists_a_peers_claim_files(tmp_path):
+    from coordination.chain.merkle import StandardMerkleTree
+    from coordination.verify.settlement import SettledPeriod, write_claim_files
+
+    table = {HONEST.address: 30, CHEATER.address: 10}
+    rows = sorted(table.items())
+    tree = StandardMerkleTree.of(rows, ["address", "uint256"])
+    for period in (1, 0):
+        write_claim_files(SettledPeriod(b"\x01" * 32, period, tree, table, 1001, 31337, "0x" + "00" * 20), tmp_path)
+    result = CliRunner().invoke(app, ["rewards", "--peer", HONEST.address, "--claims-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert [(r["period"], r["units"], r["amount"], r["state"]) for r in got] == [
+        (0, 30, 750, "unknown"),
+        (1, 30, 750, "unknown"),
+    ]
