@@ -201,14 +201,22 @@ class CheckpointStore:
             for entry in node["files"]:
                 self._materialize_file(entry, staging, cid)
             fsync_dir(staging)
-            if to_dir.exists():
-                to_dir.rmdir()
-            os.replace(staging, to_dir)
+            self._move_into_place(staging, to_dir, node)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         fsync_dir(to_dir.parent)
         return to_dir
+
+    def _move_into_place(self, staging: Path, to_dir: Path, node: dict) -> None:
+        if to_dir.exists() and not any(to_dir.iterdir()):
+            to_dir.rmdir()
+        try:
+            os.replace(staging, to_dir)
+        except OSError:
+            if not (to_dir.is_dir() and self._dir_matches(node, to_dir)):  # a concurrent get already finished
+                raise
+            shutil.rmtree(staging)
 
     def _materialize_file(self, entry: dict, staging: Path, cid: CID) -> None:
         target = staging / entry["name"]
