@@ -89,15 +89,17 @@ def summarize(runs: list[dict], megabytes: float) -> dict:
 
 
 def print_table(results: dict) -> None:
-    table = Table("operation", "MB/s", "baseline", "baseline MB/s", "ratio (ours / baseline)")
+    table = Table("operation", "MB/s", "baseline", "baseline MB/s", "ratio (ours / baseline)", "ratio vs cp+sync")
     for op, row in results.items():
         base = BASELINE_OF.get(op.split(" ")[0])
         if base is None:
-            table.add_row(op, f"{row['mb_per_s']:.0f}", "", "", "")
+            table.add_row(op, f"{row['mb_per_s']:.0f}", "", "", "", "")
             continue
-        base_rate = results[base]["mb_per_s"]
-        table.add_row(op, f"{row['mb_per_s']:.0f}", base, f"{base_rate:.0f}", f"{row['mb_per_s'] / base_rate:.2f}")
-    Console().print(table)
+        base_rate, synced = results[base]["mb_per_s"], results["cp+sync"]["mb_per_s"]
+        vs_sync = f"{row['mb_per_s'] / synced:.2f}" if base == "cp" else ""
+        ratio = f"{row['mb_per_s'] / base_rate:.2f}"
+        table.add_row(op, f"{row['mb_per_s']:.0f}", base, f"{base_rate:.0f}", ratio, vs_sync)
+    Console(width=120).print(table)
 
 
 def plot(results: dict, path: Path) -> None:
