@@ -8,6 +8,7 @@ move time rather than mine blocks.
 
 from __future__ import annotations
 
+from coordination.chain.transact import is_in_process
 from coordination.errors import ChainError
 
 
@@ -16,17 +17,15 @@ def chain_now(w3) -> int:
     return w3.eth.get_block("latest")["timestamp"]
 
 
-def _is_eth_tester(w3) -> bool:
-    return "EthereumTester" in w3.client_version
-
-
 def advance_time(w3, seconds: int) -> int:
     """Mine a block `seconds` after the latest one; returns its timestamp. Dev chains only."""
     if seconds < 0:
         raise ValueError(f"time only moves forward; got seconds={seconds}")
     target = chain_now(w3) + max(seconds, 1)
-    if _is_eth_tester(w3):
-        w3.testing.timeTravel(target + 1)  # eth-tester mines the block at `to - 1` (pending = `to`)
+    if is_in_process(w3):
+        # eth-tester mines the block at `to - 1` and refuses `to` <= the pending block's time
+        pending = w3.eth.get_block("pending")["timestamp"]
+        w3.testing.timeTravel(max(target, pending) + 1)
     else:
         try:
             w3.provider.make_request("evm_setNextBlockTimestamp", [target])

@@ -39,6 +39,7 @@ class Sandbox:
         provider = EthereumTesterProvider()
         w3 = Web3(provider)
         deployer = w3.eth.accounts[0]
+        w3.eth.default_account = deployer  # calls come from a funded account (eth-tester checks gas funds)
         deployment = deploy_all(w3, deployer, params)
         clients = deployment.clients(w3)
         keys = [Account.from_key(bytes([0x42] * 31 + [i + 1])) for i in range(accounts)]
