@@ -120,3 +120,21 @@ def test_garbage_signature_raises_attestation_error():
     domain = attest_domain(chain_id=31337)
     with pytest.raises(AttestationError):
         SignedReceipt(receipt(), b"\x00" * 65).verify(domain)
+
+
+@pytest.mark.parametrize(
+    "text,ids,lps",
+    [
+        ("", [], []),
+        ("<t>1+2</t><a>3</a>", [5, 0, 2**40], [-1, 0, -123456]),
+        ("é" * 40, list(range(70)), [-(10**9)] * 33),
+    ],
+)
+def test_hand_encoded_digests_equal_eth_abi(text, ids, lps):
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    from coordination.attest.records import completion_digest, logprob_digest
+
+    assert logprob_digest(lps) == keccak(encode(["int256[]"], [lps]))
+    assert completion_digest(text, ids) == keccak(encode(["string", "uint256[]"], [text, ids]))
