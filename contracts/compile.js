@@ -1,6 +1,7 @@
 // Compile contracts/src/*.sol with solc-js (standard JSON) into contracts/artifacts/<Name>.json.
 //
 //     cd contracts && node compile.js        (or: make contracts)
+//     ARTIFACTS_OUT=/tmp/x node compile.js   (write elsewhere: the reproducibility test does this)
 //
 // Every source the compiler sees (ours + the OpenZeppelin files they import, resolved from
 // node_modules) is read here and passed inline, so the build is exactly these bytes. Each artifact
@@ -15,7 +16,7 @@ const solc = require("solc");
 
 const ROOT = __dirname;
 const SRC = path.join(ROOT, "src");
-const OUT = path.join(ROOT, "artifacts");
+const OUT = process.env.ARTIFACTS_OUT || path.join(ROOT, "artifacts"); // tests compile into a temp dir
 const SETTINGS = {
   evmVersion: "cancun",
   optimizer: { enabled: true, runs: 200 },
