@@ -17,6 +17,7 @@ from coordination.errors import ChainError
 from coordination.verify.adversaries import Cheat, PeerContext, publish_as
 from coordination.verify.contributions import contribution_table, payout
 from coordination.verify.reconcile import reconcile_epoch
+from coordination.verify.reward_status import reward_rows
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.settlement import (
     load_claim_file,
@@ -197,7 +198,10 @@ def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing
     ]
     settled = settle_period(box.c.ledger, box.c.staking, w["rk"], 0, table, REWARD, signatures, sender=box.deployer)
     paths = write_claim_files(settled, w["out"] / "claims")
+    first = w["honest"][0].address
+    assert [r["state"] for r in reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["pending"]
     advance_time(box.w3, 3601)
+    assert [r["state"] for r in reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["claimable"]
     expected = payout(table, REWARD)
     total = sum(table.values())
     for path in paths:
@@ -209,6 +213,12 @@ def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing
         gained = box.c.token.balance_of(claim["peer"]) - before
         assert gained == expected[claim["peer"]] == REWARD * table[claim["peer"]] // total
     assert sum(expected.values()) <= REWARD < sum(expected.values()) + len(expected)
+    rows = reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)
+    assert [(r["state"], r["amount"], r["units"]) for r in rows] == [("claimed", expected[first], table[first])]
+    mine = load_claim_file(next(p for p in paths if first in p.name))
+    with pytest.raises(ChainError) as again:  # a second claim with a valid proof
+        box.c.ledger.claim(mine["runId"], 0, first, mine["units"], mine["proof"], sender=first)
+    assert again.value.error_name == "AlreadyClaimed"
     for account in w["cheaters"].values():
         with pytest.raises(ChainError) as err:  # any units it might claim have no proof in the root
             box.c.ledger.claim(w["rk"], 0, account.address, 16, [], sender=account.address)
@@ -225,6 +235,10 @@ def test_conclusive_cheaters_are_slashed_by_validator_quorum(world, period):
                 box.c.staking, outcome, w["validators"], w["facts"].domain, PEER_STAKE // 2, sender=box.deployer
             )
             slashed.add(outcome.peer)
+    fraud = next(o for o in period if o.status == Status.FRAUD)
+    with pytest.raises(ChainError) as err:  # the same evidence cannot slash twice
+        slash_fraud(box.c.staking, fraud, w["validators"], w["facts"].domain, 1, sender=box.deployer)
+    assert err.value.error_name == "EvidenceAlreadyUsed"
     for cheat, account in w["cheaters"].items():
         conclusive = EXPECTED[cheat][1]
         assert box.c.staking.stake_of(account.address) == (PEER_STAKE // 2 if conclusive else PEER_STAKE), cheat
