@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from multiformats import CID
@@ -29,6 +30,7 @@ class BlockStore:
         self.root = Path(root)
         self.blocks_dir = self.root / "blocks"
         self.quarantine_dir = self.root / "quarantine"
+        self._unsynced_dirs: set[Path] = set()
 
     def path_of(self, cid: CID | str) -> Path:
         # a base32 CID string is the file name; encoding a CID is slow in multiformats, so do it once
@@ -56,6 +58,8 @@ class BlockStore:
         if path.is_file() and self.check(cid):  # a corrupt copy is quarantined by check, then replaced
             return
         write_atomically(path, [data], sync_dir=sync_dir)
+        if not sync_dir:
+            self._unsynced_dirs.add(path.parent)
 
     def get(self, cid: CID | str) -> bytes:
         """The verified bytes of a block; MissingBlockError if absent, CorruptBlockError (after quarantine) if bad."""
@@ -116,8 +120,9 @@ class BlockStore:
                     yield parse_cid(entry.name)
 
     def sync(self) -> None:
-        """fsync every shard directory (after a batch of puts made with sync_dir=False)."""
-        if self.blocks_dir.is_dir():
-            for shard in self.blocks_dir.iterdir():
-                fsync_dir(shard)
+        """fsync the shard directories written with sync_dir=False since the last sync (and blocks/ itself)."""
+        dirs, self._unsynced_dirs = self._unsynced_dirs, set()
+        with ThreadPoolExecutor(max_workers=8) as pool:  # the journal batches concurrent fsyncs
+            list(pool.map(fsync_dir, sorted(dirs)))
+        if dirs:
             fsync_dir(self.blocks_dir)

@@ -22,6 +22,7 @@ from contextlib import closing
 
 from hivemind.dht import DHT
 from hivemind.p2p import P2P
+from hivemind.utils.multiaddr import Multiaddr
 
 from coordination.checkpoints.addressing import parse_cid
 from coordination.checkpoints.protocol import FOUND, Holder, find_holders, handler_name, read_frame, replicate_p2p
@@ -86,8 +87,6 @@ class _BlockPuller:
             return
         known = {info.peer_id for info in await self.p2p.list_peers()}
         if holder.peer_id not in known and holder.maddrs:
-            from hivemind.utils.multiaddr import Multiaddr
-
             await self.p2p._client.connect(holder.peer_id, [Multiaddr(m) for m in holder.maddrs])
         self._connected.add(key)
 

@@ -23,9 +23,14 @@ def resolve_adapter(path_or_cid: str | Path, store: CheckpointStore | None = Non
     path = Path(path_or_cid)
     if path.is_dir():
         return path
-    if isinstance(path_or_cid, Path) or "/" in str(path_or_cid):
-        raise CheckpointError(f"{path_or_cid} is neither an adapter directory nor a checkpoint CID: check the path")
-    cid = parse_cid(str(path_or_cid))
+    try:
+        if isinstance(path_or_cid, Path) or "/" in str(path_or_cid):
+            raise CheckpointError("a path")
+        cid = parse_cid(str(path_or_cid))
+    except CheckpointError:
+        raise CheckpointError(
+            f"{path_or_cid} is neither an adapter directory nor a checkpoint CID: check the path or the CID"
+        ) from None
     store = store or CheckpointStore()
     if dht is not None and not store.is_complete(cid):
         from coordination.checkpoints.fetch import fetch_checkpoint

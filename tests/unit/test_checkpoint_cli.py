@@ -84,3 +84,8 @@ def test_resolve_adapter_errors_for_unknown_inputs(tmp_path):
         resolve_adapter(tmp_path / "missing", store)
     with pytest.raises(MissingBlockError, match="fetch it from peers"):
         resolve_adapter("bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", store)
+
+
+def test_resolve_adapter_names_both_readings_of_a_bad_argument(tmp_path):
+    with pytest.raises(CheckpointError, match="neither an adapter directory nor a checkpoint CID"):
+        resolve_adapter("no-such-adapter", CheckpointStore(tmp_path / "store"))
