@@ -30,8 +30,6 @@ STRATEGIES = ("gradients", "parameters")
 class ModelSpec:
     base: str = field(default="tiny", metadata={"help": "'tiny' (built-in tiny Qwen2, no download) or an HF id/path."})
     revision: str | None = field(default=None, metadata={"help": "Model revision (commit) for HF models."})
-    hidden_size: int = field(default=64, metadata={"help": "Tiny model only: hidden size."})
-    num_layers: int = field(default=2, metadata={"help": "Tiny model only: number of decoder layers."})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,237 @@
+"""SwarmGRPOTrainer: TRL's GRPOTrainer whose optimizer step is a hivemind epoch.
+
+`GRPOTrainer(optimizers=(hivemind.Optimizer(...), None))` fails (KeyError 'initial_lr': the
+Trainer wraps a scheduler around param groups it does not own). Here every piece of the Trainer's
+step is made to agree with hivemind deliberately:
+
+1. **Optimizer** (`create_optimizer`): a SwarmOptimizer over the LoRA parameters only, built by the
+   `optimizer_factory` you pass (see collaborative_optimizer.build_collaborative_optimizer).
+   Every Trainer `optimizer.step()` is one *local* step: it adds this peer's gradients to the
+   accumulator; the parameters change only when the swarm reaches `target_global_batch`.
+2. **Clipping**: the Trainer clips to `max_grad_norm` *before* `optimizer.step()`, i.e. before the
+   gradients reach the averager; the robust averager relies on this bound to reject bad peers.
+3. **Accumulation**: `gradient_accumulation_steps` micro-batches make one local step, whose
+   `batch_size` is per_device_train_batch_size * gradient_accumulation_steps * world_size completions.
+4. **LR schedule** (`create_scheduler`): hivemind steps the real scheduler once per *epoch*; the
+   Trainer's `lr_scheduler.step()` per local step is a no-op view (`EpochLRView`) that reports the
+   current LR for logging.
+5. **Logging**: every log line gets `swarm/epoch`, `swarm/peers`, `swarm/global_samples_per_s` and
+   the last averaging round (group size, seconds, bytes estimate, rejected parts).
+6. **Stopping**: `max_epochs` hivemind epochs (the Trainer's max_steps is only a safety cap).
+7. **Per-epoch hook**: when the hivemind epoch advances, `on_epoch_end(record: EpochRecord)` gets the
+   epoch number, every rollout of it (prompt seed/index, prompt, completion, rewards), the LoRA state
+   that generated them, and the model (already updated).
+
+Multi-process (`accelerate launch --num_processes k` inside one peer): only rank 0 talks to the
+swarm. DDP averages gradients across local ranks first; rank 0's SwarmOptimizer counts
+k * local batch; after each local step rank 0 broadcasts the LoRA parameters to the other ranks
+(which hold a zero-LR placeholder optimizer). One peer = one machine = one DHT identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from coordination.swarm.collaborative_optimizer import SwarmOptimizer, lora_parameters
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Rollout:
+    epoch: int  # hivemind epoch during which it was generated (= whose update it contributes to)
+    seed: int | None
+    index: int | None
+    prompt: str
+    completion: str
+    reward: float  # weighted sum over reward functions, as GRPO used it
+    rewards: dict[str, float]  # per reward function name
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # the epoch that just finished
+    rollouts: list[Rollout]
+    adapter_state: dict[str, torch.Tensor]  # LoRA tensors that generated these rollouts (start of epoch)
+    model: torch.nn.Module  # the PEFT model, already updated to epoch + 1
+    peer_id: str
+    stats: dict = field(default_factory=dict)
+
+
+class EpochLRView:
+    """What the Trainer sees as its LR scheduler: step() does nothing, the LR comes from hivemind's epoch."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def step(self, *args, **kwargs) -> None:
+        pass
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the trainable (LoRA) tensors by name."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+class SwarmGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer + hivemind (see module docstring). Extra keyword arguments:
+
+    :param optimizer_factory: model -> SwarmOptimizer (called on rank 0 only).
+    :param max_epochs: stop after this many hivemind epochs (None: the Trainer's max_steps decides).
+    :param on_epoch_end: called with an EpochRecord after every hivemind epoch.
+    :param on_local_step: called with the trainer after every local step (status line, DHT progress).
+    """
+
+    def __init__(
+        self,
+        *args,
+        optimizer_factory: Callable[[torch.nn.Module], SwarmOptimizer],
+        max_epochs: int | None = None,
+        on_epoch_end: Callable[[EpochRecord], None] | None = None,
+        on_local_step: Callable[[SwarmGRPOTrainer], None] | None = None,
+        **kwargs,
+    ):
+        self.optimizer_factory, self.max_epochs = optimizer_factory, max_epochs
+        self.on_epoch_end, self.on_local_step = on_epoch_end, on_local_step
+        self.swarm_optimizer: SwarmOptimizer | None = None
+        self._rollouts: list[Rollout] = []
+        self._epoch_started_at, self._epoch_adapter = time.time(), None
+        super().__init__(*args, **kwargs)
+        self.add_callback(_SwarmEpochCallback(self))
+
+    # 1. optimizer
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = model if model is not None else self.model
+            if self.accelerator.is_main_process:
+                self.swarm_optimizer = self.optimizer_factory(model)
+                self.optimizer = self.swarm_optimizer
+            else:
+                self.optimizer = torch.optim.SGD(lora_parameters(model), lr=0.0)
+        return self.optimizer
+
+    # 4. LR schedule
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = EpochLRView(optimizer if optimizer is not None else self.optimizer)
+        return self.lr_scheduler
+
+    @property
+    def swarm_epoch(self) -> int:
+        return self.swarm_optimizer.local_epoch if self.swarm_optimizer is not None else 0
+
+    # 7. rollouts, recorded where GRPO scores them
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        start = self.accelerator.process_index * len(prompts)
+        local = rewards_per_func[start : start + len(prompts)].detach().cpu()
+        weights = self.reward_weights.detach().cpu()
+        totals = (local * weights.unsqueeze(0)).nansum(dim=1)
+        for row, prompt, completion, per_func, total in zip(inputs, prompts, completions, local, totals, strict=True):
+            self._rollouts.append(
+                Rollout(
+                    epoch=self.swarm_epoch,
+                    seed=row.get("seed"),
+                    index=row.get("index"),
+                    prompt=prompt if isinstance(prompt, str) else str(prompt),
+                    completion=completion if isinstance(completion, str) else str(completion),
+                    reward=float(total),
+                    rewards={name: float(v) for name, v in zip(self.reward_func_names, per_func, strict=True)},
+                )
+            )
+        return rewards_per_func
+
+    # 5. logging
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        logs.update(self.swarm_metrics())
+        super().log(logs, start_time)
+
+    def swarm_metrics(self) -> dict[str, float]:
+        opt = self.swarm_optimizer
+        if opt is None:
+            return {}
+        progress = opt.tracker.global_progress
+        metrics = {
+            "swarm/epoch": float(opt.local_epoch),
+            "swarm/peers": float(progress.num_peers),
+            "swarm/global_samples_per_s": opt.global_samples_per_second,
+            "swarm/rejected_parts": float(opt.rejected_parts),
+        }
+        if opt.last_round is not None:
+            metrics.update(
+                {
+                    "swarm/round_group_size": float(opt.last_round.group_size),
+                    "swarm/round_seconds": float(opt.last_round.seconds),
+                    "swarm/round_bytes_sent": float(opt.last_round.bytes_sent_estimate),
+                }
+            )
+        return metrics
+
+    def _finish_epochs(self, new_epoch: int) -> None:
+        """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch."""
+        done = [r for r in self._rollouts if r.epoch < new_epoch]
+        self._rollouts = [r for r in self._rollouts if r.epoch >= new_epoch]
+        adapter = self._epoch_adapter if self._epoch_adapter is not None else lora_state(self.model)
+        if self.on_epoch_end is not None:
+            for epoch in sorted({r.epoch for r in done}) or [new_epoch - 1]:
+                self.on_epoch_end(
+                    EpochRecord(
+                        epoch=epoch,
+                        rollouts=[r for r in done if r.epoch == epoch],
+                        adapter_state=adapter,
+                        model=self.model,
+                        peer_id=str(self.swarm_optimizer.dht.peer_id),
+                        stats=self.swarm_metrics(),
+                    )
+                )
+        self._epoch_adapter, self._epoch_started_at = lora_state(self.model), time.time()
+
+
+class _SwarmEpochCallback(TrainerCallback):
+    """Detects hivemind epoch changes after each local step; syncs ranks; stops at max_epochs."""
+
+    def __init__(self, trainer: SwarmGRPOTrainer):
+        self.trainer, self.seen_epoch = trainer, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer._epoch_adapter = lora_state(self.trainer.model)
+        _broadcast_lora(self.trainer)
+        self.seen_epoch = self.trainer.swarm_epoch
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        _broadcast_lora(trainer)
+        epoch = trainer.swarm_epoch
+        if epoch != self.seen_epoch:
+            trainer._finish_epochs(epoch)
+            self.seen_epoch = epoch
+        if trainer.on_local_step is not None:
+            trainer.on_local_step(trainer)
+        if trainer.max_epochs is not None and epoch >= trainer.max_epochs:
+            control.should_training_stop = True
+        return control
+
+
+def _broadcast_lora(trainer: SwarmGRPOTrainer) -> None:
+    """Multi-process peers: rank 0 (the swarm member) sends its LoRA parameters to the other ranks."""
+    if trainer.accelerator.num_processes <= 1:
+        return
+    with torch.no_grad():
+        for param in lora_parameters(trainer.model):
+            torch.distributed.broadcast(param.data, src=0)
