@@ -1,7 +1,12 @@
 """Peer-to-peer transfer on loopback: announce in the DHT, fetch in parallel, resume, skip lying peers."""
 
 import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -47,6 +52,13 @@ def server_class(kind: str):
             self.served = getattr(self, "served", []) + ([cid] if data is not None else [])
             return data
 
+    class SlowServer(CountingServer):
+        """Honest, 0.1 s per block: slow enough to kill a fetcher mid-way."""
+
+        def read_block(self, cid):
+            time.sleep(0.1)
+            return super().read_block(cid)
+
     class LyingServer(CountingServer):
         """Serves every block with one flipped byte."""
 
@@ -54,7 +66,7 @@ def server_class(kind: str):
             data = super().read_block(cid)
             return None if data is None else bytes([data[0] ^ 0xFF]) + data[1:]
 
-    return {"honest": CountingServer, "lying": LyingServer}[kind]
+    return {"honest": CountingServer, "slow": SlowServer, "lying": LyingServer}[kind]
 
 
 @pytest.fixture
@@ -153,3 +165,40 @@ def test_a_server_only_serves_checkpoints_it_announced(tmp_path, dhts, checkpoin
     with pytest.raises(FetchError, match="no holder could serve a valid block"):
         fetch(dhts[2], private, CheckpointStore(tmp_path / "fetched"), request)
     assert private not in server.served
+
+
+FETCHER = """
+import sys, hivemind
+from coordination.checkpoints import CheckpointStore
+from coordination.checkpoints.fetch import fetch_checkpoint
+dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], initial_peers=sys.argv[4:], start=True)
+fetch_checkpoint(dht, sys.argv[2], CheckpointStore(sys.argv[1]), prefix=sys.argv[3], max_parallel=2)
+"""
+
+
+def test_kill_9_during_fetch_leaves_only_whole_blocks_and_a_rerun_resumes(tmp_path, dhts, serve, request):
+    source = CheckpointStore(tmp_path / "source")
+    cid = source.add_adapter(write_synthetic_adapter(tmp_path / "big", megabytes=12), base_model="hivetune/tiny")
+    server = serve("slow", dht=dhts[0], store=source, cid=cid)
+    fetched = CheckpointStore(tmp_path / "fetched")
+    peers = [str(m) for m in dhts[0].get_visible_maddrs()]
+    command = [sys.executable, "-c", FETCHER, str(fetched.root), cid, request.node.name, *peers]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(fetched.blocks)) < 4:
+            assert proc.poll() is None, f"fetcher exited early: {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "fetcher made no progress in 120 s"
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    survivors = list(fetched.blocks)
+    total = len(source.checkpoint_blocks(cid))
+    assert 4 <= len(survivors) < total, "killed mid-way"
+    assert all(fetched.blocks.check(block) for block in survivors), "no visible block may be partial"
+    assert fetched.pinned() == []
+    served_before = len(server.served)
+    fetch(dhts[2], cid, fetched, request)
+    assert fetched.verify(cid).ok
+    assert len(server.served) - served_before == total - len(survivors), "the rerun fetches only what is missing"
