@@ -50,35 +50,52 @@ def check_reward(facts: RunFacts, record: RolloutRecord) -> Finding | None:
     return None
 
 
-def check_against_model(
-    facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
-) -> Finding | None:
-    """Decoding, EOS, seeded sampling and log-probs of one record under `model` (one forward pass)."""
-    ids = list(record.completion_ids)
-    if decode_completion(tokenizer, ids) != record.completion:
-        return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
-    if (
-        not ids
-        or (len(ids) < facts.max_new_tokens and ids[-1] != tokenizer.eos_token_id)
-        or len(ids) > facts.max_new_tokens
-    ):
+def check_length(facts: RunFacts, record: RolloutRecord, eos_token_id) -> Finding | None:
+    """Seeded sampling stops only at EOS or at the budget: anything else was cut or padded."""
+    ids = record.completion_ids
+    if not ids or len(ids) > facts.max_new_tokens or (len(ids) < facts.max_new_tokens and ids[-1] != eos_token_id):
         return _finding(
             Kind.FABRICATED_COMPLETION,
             record,
-            f"{len(ids)} tokens without EOS before the budget {facts.max_new_tokens}",
+            f"{len(ids)} tokens, not ended by EOS or the budget {facts.max_new_tokens}",
         )
-    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
-    logits = completion_logits(model, encode_prompt(tokenizer, prompt), ids)
+    return None
+
+
+def check_sampling(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int, peer: str) -> Finding | None:
     seed = rollout_seed(facts.run_id, epoch, peer, record.slot, record.generation)
     bad = mismatched_positions(
-        logits, ids, seed=seed, temperature=facts.temperature, cdf_tolerance=facts.cdf_tolerance
+        logits,
+        list(record.completion_ids),
+        seed=seed,
+        temperature=facts.temperature,
+        cdf_tolerance=facts.cdf_tolerance,
     )
     if bad:
         return _finding(
             Kind.FABRICATED_COMPLETION,
             record,
-            f"{len(bad)}/{len(ids)} tokens are not the seeded draws (first at position {bad[0]})",
+            f"{len(bad)}/{record.completion_tokens} tokens are not the seeded draws (first at {bad[0]})",
         )
+    return None
+
+
+def check_against_model(
+    facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
+) -> Finding | None:
+    """Decoding, then (seeded runs) length and sampling, then log-probs: one forward pass under `model`."""
+    if decode_completion(tokenizer, record.completion_ids) != record.completion:
+        return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
+    if facts.seeded_sampling:
+        finding = check_length(facts, record, tokenizer.eos_token_id)
+        if finding:
+            return finding
+    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
+    logits = completion_logits(model, encode_prompt(tokenizer, prompt), list(record.completion_ids))
+    if facts.seeded_sampling:
+        finding = check_sampling(facts, record, logits, epoch=epoch, peer=peer)
+        if finding:
+            return finding
     return check_logprobs(facts, record, logits)
 
 

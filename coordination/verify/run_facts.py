@@ -31,6 +31,7 @@ class RunFacts:
     checkpoint_of_epoch: Callable[[int], str | None] = lambda epoch: None  # None: accept any checkpoint CID
     logprob_tolerance_milli: int = 10  # |recomputed - claimed| per token, in milli-nats
     cdf_tolerance: float = 1e-4
+    seeded_sampling: bool = True  # False for TRL-generated rollouts: skip the sampling and EOS checks
 
     @classmethod
     def from_spec(

@@ -1,0 +1,134 @@
+"""The swarm trainer's on_epoch_end hook: records under the epoch-start LoRA state, receipts a validator accepts."""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from eth_account import Account
+
+from coordination.attest.assignment import assigned_indices
+from coordination.attest.epoch_hook import EpochAttester, lora_state_loaded
+from coordination.attest.rollout_store import RolloutDirectory
+from coordination.attest.rollouts import task_reward
+from coordination.attest.typed_data import attest_domain
+from coordination.chain.signing import run_key
+from coordination.verify.run_facts import RunFacts
+from coordination.verify.validator import Validator
+from coordination.verify.verdicts import Kind
+
+RUN = "bafy-hook-run"
+DOMAIN = attest_domain(chain_id=31337)
+PEER = Account.from_key("0x" + "66" * 32)
+
+
+@pytest.fixture(scope="module")
+def peft_tiny():
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainer.models import build_char_tokenizer, tiny_config
+    from trainer.tasks import get_task
+
+    torch.set_num_threads(1)
+    tok = build_char_tokenizer()
+    torch.manual_seed(2)
+    base = AutoModelForCausalLM.from_config(
+        tiny_config(
+            tok,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=64,
+        )
+    )
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    return model, tok, get_task("arithmetic", digits=2)
+
+
+def epoch_record(model, task, epoch, *, off_assignment=False):
+    """What SwarmGRPOTrainer hands to on_epoch_end (same field names as swarm_trainer.EpochRecord/Rollout)."""
+    reward = task_reward(task)
+    rollouts = []
+    for index in assigned_indices(RUN, epoch, PEER.address, 2):
+        index = index + 1 if off_assignment else index
+        sample = task.sample(4, index)
+        for completion in (task.teacher_trace(sample)[:9], "<t>junk"):
+            rollouts.append(
+                SimpleNamespace(
+                    epoch=epoch,
+                    seed=4,
+                    index=index,
+                    prompt=task.prompt(sample),
+                    completion=completion,
+                    reward=reward(completion, sample),
+                )
+            )
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad():  # the swarm already stepped: the model is at epoch + 1
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.5)
+    return SimpleNamespace(epoch=epoch, rollouts=rollouts, adapter_state=start, model=model, peer_id="Qm", stats={})
+
+
+def facts_with(model, tok, task):
+    return RunFacts(
+        run_id=RUN,
+        run_id_bytes32=run_key(RUN),
+        domain=DOMAIN,
+        task=task,
+        task_seed=4,
+        reward_fn=task_reward(task),
+        group_size=2,
+        max_new_tokens=32,
+        temperature=1.0,
+        load_policy=lambda cid: (model, tok),
+        seeded_sampling=False,
+    )
+
+
+def test_hook_records_verify_under_the_epoch_start_state_only(peft_tiny, tmp_path):
+    model, tok, task = peft_tiny
+    store = RolloutDirectory(tmp_path)
+    attester = EpochAttester(
+        account=PEER,
+        run_id=RUN,
+        domain=DOMAIN,
+        task=task,
+        tokenizer=tok,
+        store=store,
+        checkpoint_cid=lambda e: f"bafy-epoch{e}",
+    )
+    record = epoch_record(model, task, epoch=3)
+    after = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    attester(record)
+    assert all(torch.equal(p, after[n]) for n, p in model.named_parameters() if p.requires_grad)  # restored
+    ((epoch, signed),) = attester.published
+    assert epoch == 3 and signed.receipt.samples == 4 and store.receipts(run_key(RUN).hex(), 3) == [signed]
+    start_model = copy.deepcopy(model)
+    with lora_state_loaded(start_model, record.adapter_state):
+        good = Validator(
+            private_key="0x" + "77" * 32, facts=facts_with(start_model, tok, task), fetch=store.fetch, rollout_rate=1.0
+        )
+        assert good.find(signed, 3) is None
+    stale = Validator(
+        private_key="0x" + "77" * 32, facts=facts_with(model, tok, task), fetch=store.fetch, rollout_rate=1.0
+    )
+    assert stale.find(signed, 3).kind == Kind.WRONG_LOGPROBS
+
+
+def test_hook_refuses_prompts_outside_the_assignment(peft_tiny, tmp_path):
+    model, tok, task = peft_tiny
+    attester = EpochAttester(
+        account=PEER,
+        run_id=RUN,
+        domain=DOMAIN,
+        task=task,
+        tokenizer=tok,
+        store=RolloutDirectory(tmp_path),
+        checkpoint_cid=lambda e: "bafy",
+    )
+    with pytest.raises(ValueError, match="assigned_indices"):
+        attester(epoch_record(model, task, epoch=1, off_assignment=True))
