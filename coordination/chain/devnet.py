@@ -30,6 +30,11 @@ from coordination.chain.deploy import TOKEN, DeployParams, Deployment, deploy_al
 from coordination.errors import ChainError
 
 DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
+# Short delays so a demo moves along (a real run uses DeployParams' defaults: days, not minutes).
+DEVNET_PARAMS = DeployParams(
+    unbonding_delay=300, challenge_window=120, voting_delay=5, voting_period=300,
+    min_validator_stake=1_000 * TOKEN, proposal_threshold=100 * TOKEN, quorum_percent=4,
+)
 READY_TIMEOUT_S = 20.0
 
 

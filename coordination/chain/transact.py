@@ -19,6 +19,7 @@ from coordination.errors import ChainError
 
 Sender = str | LocalAccount
 GAS_MARGIN = 1.2
+GAS_HEADROOM = 25_000
 ZERO_ADDRESS = "0x" + "0" * 40
 RECEIPT_TIMEOUT_S = 60
 
@@ -42,7 +43,9 @@ def _gas_for(w3, fn, tx: dict) -> int:
     if is_in_process(w3) and hasattr(fn, "call"):  # constructors (rare) are estimated
         fn.call(tx)  # raises with the revert data if it would revert
         return w3.eth.get_block("pending")["gasLimit"]
-    return int(fn.estimate_gas(tx) * GAS_MARGIN)
+    # estimated on the pending block (its timestamp is the one the transaction will see), plus headroom for
+    # state that changes between estimate and inclusion (a vote checkpoint in a new second costs a fresh slot)
+    return int(fn.estimate_gas(tx, block_identifier="pending") * GAS_MARGIN) + GAS_HEADROOM
 
 
 def send(w3, fn, *, sender: Sender, action: str, value: int = 0):

@@ -1,0 +1,146 @@
+"""The whole chain flow on a real anvil process: deploy, stake, settle, claim (via the CLI), promote.
+
+The fixture starts anvil on a free loopback port and kills it by pid; skipped when anvil is not
+installed (`make setup`).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from eth_utils import keccak
+from typer.testing import CliRunner
+
+from coordination.chain.claims import ClaimTicket
+from coordination.chain.clock import advance_time
+from coordination.chain.deploy import TOKEN, DeployParams
+from coordination.chain.devnet import Devnet, find_anvil
+from coordination.chain.governance import ProposalState, Support, promotion_proposal
+from coordination.chain.merkle import StandardMerkleTree
+from coordination.chain.sandbox import expect_revert
+from coordination.chain.signing import quorum_signatures, sign_period
+from coordination.errors import ChainError
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+
+try:
+    find_anvil()
+    HAS_ANVIL = True
+except ChainError:
+    HAS_ANVIL = False
+
+PARAMS = DeployParams(unbonding_delay=60, challenge_window=30, voting_delay=5, voting_period=60,
+                      min_validator_stake=1000 * TOKEN, proposal_threshold=100 * TOKEN, quorum_percent=4)
+RUN = "bafy-anvil-run"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    if not HAS_ANVIL:
+        pytest.skip("anvil not installed: run `make setup`")
+    path = tmp_path_factory.mktemp("devnet") / "deployment.json"
+    net = Devnet.start(accounts=6, params=PARAMS, deployment_path=path)
+    yield net
+    net.stop()
+    assert net.node.process.poll() is not None
+
+
+def cli(*args):
+    from coordination.cli.app import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+    return result
+
+
+def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
+    w3, c = net.w3, net.deployment.clients(net.w3)
+    deployer, v1, v2, peer_a, peer_b, staker = net.accounts
+    dep_file = tmp_path / "deployment.json"
+    net.deployment.save(dep_file)
+    common = ["--rpc", net.rpc_url, "--deployment", dep_file]
+
+    # validators stake through the CLI, then register
+    for v in (v1, v2):
+        result = cli("stake", "2000", *common, "--key", "0x" + v.key.hex(), "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["stake"] == 2000 * TOKEN
+        c.staking.register_validator(sender=v)
+
+    # reverts decode on anvil too, including one bubbling from Staking through the ledger
+    with expect_revert("ZeroAmount"):
+        c.staking.stake(0, sender=staker)
+    c.token.approve(c.ledger.address, 1000 * TOKEN, sender=deployer)
+    c.ledger.fund(1000 * TOKEN, sender=deployer)
+    tree = StandardMerkleTree.of([(peer_a.address, 30), (peer_b.address, 10)], ["address", "uint256"])
+    domain = c.ledger.domain()
+    one = quorum_signatures([v1], lambda a: sign_period(a, domain, RUN, 0, tree.root, 40, 400 * TOKEN))
+    with expect_revert("QuorumNotReached", 2000 * TOKEN, 4000 * TOKEN * 6667 // 10_000):
+        c.ledger.submit_period(RUN, 0, tree.root, 40, 400 * TOKEN, one, sender=deployer)
+
+    # settle with a quorum, wait out the window, claim with the CLI from a claim file
+    sigs = quorum_signatures([v1, v2], lambda a: sign_period(a, domain, RUN, 0, tree.root, 40, 400 * TOKEN))
+    c.ledger.submit_period(RUN, 0, tree.root, 40, 400 * TOKEN, sigs, sender=deployer)
+    ticket_path = ClaimTicket.from_tree(RUN, 0, tree, 0).save(tmp_path / "claim.json")
+    early = cli("claim", "--claim-file", ticket_path, *common, "--key", "0x" + peer_a.key.hex())
+    assert isinstance(early.exception, ChainError) and early.exception.error_name == "ChallengeWindowOpen"
+    advance_time(w3, 31)
+    before = c.token.balance_of(peer_a.address)
+    result = cli("claim", "--claim-file", ticket_path, *common, "--key", "0x" + peer_b.key.hex(), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["amount"] == 300 * TOKEN
+    assert c.token.balance_of(peer_a.address) == before + 300 * TOKEN
+
+    # unstake + withdraw through the CLI
+    key = ["--key", "0x" + staker.key.hex()]
+    assert cli("stake", "500", *common, *key).exit_code == 0
+    assert cli("unstake", "200", *common, *key).exit_code == 0
+    advance_time(w3, 61)
+    result = cli("withdraw", *common, *key, "--json")
+    assert json.loads(result.output)["withdrawn"] == 200 * TOKEN
+
+    # promotion through the governor
+    advance_time(w3, 1)
+    proposal = promotion_proposal(c.registry.address, RUN, "bafkrei-anvil-ckpt", keccak(text="eval"))
+    pid = c.governor.propose(proposal, sender=staker)
+    advance_time(w3, 6)
+    c.governor.cast_vote(pid, Support.FOR, sender=v1)
+    advance_time(w3, 61)
+    assert c.governor.state(pid) == ProposalState.SUCCEEDED
+    c.governor.execute(proposal, sender=deployer)
+    assert [ck.cid for ck in c.registry.lineage(RUN)] == ["bafkrei-anvil-ckpt"]
+
+
+def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path):
+    missing_key = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "nope.json")
+    assert "HIVETUNE_KEY" in str(missing_key.exception)
+    net.deployment.save(tmp_path / "d.json")
+    down = cli("withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json", "--key", "0x" + "11" * 32)
+    assert "no chain answers at http://127.0.0.1:9" in str(down.exception)
+
+
+def test_devnet_command_writes_deployment_and_stops_anvil_on_sigint(tmp_path):
+    if not HAS_ANVIL:
+        pytest.skip("anvil not installed: run `make setup`")
+    dep = tmp_path / "deployment.json"
+    cmd = [sys.executable, "-m", "coordination.cli.app", "devnet", "--port", "0", "--json", "--deployment", str(dep)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert json.loads(dep.read_text())["staking"] == info["deployment"]["staking"]
+        assert len(info["accounts"]) == 6 and info["accounts"][1]["tokens"] == 100_000 * TOKEN
+        assert os.path.exists(f"/proc/{info['anvilPid']}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert not os.path.exists(f"/proc/{info['anvilPid']}") or _is_zombie(info["anvilPid"])
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
