@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -52,7 +53,15 @@ def attest_domain_for(clients, chain_id: int) -> dict:
 def validate(
     run: Annotated[Path, typer.Option(help="run.yaml of the run to validate.")],
     epoch: Annotated[list[int], typer.Option(help="Epoch(s) whose receipts to audit; repeat for several.")],
-    records_dir: Annotated[Path, typer.Option(help="Directory of published receipts and rollout records.")],
+    records_dir: Annotated[
+        Path | None, typer.Option(help="Directory of published receipts and records (instead of the swarm).")
+    ] = None,
+    initial_peers: Annotated[
+        list[str] | None, typer.Option(help="Multiaddr of a swarm peer (repeatable): read receipts from the DHT.")
+    ] = None,
+    sampling: Annotated[
+        str, typer.Option(help="seeded: rollouts use verifiable seeded sampling; free: TRL sampled them.")
+    ] = "seeded",
     key_file: Annotated[
         Path | None, typer.Option(help=f"File with the validator's 0x private key (or ${KEY_ENV}).")
     ] = None,
@@ -67,26 +76,52 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Audit peers' work receipts by recomputation and sign a verdict on each."""
-    from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
     from coordination.verify.validate_run import facts_for_run, validate_epochs, write_report
     from coordination.verify.validator import Validator
 
     if not 0.0 <= rollout_rate <= 1.0:
         raise ConfigError(f"--rollout-rate={rollout_rate}: pass a share between 0 and 1")
+    if sampling not in ("seeded", "free"):
+        raise ConfigError(f"--sampling={sampling!r}: use seeded or free")
+    if (records_dir is None) == (not initial_peers):
+        raise ConfigError("pass exactly one of --records-dir DIR or --initial-peers MULTIADDR")
     spec = load_run_spec(run)
     clients, chain_id = connect_chain(deployment, rpc, spec)
-    facts = facts_for_run(spec, domain=attest_domain_for(clients, chain_id))
-    store = RolloutDirectory(records_dir)
-    validator = Validator(private_key=read_key(key_file), facts=facts, fetch=store.fetch, rollout_rate=rollout_rate)
-    if clients is not None:
-        validator.require_registered(clients.staking)
-    receipts = {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epoch}
-    report = validate_epochs(validator, receipts)
+    facts = facts_for_run(spec, domain=attest_domain_for(clients, chain_id), seeded_sampling=sampling == "seeded")
+    key = read_key(key_file)
+    with receipt_source(spec, records_dir, initial_peers, epoch) as (receipts, fetch):
+        validator = Validator(private_key=key, facts=facts, fetch=fetch, rollout_rate=rollout_rate)
+        if clients is not None:
+            validator.require_registered(clients.staking)
+        report = validate_epochs(validator, receipts)
     if out is not None:
         write_report(report, out)
     print_validation(report, as_json)
+
+
+@contextlib.contextmanager
+def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | None, epochs: list[int]):
+    """({epoch: [SignedReceipt]}, record fetcher) from a local directory or from the swarm's DHT."""
+    if records_dir is not None:
+        from coordination.attest.rollout_store import RolloutDirectory
+        from coordination.chain.signing import run_key
+
+        store = RolloutDirectory(records_dir)
+        yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch
+        return
+    from coordination.attest.dht_receipts import fetch_receipts
+    from coordination.attest.p2p_serving import P2PRecordFetcher
+    from coordination.swarm.dht_node import start_dht
+
+    dht = start_dht(initial_peers=initial_peers, client_mode=True)
+    try:
+        published = {e: fetch_receipts(dht, spec.run_id, e) for e in epochs}
+        every = [p for ps in published.values() for p in ps]
+        fetch = P2PRecordFetcher.from_published(dht, prefix=spec.run_id, published=every)
+        yield {e: [p.signed for p in ps] for e, ps in published.items()}, fetch
+    finally:
+        dht.shutdown()
 
 
 def print_validation(report: dict, as_json: bool) -> None:

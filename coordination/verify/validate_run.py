@@ -47,9 +47,11 @@ def facts_for_run(spec, *, domain: dict, store=None, dht=None, **overrides) -> R
     )
 
 
-def verdict_json(signed: SignedVerdict, domain: dict) -> dict:
+def verdict_json(signed: SignedVerdict, domain: dict, receipt=None) -> dict:
+    """A verdict for the report: what was ruled, the receipt it rules on (for aggregation), the signature."""
     v = signed.verdict
     return {
+        "receipt_json": receipt.to_json() if receipt is not None else None,
         "epoch": v.epoch,
         "peer": v.peer,
         "receipt": "0x" + v.receipt.hex(),
@@ -66,7 +68,8 @@ def validate_epochs(validator: Validator, receipts_by_epoch: dict[int, list]) ->
     """Audit every receipt of every epoch; JSON-ready verdicts and the forward-pass cost."""
     verdicts = []
     for epoch, receipts in sorted(receipts_by_epoch.items()):
-        verdicts += [verdict_json(v, validator.facts.domain) for v in validator.audit_epoch(receipts, epoch)]
+        for signed in receipts:
+            verdicts.append(verdict_json(validator.audit(signed, epoch), validator.facts.domain, signed))
     cost = vars(validator.cost)
     counts = {s.name: sum(v["status"] == s.name for v in verdicts) for s in Status}
     return {"validator": validator.address, "verdicts": verdicts, "counts": counts, "cost": dict(cost)}

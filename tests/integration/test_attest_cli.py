@@ -119,3 +119,48 @@ def test_rewards_lists_a_peers_claim_files(tmp_path):
         (0, 30, 750, "unknown"),
         (1, 30, 750, "unknown"),
     ]
+
+
+@pytest.mark.network
+def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published, monkeypatch):
+    import hivemind
+
+    from coordination.attest.dht_receipts import publish_receipt
+    from coordination.attest.p2p_serving import RolloutServer
+    from coordination.attest.rollout_store import RolloutDirectory
+    from coordination.chain.signing import run_key
+    from coordination.swarm.runspec import load_run_spec
+
+    run, root = published
+    spec = load_run_spec(run)
+    store = RolloutDirectory(root / "records")
+    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    peer_dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True)
+    try:
+        with RolloutServer(dht=peer_dht, store=store, prefix=spec.run_id):
+            for signed in store.receipts(run_key(spec.run_id).hex(), 0):
+                assert publish_receipt(peer_dht, spec.run_id, 0, signed, maddrs=peer_dht.get_visible_maddrs())
+            maddr = str(peer_dht.get_visible_maddrs()[0])
+            result = CliRunner().invoke(
+                app,
+                [
+                    "validate",
+                    "--run",
+                    str(run),
+                    "--epoch",
+                    "0",
+                    "--initial-peers",
+                    maddr,
+                    "--rollout-rate",
+                    "1.0",
+                    "--json",
+                ],
+            )
+    finally:
+        peer_dht.shutdown()
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert {v["peer"]: v["status"] for v in report["verdicts"]} == {
+        HONEST.address: "ACCEPTED",
+        CHEATER.address: "FRAUD",
+    }
