@@ -42,8 +42,13 @@ class ClaimTicket:
         return verify_proof(root, leaf_hash(LEAF_TYPES, [self.peer, self.units]), self.proof)
 
     def to_json(self) -> dict:
-        return {"runId": self.run_id, "period": self.period, "peer": self.peer, "units": self.units,
-                "proof": ["0x" + p.hex() for p in self.proof]}
+        return {
+            "runId": self.run_id,
+            "period": self.period,
+            "peer": self.peer,
+            "units": self.units,
+            "proof": ["0x" + p.hex() for p in self.proof],
+        }
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -56,12 +61,19 @@ class ClaimTicket:
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
-            ticket = cls(str(raw["runId"]), int(raw["period"]), str(raw["peer"]), int(raw["units"]),
-                         tuple(bytes.fromhex(p.removeprefix("0x")) for p in raw["proof"]))
+            ticket = cls(
+                str(raw["runId"]),
+                int(raw["period"]),
+                str(raw["peer"]),
+                int(raw["units"]),
+                tuple(bytes.fromhex(p.removeprefix("0x")) for p in raw["proof"]),
+            )
         except FileNotFoundError:
             raise ConfigError(f"no claim file at {path}; ask the run's aggregator for your claim file") from None
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{path} is not a claim file ({exc!r}); it needs runId, period, peer, units, proof") from exc
+            raise ConfigError(
+                f"{path} is not a claim file ({exc!r}); it needs runId, period, peer, units, proof"
+            ) from exc
         if not is_address(ticket.peer) or any(len(p) != 32 for p in ticket.proof):
             raise ConfigError(f"{path}: peer must be an address and each proof entry 32 bytes of hex")
         return ticket

@@ -32,7 +32,9 @@ class ContractClient:
         self.contract = w3.eth.contract(address=self.address, abi=load_artifact(self.artifact_name).abi)
 
     def _call(self, fn_name: str, *args):
-        return call(self.w3, getattr(self.contract.functions, fn_name)(*args), action=f"{self.artifact_name}.{fn_name}")
+        return call(
+            self.w3, getattr(self.contract.functions, fn_name)(*args), action=f"{self.artifact_name}.{fn_name}"
+        )
 
     def _send(self, fn_name: str, *args, sender: Sender):
         fn = getattr(self.contract.functions, fn_name)(*args)
@@ -155,7 +157,9 @@ class LedgerClient(ContractClient):
         return self._send("fund", amount, sender=sender)
 
     def submit_period(self, run_id, period: int, root: bytes, total_units: int, reward: int, signatures, *, sender):
-        return self._send("submitPeriod", run_key(run_id), period, root, total_units, reward, signatures, sender=sender)
+        return self._send(
+            "submitPeriod", run_key(run_id), period, root, total_units, reward, signatures, sender=sender
+        )
 
     def void_period(self, run_id, period: int, signatures: list[bytes], *, sender: Sender):
         return self._send("voidPeriod", run_key(run_id), period, signatures, sender=sender)

@@ -31,5 +31,7 @@ def advance_time(w3, seconds: int) -> int:
             w3.provider.make_request("evm_setNextBlockTimestamp", [target])
             w3.provider.make_request("evm_mine", [])
         except Exception as exc:
-            raise ChainError(f"cannot move time on this chain ({exc}); only dev chains (anvil, eth-tester) allow it") from exc
+            raise ChainError(
+                f"cannot move time on this chain ({exc}); only dev chains (anvil, eth-tester) allow it"
+            ) from exc
     return chain_now(w3)

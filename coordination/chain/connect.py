@@ -1,7 +1,7 @@
 """Open a chain for a command: RPC + deployment.json + (optionally) a signing key.
 
-    w3, deployment, clients = connect("http://127.0.0.1:8545", "deployment.json")
-    account = account_from_key(key)          # from --key / $HIVETUNE_KEY
+w3, deployment, clients = connect("http://127.0.0.1:8545", "deployment.json")
+account = account_from_key(key)          # from --key / $HIVETUNE_KEY
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ def connect(rpc: str, deployment_path: str | Path) -> tuple[object, Deployment, 
         chain_id = w3.eth.chain_id
         code = w3.eth.get_code(deployment.staking)
     if chain_id != deployment.chain_id:
-        raise ChainError(f"{deployment_path} is for chain {deployment.chain_id} but {rpc} is chain {chain_id}; "
-                         "pass the matching --rpc or --deployment")
+        raise ChainError(
+            f"{deployment_path} is for chain {deployment.chain_id} but {rpc} is chain {chain_id}; "
+            "pass the matching --rpc or --deployment"
+        )
     if len(code) == 0:
-        raise ChainError(f"no contracts at the addresses in {deployment_path} on {rpc} (a restarted devnet?); "
-                         "redeploy with `hivetune devnet`")
+        raise ChainError(
+            f"no contracts at the addresses in {deployment_path} on {rpc} (a restarted devnet?); "
+            "redeploy with `hivetune devnet`"
+        )
     return w3, deployment, deployment.clients(w3)
 
 
@@ -43,4 +47,6 @@ def account_from_key(key: str | None):
     try:
         return Account.from_key(key)
     except Exception as exc:
-        raise ConfigError(f"--key is not a valid private key ({type(exc).__name__}); expected 0x + 64 hex digits") from exc
+        raise ConfigError(
+            f"--key is not a valid private key ({type(exc).__name__}); expected 0x + 64 hex digits"
+        ) from exc

@@ -20,7 +20,7 @@ from pathlib import Path
 from coordination.chain.artifacts import load_artifact
 from coordination.chain.clients import LedgerClient, RegistryClient, StakingClient, TokenClient
 from coordination.chain.governance import GovernorClient
-from coordination.chain.transact import Sender, sender_address, send
+from coordination.chain.transact import Sender, send, sender_address
 from coordination.errors import ChainError
 
 TOKEN = 10**18  # one whole HIVE in base units
@@ -31,7 +31,9 @@ class DeployParams:
     token_name: str = field(default="Hive", metadata={"help": "ERC20 name of the devnet token"})
     token_symbol: str = field(default="HIVE", metadata={"help": "ERC20 symbol"})
     initial_supply: int = field(default=10**9 * TOKEN, metadata={"help": "minted to the deployer"})
-    unbonding_delay: int = field(default=7 * 24 * 3600, metadata={"help": "seconds between requestUnstake and withdraw"})
+    unbonding_delay: int = field(
+        default=7 * 24 * 3600, metadata={"help": "seconds between requestUnstake and withdraw"}
+    )
     min_validator_stake: int = field(default=1_000 * TOKEN, metadata={"help": "stake needed to register as validator"})
     validator_quorum_bps: int = field(default=6_667, metadata={"help": "share of validator stake a quorum must sign"})
     treasury: str | None = field(default=None, metadata={"help": "receives slashed stake; default: the deployer"})
@@ -80,7 +82,9 @@ class Deployment:
         try:
             return cls(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
-            raise ChainError(f"{path} is not a hivetune deployment file ({exc}); redeploy with `hivetune devnet`") from exc
+            raise ChainError(
+                f"{path} is not a hivetune deployment file ({exc}); redeploy with `hivetune devnet`"
+            ) from exc
 
     def clients(self, w3) -> Clients:
         return Clients(

@@ -26,14 +26,19 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from coordination.chain.artifacts import contracts_dir
-from coordination.chain.deploy import TOKEN, DeployParams, Deployment, deploy_all
+from coordination.chain.deploy import TOKEN, Deployment, DeployParams, deploy_all
 from coordination.errors import ChainError
 
 DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
 # Short delays so a demo moves along (a real run uses DeployParams' defaults: days, not minutes).
 DEVNET_PARAMS = DeployParams(
-    unbonding_delay=300, challenge_window=120, voting_delay=5, voting_period=300,
-    min_validator_stake=1_000 * TOKEN, proposal_threshold=100 * TOKEN, quorum_percent=4,
+    unbonding_delay=300,
+    challenge_window=120,
+    voting_delay=5,
+    voting_period=300,
+    min_validator_stake=1_000 * TOKEN,
+    proposal_threshold=100 * TOKEN,
+    quorum_percent=4,
 )
 READY_TIMEOUT_S = 20.0
 
@@ -80,14 +85,17 @@ class AnvilProcess:
     def _wait_ready(self) -> None:
         from web3 import Web3
 
-        w3, deadline = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 2})), time.monotonic() + READY_TIMEOUT_S
+        w3, deadline = (
+            Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 2})),
+            time.monotonic() + READY_TIMEOUT_S,
+        )
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode(errors="replace").strip().splitlines()
                 raise ChainError(f"anvil exited at start ({err[-1] if err else 'no output'}); is the port free?")
             try:
-                w3.eth.chain_id
-                return
+                if w3.eth.chain_id:
+                    return
             except Exception:
                 time.sleep(0.1)
         self.stop()

@@ -18,7 +18,7 @@ from unittest.mock import ANY
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from coordination.chain.deploy import TOKEN, Clients, DeployParams, Deployment, deploy_all
+from coordination.chain.deploy import TOKEN, Clients, Deployment, DeployParams, deploy_all
 from coordination.errors import ChainError
 
 __all__ = ["ANY", "Sandbox", "expect_revert", "register_validators"]

@@ -108,7 +108,13 @@ def _typed(domain: Eip712Domain, primary: str, fields: list, message: dict):
 
 
 def _period_message(run_id, period: int, root: bytes, total_units: int, reward: int) -> dict:
-    return {"runId": run_key(run_id), "period": period, "root": bytes(root), "totalUnits": total_units, "reward": reward}
+    return {
+        "runId": run_key(run_id),
+        "period": period,
+        "root": bytes(root),
+        "totalUnits": total_units,
+        "reward": reward,
+    }
 
 
 def _as_account(signer: Signer) -> LocalAccount:
@@ -134,9 +140,13 @@ def period_digest(domain: Eip712Domain, run_id, period: int, root: bytes, total_
     return _hash_eip191_message(typed)
 
 
-def sign_period(signer: Signer, domain: Eip712Domain, run_id, period: int, root: bytes, total_units: int, reward: int) -> bytes:
+def sign_period(
+    signer: Signer, domain: Eip712Domain, run_id, period: int, root: bytes, total_units: int, reward: int
+) -> bytes:
     """A validator's 65-byte signature approving a period's contribution root."""
-    return _sign(signer, _typed(domain, "Period", PERIOD_FIELDS, _period_message(run_id, period, root, total_units, reward)))
+    return _sign(
+        signer, _typed(domain, "Period", PERIOD_FIELDS, _period_message(run_id, period, root, total_units, reward))
+    )
 
 
 def recover_period_signers(
@@ -152,7 +162,9 @@ def sign_void(signer: Signer, domain: Eip712Domain, run_id, period: int) -> byte
 
 
 def recover_void_signers(signatures: Sequence[bytes], domain: Eip712Domain, run_id, period: int) -> list[str]:
-    return _recover(signatures, _typed(domain, "VoidPeriod", VOID_FIELDS, {"runId": run_key(run_id), "period": period}))
+    return _recover(
+        signatures, _typed(domain, "VoidPeriod", VOID_FIELDS, {"runId": run_key(run_id), "period": period})
+    )
 
 
 def _slash_message(offender: str, amount: int, evidence: bytes) -> dict:

@@ -40,7 +40,9 @@ def is_in_process(w3) -> bool:
 
 
 def _gas_for(w3, fn, tx: dict) -> int:
-    if is_in_process(w3) and hasattr(fn, "call"):  # constructors (rare) are estimated
+    if is_in_process(w3):
+        if not hasattr(fn, "call"):  # a constructor (rare): estimated
+            return int(fn.estimate_gas(tx) * GAS_MARGIN)
         fn.call(tx)  # raises with the revert data if it would revert
         return w3.eth.get_block("pending")["gasLimit"]
     # estimated on the pending block (its timestamp is the one the transaction will see), plus headroom for

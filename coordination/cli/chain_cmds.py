@@ -21,9 +21,14 @@ import typer
 from coordination.errors import ConfigError
 
 RPC = typer.Option("http://127.0.0.1:8545", "--rpc", envvar="HIVETUNE_RPC", help="JSON-RPC URL of the chain")
-DEPLOYMENT = typer.Option(Path("deployment.json"), "--deployment", envvar="HIVETUNE_DEPLOYMENT",
-                          help="deployment.json written by `hivetune devnet` (contract addresses)")
+DEPLOYMENT = typer.Option(
+    Path("deployment.json"),
+    "--deployment",
+    envvar="HIVETUNE_DEPLOYMENT",
+    help="deployment.json written by `hivetune devnet` (contract addresses)",
+)
 KEY = typer.Option(None, "--key", envvar="HIVETUNE_KEY", help="0x private key that signs (default: $HIVETUNE_KEY)")
+CLAIM_FILE = typer.Option(..., "--claim-file", help="JSON from the aggregator: runId, period, peer, units, proof")
 JSON_OUT = typer.Option(False, "--json", help="print one JSON object instead of text")
 
 
@@ -57,8 +62,13 @@ def _open(rpc: str, deployment: Path, key: str | None):
 
 def _stake_state(clients, address: str) -> dict:
     amount, release_at = clients.staking.pending_withdrawal(address)
-    return {"account": address, "stake": clients.staking.stake_of(address), "pending": amount,
-            "releaseAt": release_at, "votes": clients.staking.get_votes(address)}
+    return {
+        "account": address,
+        "stake": clients.staking.stake_of(address),
+        "pending": amount,
+        "releaseAt": release_at,
+        "votes": clients.staking.get_votes(address),
+    }
 
 
 def devnet(
@@ -74,8 +84,13 @@ def devnet(
 
     from coordination.chain.devnet import DEVNET_PARAMS, Devnet
 
-    net = Devnet.start(port=port or None, accounts=accounts, fund_each=parse_token_amount(fund),
-                       params=DEVNET_PARAMS, deployment_path=deployment)
+    net = Devnet.start(
+        port=port or None,
+        accounts=accounts,
+        fund_each=parse_token_amount(fund),
+        params=DEVNET_PARAMS,
+        deployment_path=deployment,
+    )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops it as cleanly as Ctrl-C
     try:
         _print_devnet(net, deployment, as_json)
@@ -96,10 +111,16 @@ def _interrupt(*_) -> None:
 def _print_devnet(net, deployment: Path, as_json: bool) -> None:
     from dataclasses import asdict
 
-    accounts = [{"address": a.address, "key": "0x" + a.key.hex(), "tokens": net.funded.get(a.address, 0)}
-                for a in net.accounts]
-    payload = {"rpc": net.rpc_url, "anvilPid": net.node.process.pid, "deploymentFile": str(deployment), "deployment": asdict(net.deployment),
-               "accounts": accounts}
+    accounts = [
+        {"address": a.address, "key": "0x" + a.key.hex(), "tokens": net.funded.get(a.address, 0)} for a in net.accounts
+    ]
+    payload = {
+        "rpc": net.rpc_url,
+        "anvilPid": net.node.process.pid,
+        "deploymentFile": str(deployment),
+        "deployment": asdict(net.deployment),
+        "accounts": accounts,
+    }
     if as_json:
         typer.echo(json.dumps(payload), nl=True)
         return
@@ -116,8 +137,13 @@ def _print_devnet(net, deployment: Path, as_json: bool) -> None:
     console.print(f"contracts written to [bold]{deployment}[/]; Ctrl-C stops the devnet")
 
 
-def stake(amount: str = typer.Argument(..., help="whole tokens to stake"), rpc: str = RPC,
-          deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT) -> None:
+def stake(
+    amount: str = typer.Argument(..., help="whole tokens to stake"),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    key: str = KEY,
+    as_json: bool = JSON_OUT,
+) -> None:
     """Approve and stake AMOUNT tokens (voting power follows your stake)."""
     _, clients, account = _open(rpc, deployment, key)
     units = parse_token_amount(amount)
@@ -128,13 +154,20 @@ def stake(amount: str = typer.Argument(..., help="whole tokens to stake"), rpc: 
     _emit(as_json, state, f"staked {amount}; stake now {format_tokens(state['stake'])}")
 
 
-def unstake(amount: str = typer.Argument(..., help="whole tokens to unstake"), rpc: str = RPC,
-            deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT) -> None:
+def unstake(
+    amount: str = typer.Argument(..., help="whole tokens to unstake"),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    key: str = KEY,
+    as_json: bool = JSON_OUT,
+) -> None:
     """Start unbonding AMOUNT tokens; `hivetune withdraw` pays them out after the unbonding delay."""
     _, clients, account = _open(rpc, deployment, key)
     clients.staking.request_unstake(parse_token_amount(amount), sender=account)
     state = _stake_state(clients, account.address)
-    _emit(as_json, state, f"unbonding {format_tokens(state['pending'])}; withdraw after timestamp {state['releaseAt']}")
+    _emit(
+        as_json, state, f"unbonding {format_tokens(state['pending'])}; withdraw after timestamp {state['releaseAt']}"
+    )
 
 
 def withdraw(rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT) -> None:
@@ -142,23 +175,34 @@ def withdraw(rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_j
     _, clients, account = _open(rpc, deployment, key)
     receipt = clients.staking.withdraw(sender=account)
     (event,) = clients.staking.events("Withdrawn", receipt)
-    _emit(as_json, {"account": account.address, "withdrawn": event["amount"]},
-          f"withdrew {format_tokens(event['amount'])}")
+    _emit(
+        as_json,
+        {"account": account.address, "withdrawn": event["amount"]},
+        f"withdrew {format_tokens(event['amount'])}",
+    )
 
 
-def claim(claim_file: Path = typer.Option(..., "--claim-file", help="JSON from the aggregator: runId, period, "
-                                          "peer, units, proof"),
-          rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT) -> None:
+def claim(
+    claim_file: Path = CLAIM_FILE,
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    key: str = KEY,
+    as_json: bool = JSON_OUT,
+) -> None:
     """Claim a period's reward for the peer in CLAIM_FILE (any key may pay the gas; the peer is paid)."""
     from coordination.chain.claims import ClaimTicket
 
     ticket = ClaimTicket.load(claim_file)
     _, clients, account = _open(rpc, deployment, key)
-    receipt = clients.ledger.claim(ticket.run_id, ticket.period, ticket.peer, ticket.units, list(ticket.proof),
-                                   sender=account)
+    receipt = clients.ledger.claim(
+        ticket.run_id, ticket.period, ticket.peer, ticket.units, list(ticket.proof), sender=account
+    )
     (event,) = clients.ledger.events("RewardClaimed", receipt)
-    _emit(as_json, {"peer": ticket.peer, "period": ticket.period, "units": ticket.units, "amount": event["amount"]},
-          f"claimed {format_tokens(event['amount'])} for {ticket.peer} (period {ticket.period})")
+    _emit(
+        as_json,
+        {"peer": ticket.peer, "period": ticket.period, "units": ticket.units, "amount": event["amount"]},
+        f"claimed {format_tokens(event['amount'])} for {ticket.peer} (period {ticket.period})",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -32,8 +32,15 @@ try:
 except ChainError:
     HAS_ANVIL = False
 
-PARAMS = DeployParams(unbonding_delay=60, challenge_window=30, voting_delay=5, voting_period=60,
-                      min_validator_stake=1000 * TOKEN, proposal_threshold=100 * TOKEN, quorum_percent=4)
+PARAMS = DeployParams(
+    unbonding_delay=60,
+    challenge_window=30,
+    voting_delay=5,
+    voting_period=60,
+    min_validator_stake=1000 * TOKEN,
+    proposal_threshold=100 * TOKEN,
+    quorum_percent=4,
+)
 RUN = "bafy-anvil-run"
 
 
@@ -117,7 +124,9 @@ def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path):
     missing_key = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "nope.json")
     assert "HIVETUNE_KEY" in str(missing_key.exception)
     net.deployment.save(tmp_path / "d.json")
-    down = cli("withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json", "--key", "0x" + "11" * 32)
+    down = cli(
+        "withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json", "--key", "0x" + "11" * 32
+    )
     assert "no chain answers at http://127.0.0.1:9" in str(down.exception)
 
 

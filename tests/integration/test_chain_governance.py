@@ -67,9 +67,15 @@ def test_promotion_end_to_end_builds_lineage(box):
         assert gov.state(pid) == ProposalState.SUCCEEDED
         receipt = gov.execute(proposal, sender=addr(box, 4))
         assert gov.state(pid) == ProposalState.EXECUTED
-        assert registry.events("CheckpointPromoted", receipt) == [{
-            "runId": run_key(RUN), "index": i, "cid": cid, "evalDigest": DIGEST, "parentCid": "" if i == 0 else CID1,
-        }]
+        assert registry.events("CheckpointPromoted", receipt) == [
+            {
+                "runId": run_key(RUN),
+                "index": i,
+                "cid": cid,
+                "evalDigest": DIGEST,
+                "parentCid": "" if i == 0 else CID1,
+            }
+        ]
     assert [c.cid for c in registry.lineage(RUN)] == [CID1, CID2]
     assert registry.current(RUN).eval_digest == DIGEST
     assert registry.is_promoted(RUN, CID1) and not registry.is_promoted("other run", CID1)
@@ -86,7 +92,9 @@ def test_proposal_without_quorum_or_majority_is_defeated(box):
         gov.execute(proposal, sender=addr(box, 0))
 
 
-ANY_STATES = ((1 << ProposalState.SUCCEEDED) | (1 << ProposalState.QUEUED)).to_bytes(32, "big")  # allowed-states bitmap
+ANY_STATES = ((1 << ProposalState.SUCCEEDED) | (1 << ProposalState.QUEUED)).to_bytes(
+    32, "big"
+)  # allowed-states bitmap
 
 
 def test_quorum_is_a_fraction_of_stake_at_the_snapshot(box):

@@ -119,11 +119,14 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         period, total = len(self.periods), sum(units)
         tree = StandardMerkleTree.of(list(zip(self.users, units, strict=True)), ["address", "uint256"])
         domain = self.c.ledger.domain()
-        sigs = quorum_signatures(self.validators, lambda a: sign_period(a, domain, RUN, period, tree.root, total, reward))
+        sigs = quorum_signatures(
+            self.validators, lambda a: sign_period(a, domain, RUN, period, tree.root, total, reward)
+        )
         self.c.ledger.submit_period(RUN, period, tree.root, total, reward, sigs, sender=self.box.deployer)
         ends = chain_now(self.box.w3) + PARAMS.challenge_window
-        self.periods.append({"tree": tree, "units": units, "total": total, "reward": reward, "ends": ends,
-                             "paid": 0, "claimed": set()})
+        self.periods.append(
+            {"tree": tree, "units": units, "total": total, "reward": reward, "ends": ends, "paid": 0, "claimed": set()}
+        )
         self.pool -= reward
 
     @rule(data=st.data(), i=st.integers(0, STAKERS - 1))
@@ -183,6 +186,11 @@ def test_stake_ledger_invariants_hold_over_random_sequences(box):
     StakeLedgerMachine.box = box
     run_state_machine_as_test(
         StakeLedgerMachine,
-        settings=settings(max_examples=10, stateful_step_count=15, deadline=None,
-                          suppress_health_check=list(HealthCheck), derandomize=True),
+        settings=settings(
+            max_examples=10,
+            stateful_step_count=15,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        ),
     )

@@ -5,6 +5,7 @@ early claims all revert with their exact custom errors.
 """
 
 import pytest
+
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams
 from coordination.chain.merkle import StandardMerkleTree
@@ -65,7 +66,9 @@ def settle(box, tree, total=60, reward=600, period=0, run=RUN):
 
 
 def assert_ledger_backed(box):
-    assert box.c.token.balance_of(box.c.ledger.address) == box.c.ledger.reward_pool() + box.c.ledger.outstanding_rewards()
+    assert (
+        box.c.token.balance_of(box.c.ledger.address) == box.c.ledger.reward_pool() + box.c.ledger.outstanding_rewards()
+    )
 
 
 # ---------------------------------------------------------------- funding and digests
@@ -82,7 +85,9 @@ def test_fund_adds_to_pool_and_zero_reverts(box):
 
 def test_python_typed_data_hash_equals_contract_digest(box):
     root = make_tree(box).root
-    assert period_digest(box.c.ledger.domain(), RUN, 7, root, 60, 600) == box.c.ledger.period_digest(RUN, 7, root, 60, 600)
+    assert period_digest(box.c.ledger.domain(), RUN, 7, root, 60, 600) == box.c.ledger.period_digest(
+        RUN, 7, root, 60, 600
+    )
 
 
 # ---------------------------------------------------------------- submitPeriod
@@ -92,12 +97,25 @@ def test_submit_period_reserves_reward_and_records_root(box):
     tree = make_tree(box)
     receipt = settle(box, tree)
     ends = chain_now(box.w3) + 50
-    assert box.c.ledger.events("PeriodSubmitted", receipt) == [{
-        "runId": run_key(RUN), "period": 0, "root": tree.root, "totalUnits": 60, "reward": 600, "challengeEndsAt": ends,
-    }]
+    assert box.c.ledger.events("PeriodSubmitted", receipt) == [
+        {
+            "runId": run_key(RUN),
+            "period": 0,
+            "root": tree.root,
+            "totalUnits": 60,
+            "reward": 600,
+            "challengeEndsAt": ends,
+        }
+    ]
     info = box.c.ledger.get_period(RUN, 0)
     assert (info.root, info.total_units, info.reward, info.paid, info.challenge_ends_at, info.voided) == (
-        tree.root, 60, 600, 0, ends, False)
+        tree.root,
+        60,
+        600,
+        0,
+        ends,
+        False,
+    )
     assert box.c.ledger.reward_pool() == POOL - 600
     assert box.c.ledger.outstanding_rewards() == 600
     assert_ledger_backed(box)
@@ -153,15 +171,17 @@ def test_submit_below_quorum_duplicate_and_forged_signers_revert(box):
     v0, v1, v2 = box.accounts[:3]
     root = make_tree(box).root
     with expect_revert("QuorumNotReached", 4000, 4001):
-        box.c.ledger.submit_period(RUN, 0, root, 60, 600, period_sigs(box, [v0, v2], RUN, 0, root, 60, 600),
-                                   sender=box.deployer)
+        box.c.ledger.submit_period(
+            RUN, 0, root, 60, 600, period_sigs(box, [v0, v2], RUN, 0, root, 60, 600), sender=box.deployer
+        )
     one = period_sigs(box, [v2], RUN, 0, root, 60, 600)[0]
     with expect_revert("SignersNotSorted", v2.address, v2.address):
         box.c.ledger.submit_period(RUN, 0, root, 60, 600, [one, one], sender=box.deployer)
     forger = box.accounts[3]
     with expect_revert("NotAValidator", forger.address):
-        box.c.ledger.submit_period(RUN, 0, root, 60, 600, period_sigs(box, [forger], RUN, 0, root, 60, 600),
-                                   sender=box.deployer)
+        box.c.ledger.submit_period(
+            RUN, 0, root, 60, 600, period_sigs(box, [forger], RUN, 0, root, 60, 600), sender=box.deployer
+        )
 
 
 # ---------------------------------------------------------------- claim
@@ -240,7 +260,9 @@ def test_void_in_window_returns_reward_and_blocks_claims_and_resubmission(box):
     with expect_revert("QuorumNotReached", 3000, 4001):
         box.c.ledger.void_period(RUN, 0, void_sigs(box, [v0, v1]), sender=box.deployer)
     receipt = box.c.ledger.void_period(RUN, 0, void_sigs(box, [v1, v2]), sender=box.deployer)
-    assert box.c.ledger.events("PeriodVoided", receipt) == [{"runId": run_key(RUN), "period": 0, "returnedToPool": 600}]
+    assert box.c.ledger.events("PeriodVoided", receipt) == [
+        {"runId": run_key(RUN), "period": 0, "returnedToPool": 600}
+    ]
     assert box.c.ledger.reward_pool() == POOL
     assert box.c.ledger.outstanding_rewards() == 0
     assert_ledger_backed(box)

@@ -19,8 +19,15 @@ pytestmark = pytest.mark.chain
 
 TREASURY = "0x000000000000000000000000000000000000bEEF"
 PARAMS = DeployParams(
-    unbonding_delay=100, min_validator_stake=1000, validator_quorum_bps=6667, treasury=TREASURY,
-    challenge_window=50, voting_delay=10, voting_period=100, proposal_threshold=500, quorum_percent=10,
+    unbonding_delay=100,
+    min_validator_stake=1000,
+    validator_quorum_bps=6667,
+    treasury=TREASURY,
+    challenge_window=50,
+    voting_delay=10,
+    voting_period=100,
+    proposal_threshold=500,
+    quorum_percent=10,
 )
 EVIDENCE = keccak(text="fraud evidence #1")
 
@@ -76,22 +83,49 @@ def test_stake_with_permit_needs_no_approve(box):
     owner = box.accounts[3]
     token = box.c.token.contract
     deadline = chain_now(box.w3) + 3600
-    typed = encode_typed_data(full_message={
-        "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-            "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
-                       {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
-                       {"name": "deadline", "type": "uint256"}],
-        },
-        "primaryType": "Permit",
-        "domain": {"name": "Hive", "version": "1", "chainId": box.w3.eth.chain_id, "verifyingContract": token.address},
-        "message": {"owner": owner.address, "spender": box.c.staking.address, "value": 321,
-                    "nonce": token.functions.nonces(owner.address).call(), "deadline": deadline},
-    })
+    typed = encode_typed_data(
+        full_message={
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": "Hive",
+                "version": "1",
+                "chainId": box.w3.eth.chain_id,
+                "verifyingContract": token.address,
+            },
+            "message": {
+                "owner": owner.address,
+                "spender": box.c.staking.address,
+                "value": 321,
+                "nonce": token.functions.nonces(owner.address).call(),
+                "deadline": deadline,
+            },
+        }
+    )
     sig = Account.sign_message(typed, owner.key)
-    box.c.staking._send("stakeWithPermit", 321, deadline, sig.v, sig.r.to_bytes(32, "big"), sig.s.to_bytes(32, "big"),
-                        sender=owner.address)
+    box.c.staking._send(
+        "stakeWithPermit",
+        321,
+        deadline,
+        sig.v,
+        sig.r.to_bytes(32, "big"),
+        sig.s.to_bytes(32, "big"),
+        sender=owner.address,
+    )
     assert box.c.staking.stake_of(owner.address) == 321
 
 
@@ -109,7 +143,9 @@ def test_request_unstake_then_withdraw_after_delay(box):
     before = box.c.token.balance_of(user)
     receipt = box.c.staking.request_unstake(200, sender=user)
     release_at = chain_now(box.w3) + 100
-    assert box.c.staking.events("UnstakeRequested", receipt) == [{"account": user, "amount": 200, "releaseAt": release_at}]
+    assert box.c.staking.events("UnstakeRequested", receipt) == [
+        {"account": user, "amount": 200, "releaseAt": release_at}
+    ]
     assert box.c.staking.stake_of(user) == 300
     assert box.c.staking.get_votes(user) == 300
     assert box.c.staking.pending_withdrawal(user) == (200, release_at)
@@ -163,8 +199,12 @@ def test_register_and_deregister_validator(box):
     assert box.c.staking.totals()["totalValidatorStake"] == 7600
     receipt = box.c.staking.deregister_validator(sender=user)
     assert box.c.staking.events("ValidatorDeregistered", receipt) == [{"validator": user}]
-    assert box.c.staking.totals() == {"totalStaked": 7600, "totalPending": 0, "totalValidatorStake": 6000,
-                                      "validatorCount": 3}
+    assert box.c.staking.totals() == {
+        "totalStaked": 7600,
+        "totalPending": 0,
+        "totalValidatorStake": 6000,
+        "validatorCount": 3,
+    }
     with expect_revert("NotAValidator", user):
         box.c.staking.deregister_validator(sender=user)
 
@@ -212,7 +252,9 @@ def test_slash_takes_active_stake_to_treasury(box):
     v0, v1, v2 = box.accounts[:3]
     offender = addr(box, 3)
     box.approve_and_stake(offender, 800)
-    receipt = box.c.staking.slash(offender, 300, EVIDENCE, slash_sigs(box, [v1, v2], offender, 300), sender=addr(box, 5))
+    receipt = box.c.staking.slash(
+        offender, 300, EVIDENCE, slash_sigs(box, [v1, v2], offender, 300), sender=addr(box, 5)
+    )
     assert box.c.staking.events("Slashed", receipt) == [
         {"offender": offender, "amount": 300, "evidence": EVIDENCE, "treasury": TREASURY}
     ]
@@ -252,7 +294,10 @@ def test_slash_signed_for_another_chain_or_contract_is_rejected(box):
     offender = addr(box, 3)
     box.approve_and_stake(offender, 800)
     validators = {a.address for a in box.accounts[:3]}
-    for domain in (staking_domain(1, box.c.staking.address), staking_domain(box.w3.eth.chain_id, box.c.ledger.address)):
+    for domain in (
+        staking_domain(1, box.c.staking.address),
+        staking_domain(box.w3.eth.chain_id, box.c.ledger.address),
+    ):
         sigs = slash_sigs(box, [v1, v2], offender, 100, domain=domain)
         with pytest.raises(ChainError) as info:
             box.c.staking.slash(offender, 100, EVIDENCE, sigs, sender=offender)

@@ -30,8 +30,14 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 16])
 def test_root_and_proofs_match_openzeppelin_js(n):
     values = [["0x" + f"{(i * 7919 + 1):040x}", str(10**18 * (i + 1) + i)] for i in range(n)]
-    out = subprocess.run(["node", "-e", JS, json.dumps(values)], cwd=contracts_dir(), capture_output=True,
-                         text=True, check=True, timeout=60)
+    out = subprocess.run(
+        ["node", "-e", JS, json.dumps(values)],
+        cwd=contracts_dir(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     js = json.loads(out.stdout)
     tree = StandardMerkleTree.of([(a, int(u)) for a, u in values], ["address", "uint256"])
     assert "0x" + tree.root.hex() == js["root"]

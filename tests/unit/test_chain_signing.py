@@ -35,8 +35,13 @@ def test_period_signature_recovers_to_its_signer():
 @pytest.mark.parametrize(
     "changed",
     [
-        dict(run_id="other"), dict(period=4), dict(root=keccak(text="x")), dict(total_units=61), dict(reward=601),
-        dict(domain=ledger_domain(1, LEDGER)), dict(domain=ledger_domain(31337, "0x" + "34" * 20)),
+        dict(run_id="other"),
+        dict(period=4),
+        dict(root=keccak(text="x")),
+        dict(total_units=61),
+        dict(reward=601),
+        dict(domain=ledger_domain(1, LEDGER)),
+        dict(domain=ledger_domain(31337, "0x" + "34" * 20)),
     ],
 )
 def test_every_field_and_the_domain_are_bound(changed):
