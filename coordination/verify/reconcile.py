@@ -62,8 +62,10 @@ def reconcile_receipt(validators: Sequence[Validator], signed: SignedReceipt, ep
             continue
         agreeing = _confirmed(validators, signed, finding, finder, epoch)
         if len(agreeing) >= quorum:
-            return ReceiptOutcome(signed, epoch, finding.status, finding, [v.sign(signed, finding) for v in agreeing])
-    return ReceiptOutcome(signed, epoch, Status.ACCEPTED, None, [v.sign(signed, None) for v in validators])
+            return ReceiptOutcome(
+                signed, epoch, finding.status, finding, [v.sign(signed, finding, epoch) for v in agreeing]
+            )
+    return ReceiptOutcome(signed, epoch, Status.ACCEPTED, None, [v.sign(signed, None, epoch) for v in validators])
 
 
 def reconcile_epoch(

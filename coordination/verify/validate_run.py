@@ -15,7 +15,7 @@ from pathlib import Path
 
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
-from coordination.verify.verdicts import SignedVerdict, Status
+from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Status
 
 BASE_CHECKPOINT = "base"  # a receipt trained from the bare base model (no adapter yet)
 
@@ -59,20 +59,39 @@ def verdict_json(signed: SignedVerdict, domain: dict, receipt=None) -> dict:
         "kind": v.kind.name,
         "evidence": "0x" + v.evidence.hex(),
         "detail": v.finding.detail if v.finding else "",
+        "slot": v.finding.slot if v.finding else -1,
+        "generation": v.finding.generation if v.finding else -1,
         "validator": signed.signer(domain),
         "signature": "0x" + signed.signature.hex(),
     }
 
 
-def validate_epochs(validator: Validator, receipts_by_epoch: dict[int, list]) -> dict:
-    """Audit every receipt of every epoch; JSON-ready verdicts and the forward-pass cost."""
+def validate_epochs(validator: Validator, receipts_by_epoch: dict[int, list], others: list[dict] = ()) -> dict:
+    """Audit every receipt of every epoch; JSON-ready verdicts and the forward-pass cost.
+
+    `others` are other validators' reports: a finding of theirs on a receipt this validator accepted
+    is re-checked (`Validator.confirms`) and, when reproduced, this validator signs it too.
+    """
     verdicts = []
     for epoch, receipts in sorted(receipts_by_epoch.items()):
         for signed in receipts:
-            verdicts.append(verdict_json(validator.audit(signed, epoch), validator.facts.domain, signed))
+            finding = validator.find(signed, epoch) or confirmed_finding(validator, signed, epoch, others)
+            verdicts.append(verdict_json(validator.sign(signed, finding, epoch), validator.facts.domain, signed))
     cost = vars(validator.cost)
     counts = {s.name: sum(v["status"] == s.name for v in verdicts) for s in Status}
     return {"validator": validator.address, "verdicts": verdicts, "counts": counts, "cost": dict(cost)}
+
+
+def confirmed_finding(validator: Validator, signed, epoch: int, others) -> Finding | None:
+    """The first of the other validators' findings on this receipt that this validator reproduces."""
+    digest = "0x" + signed.receipt.digest(validator.facts.domain).hex()
+    for report in others:
+        for v in report.get("verdicts", []):
+            if v.get("receipt") == digest and v.get("status") != Status.ACCEPTED.name:
+                finding = Finding(Kind[v["kind"]], v["detail"], int(v["slot"]), int(v["generation"]))
+                if validator.confirms(signed, finding, epoch):
+                    return finding
+    return None
 
 
 def write_report(report: dict, path: str | Path) -> Path:

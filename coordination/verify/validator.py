@@ -81,12 +81,13 @@ class Validator:
             setattr(self.cost, name, getattr(self.cost, name) + getattr(cost, name))
         return finding
 
-    def sign(self, signed: SignedReceipt, finding: Finding | None) -> SignedVerdict:
-        verdict = Verdict.of(signed.receipt.digest(self.facts.domain), signed.receipt, finding)
+    def sign(self, signed: SignedReceipt, finding: Finding | None, epoch: int) -> SignedVerdict:
+        """This validator's signed verdict on `signed` as published for `epoch`."""
+        verdict = Verdict.of(signed.receipt.digest(self.facts.domain), signed.receipt, finding, epoch=epoch)
         return sign_verdict(verdict, self.account.key, self.facts.domain)
 
     def audit(self, signed: SignedReceipt, epoch: int) -> SignedVerdict:
-        return self.sign(signed, self.find(signed, epoch))
+        return self.sign(signed, self.find(signed, epoch), epoch)
 
     def audit_epoch(self, receipts: Sequence[SignedReceipt], epoch: int) -> list[SignedVerdict]:
         return [self.audit(r, epoch) for r in receipts]

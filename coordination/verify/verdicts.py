@@ -5,7 +5,7 @@
 conclusive: bad signature, wrong epoch/run, records unavailable) or FRAUD (conclusive: the
 peer's own signed root commits to records that recomputation contradicts; slashable).
 
-    verdict = Verdict.of(receipt_digest, receipt, finding=None, validator=acct.address)
+    verdict = Verdict.of(receipt_digest, receipt, finding=None, epoch=3)
     signed = sign_verdict(verdict, acct.key, domain)
     signed.signer(domain)
 """
@@ -88,14 +88,18 @@ class Verdict:
     finding: Finding | None = None
 
     @classmethod
-    def of(cls, receipt_digest: bytes, receipt, finding: Finding | None) -> Verdict:
+    def of(cls, receipt_digest: bytes, receipt, finding: Finding | None, *, epoch: int | None = None) -> Verdict:
+        """The verdict on `receipt` as published for `epoch` (default: the receipt's own epoch).
+
+        The epoch is the one audited, so a copy of a good receipt republished under another epoch is
+        ruled on separately and cannot cancel the original's acceptance.
+        """
+        epoch = receipt.epoch if epoch is None else int(epoch)
         if finding is None:
-            return cls(
-                receipt.run_id, receipt.epoch, receipt.peer, receipt_digest, Status.ACCEPTED, Kind.NONE, b"\x00" * 32
-            )
+            return cls(receipt.run_id, epoch, receipt.peer, receipt_digest, Status.ACCEPTED, Kind.NONE, b"\x00" * 32)
         return cls(
             receipt.run_id,
-            receipt.epoch,
+            epoch,
             receipt.peer,
             receipt_digest,
             finding.status,
