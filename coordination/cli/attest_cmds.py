@@ -1,7 +1,11 @@
-"""CLI commands of attested compute: `hivetune validate` and `hivetune rewards`.
+"""CLI commands of attested compute: validate, settle-sign, settle, rewards.
 
     hivetune validate --run run.yaml --epoch 3 --records-dir outputs/rollouts --key-file validator.key \
-        --deployment deployment.json --out outputs/verdicts-3.json
+        --deployment deployment.json --out outputs/verdicts-3.json        # each validator
+    hivetune settle-sign --run run.yaml --period 0 --reward 1000 --verdicts v1.json --verdicts v2.json \
+        --deployment deployment.json --key-file validator.key --out sig-1.json   # each validator
+    hivetune settle --run run.yaml --signatures sig-1.json --signatures sig-2.json \
+        --deployment deployment.json --claims-dir outputs/claims         # the aggregator
     hivetune rewards --peer 0xAbc... --claims-dir outputs/claims --deployment deployment.json
 """
 
@@ -173,7 +177,85 @@ def rewards(
     Console().print(table)
 
 
+def _chain_for(run: Path, deployment: Path, rpc: str | None):
+    from coordination.swarm.runspec import load_run_spec
+
+    spec = load_run_spec(run)
+    clients, _ = connect_chain(deployment, rpc, spec)
+    return spec, clients
+
+
+def settle_sign(
+    run: Annotated[Path, typer.Option(help="run.yaml of the run.")],
+    period: Annotated[int, typer.Option(help="Reward period number.")],
+    reward: Annotated[int, typer.Option(help="Reward of the period in token base units.")],
+    verdicts: Annotated[list[Path], typer.Option(help="Verdict report of a validator (repeatable).")],
+    deployment: Annotated[Path, typer.Option(help="deployment.json of the contracts.")],
+    out: Annotated[Path, typer.Option(help="Write this validator's signed period document here.")],
+    key_file: Annotated[Path | None, typer.Option(help=f"Validator key file (or ${KEY_ENV}).")] = None,
+    rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL (default: the run spec's).")] = None,
+    quorum: Annotated[int, typer.Option(help="Validators that must agree on a ruling.")] = 2,
+    slash_bps: Annotated[int, typer.Option(help="Share of a cheater's stake to slash, in basis points.")] = 5_000,
+) -> None:
+    """Sign the period's contribution table (and slashes) that the verdict reports rule."""
+    from eth_account import Account
+
+    from coordination.chain.signing import run_key
+    from coordination.verify.aggregate import load_reports
+    from coordination.verify.period_files import sign_period_document
+
+    spec, clients = _chain_for(run, deployment, rpc)
+    account = Account.from_key(read_key(key_file))
+    doc = sign_period_document(
+        account=account,
+        reports=load_reports(verdicts),
+        clients=clients,
+        run_key=run_key(spec.run_id),
+        period=period,
+        reward=reward,
+        quorum=quorum,
+        slash_bps=slash_bps,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    typer.echo(
+        f"signed period {period}: {len(doc['table'])} peers, {doc['totalUnits']} units, "
+        f"{len(doc['slashes'])} slash(es) -> {out}"
+    )
+
+
+def settle(
+    run: Annotated[Path, typer.Option(help="run.yaml of the run.")],
+    signatures: Annotated[list[Path], typer.Option(help="A validator's `settle-sign` document (repeatable).")],
+    deployment: Annotated[Path, typer.Option(help="deployment.json of the contracts.")],
+    claims_dir: Annotated[Path, typer.Option(help="Where to write the peers' claim files.")],
+    key_file: Annotated[Path | None, typer.Option(help=f"Key that pays the gas (or ${KEY_ENV}).")] = None,
+    rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL (default: the run spec's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Aggregator: submit the period the validators signed, write claim files, submit quorum slashes."""
+    from eth_account import Account
+
+    from coordination.verify.period_files import submit_period_documents
+
+    _, clients = _chain_for(run, deployment, rpc)
+    docs = [json.loads(p.read_text()) for p in signatures]
+    result = submit_period_documents(
+        docs, clients=clients, sender=Account.from_key(read_key(key_file)), claims_dir=claims_dir
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(
+            f"settled period {result['period']} root {result['root']} ({result['totalUnits']} units, "
+            f"{len(result['signers'])} signers); {len(result['claims'])} claim files in {claims_dir}; "
+            f"slashed {len(result['slashed'])}"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    """Add `validate` and `rewards` to the `hivetune` app."""
+    """Add `validate`, `settle-sign`, `settle` and `rewards` to the `hivetune` app."""
     app.command()(validate)
+    app.command("settle-sign")(settle_sign)
+    app.command()(settle)
     app.command()(rewards)

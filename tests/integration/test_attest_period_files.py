@@ -1,0 +1,107 @@
+"""Settling from files on an in-process chain: validators sign documents, the aggregator submits and slashes."""
+
+import pytest
+
+from coordination.attest.receipts import build_receipt, sign_receipt
+from coordination.attest.records import RolloutRecord
+from coordination.chain.clock import advance_time
+from coordination.chain.deploy import TOKEN, DeployParams
+from coordination.errors import AttestationError
+from coordination.verify.period_files import sign_period_document, submit_period_documents
+from coordination.verify.settlement import load_claim_file
+from coordination.verify.validate_run import verdict_json
+from coordination.verify.verdicts import Finding, Kind, Verdict, sign_verdict
+
+pytestmark = pytest.mark.chain
+
+RUN_KEY = b"\x03" * 32
+REWARD = 999_999
+
+
+@pytest.fixture
+def chain():
+    from coordination.chain.sandbox import Sandbox
+
+    box = Sandbox.create(
+        accounts=6,
+        params=DeployParams(min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=60),
+    )
+    validators, peers = box.accounts[:3], box.accounts[3:6]
+    for v in validators:
+        box.approve_and_stake(v, 1_000 * TOKEN)
+        box.c.staking.register_validator(sender=v.address)
+    for p in peers:
+        box.approve_and_stake(p, 10 * TOKEN)
+    box.c.token.approve(box.c.ledger.address, REWARD, sender=box.deployer)
+    box.c.ledger.fund(REWARD, sender=box.deployer)
+    return box, validators, peers
+
+
+def receipt(box, peer, tokens):
+    records = [
+        RolloutRecord.build(
+            slot=0,
+            generation=0,
+            task_seed=1,
+            task_index=2,
+            prompt="Q",
+            completion="y" * tokens,
+            completion_ids=list(range(tokens)),
+            reward=0.0,
+            logprobs=[-1.0] * tokens,
+        )
+    ]
+    r = build_receipt(run_id_bytes32=RUN_KEY, epoch=0, peer=peer.address, records=records, checkpoint_cid="bafy")
+    return sign_receipt(r, peer.key, box.c.ledger.domain().as_dict())
+
+
+def reports(box, validators, peers):
+    domain = box.c.ledger.domain().as_dict()
+    fraud = Finding(Kind.FABRICATED_COMPLETION, "8/8 tokens are not the seeded draws", 0, 0)
+    receipts = [receipt(box, peers[0], 6), receipt(box, peers[1], 2), receipt(box, peers[2], 5)]
+    out = []
+    for v in validators:
+        entries = []
+        for i, signed in enumerate(receipts):
+            verdict = Verdict.of(signed.receipt.digest(domain), signed.receipt, fraud if i == 2 else None)
+            entries.append(verdict_json(sign_verdict(verdict, v.key, domain), domain, signed))
+        out.append({"verdicts": entries})
+    return out
+
+
+def test_documents_settle_the_period_pay_exactly_and_slash_the_fraud(chain, tmp_path):
+    box, validators, peers = chain
+    reps = reports(box, validators, peers)
+    docs = [
+        sign_period_document(
+            account=v, reports=reps, clients=box.c, run_key=RUN_KEY, period=4, reward=REWARD, quorum=2, slash_bps=5_000
+        )
+        for v in validators
+    ]
+    assert len({d["root"] for d in docs}) == 1 and docs[0]["table"] == {peers[0].address: 6, peers[1].address: 2}
+    result = submit_period_documents(docs[:2], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
+    assert result["slashed"] == [
+        {"peer": peers[2].address, "amount": 5 * TOKEN, "evidence": docs[0]["slashes"][0]["evidence"]}
+    ]
+    assert box.c.staking.stake_of(peers[2].address) == 5 * TOKEN
+    advance_time(box.w3, 61)
+    for path in result["claims"]:
+        claim = load_claim_file(path)
+        before = box.c.token.balance_of(claim["peer"])
+        box.c.ledger.claim(claim["runId"], 4, claim["peer"], claim["units"], claim["proof"], sender=claim["peer"])
+        assert box.c.token.balance_of(claim["peer"]) - before == REWARD * claim["units"] // 8
+
+
+def test_one_validators_document_is_not_a_quorum(chain, tmp_path):
+    from coordination.verify.quorum import QuorumRejected
+
+    box, validators, peers = chain
+    reps = reports(box, validators, peers)
+    doc = sign_period_document(
+        account=validators[0], reports=reps, clients=box.c, run_key=RUN_KEY, period=1, reward=REWARD, quorum=2
+    )
+    with pytest.raises(QuorumRejected) as err:
+        submit_period_documents([doc], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
+    assert err.value.error_name == "QuorumNotReached"
+    with pytest.raises(AttestationError):
+        submit_period_documents([], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
