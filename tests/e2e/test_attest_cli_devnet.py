@@ -1,0 +1,198 @@
+"""The validator/aggregator command line against anvil: validate -> settle-sign -> settle -> rewards -> claim."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from coordination.cli.app import app
+from coordination.verify.settlement import load_claim_file
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+
+REWARD = 10**18 + 3
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory):
+    from coordination.chain.deploy import TOKEN, DeployParams
+    from coordination.chain.devnet import Devnet
+
+    root = tmp_path_factory.mktemp("devnet")
+    net = Devnet.start(
+        accounts=7,
+        params=DeployParams(min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=60),
+        deployment_path=root / "deployment.json",
+    )
+    try:
+        c = net.deployment.clients(net.w3)
+        for v in net.accounts[1:4]:
+            c.token.approve(c.staking.address, 1_000 * TOKEN, sender=v)
+            c.staking.stake(1_000 * TOKEN, sender=v)
+            c.staking.register_validator(sender=v)
+        for p in net.accounts[4:7]:
+            c.token.approve(c.staking.address, 10 * TOKEN, sender=p)
+            c.staking.stake(10 * TOKEN, sender=p)
+        c.token.approve(c.ledger.address, REWARD, sender=net.accounts[0])
+        c.ledger.fund(REWARD, sender=net.accounts[0])
+        yield net, c, root
+    finally:
+        net.stop()
+
+
+@pytest.fixture(scope="module")
+def published(devnet):
+    import torch
+
+    from coordination.attest.rollout_store import RolloutDirectory
+    from coordination.attest.rollouts import RolloutPlan, generate_rollouts
+    from coordination.chain.signing import run_key
+    from coordination.swarm.runspec import load_run_spec
+    from coordination.verify.adversaries import Cheat, PeerContext, publish_as
+    from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
+
+    torch.set_num_threads(1)
+    net, c, root = devnet
+    run = root / "run.yaml"
+    run.write_text(
+        yaml.safe_dump(
+            {
+                "name": "devnet-attest",
+                "task": {"name": "arithmetic", "seed": 2},
+                "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 4},
+                "averaging": {"target_global_batch": 2},
+                "chain": {"rpc_url": net.rpc_url, "chain_id": net.deployment.chain_id},
+            }
+        )
+    )
+    spec = load_run_spec(run)
+    facts = facts_for_run(spec, domain=c.ledger.domain().as_dict())
+    model, tok = facts.load_policy(BASE_CHECKPOINT)
+    store = RolloutDirectory(root / "records")
+    plays = [
+        (net.accounts[4], Cheat.HONEST, 1),
+        (net.accounts[5], Cheat.HONEST, 2),
+        (net.accounts[6], Cheat.WRONG_PROMPTS, 1),
+    ]
+    for account, cheat, prompts in plays:
+        plan = RolloutPlan(
+            run_id=spec.run_id,
+            epoch=0,
+            peer=account.address,
+            task_seed=2,
+            num_prompts=prompts,
+            group_size=2,
+            max_new_tokens=4,
+            temperature=1.0,
+        )
+        records = generate_rollouts(model, tok, facts.task, plan, reward_fn=facts.reward_fn)
+        ctx = PeerContext(
+            account, run_key(spec.run_id), facts.domain, BASE_CHECKPOINT, model, tok, facts.task, facts.reward_fn, 4
+        )
+        served, signed = publish_as(cheat, records, ctx, epoch=0)
+        store.put(signed, served)
+    return run
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
+def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, published):
+    net, c, root = devnet
+    run, deployment = published, root / "deployment.json"
+    reports, docs = [], []
+    for i, v in enumerate(net.accounts[1:4]):
+        key = root / f"v{i}.key"
+        key.write_text("0x" + v.key.hex().removeprefix("0x"))
+        reports.append(root / f"verdicts-{i}.json")
+        invoke(
+            "validate",
+            "--run",
+            run,
+            "--epoch",
+            0,
+            "--records-dir",
+            root / "records",
+            "--key-file",
+            key,
+            "--deployment",
+            deployment,
+            "--rollout-rate",
+            1.0,
+            "--out",
+            reports[-1],
+            "--json",
+        )
+    for i in range(2):  # two of three validators are a 60% stake quorum
+        docs.append(root / f"period-{i}.json")
+        invoke(
+            "settle-sign",
+            "--run",
+            run,
+            "--period",
+            0,
+            "--reward",
+            REWARD,
+            *sum((["--verdicts", r] for r in reports), []),
+            "--deployment",
+            deployment,
+            "--key-file",
+            root / f"v{i}.key",
+            "--out",
+            docs[-1],
+        )
+    payer = root / "payer.key"
+    payer.write_text("0x" + net.accounts[0].key.hex().removeprefix("0x"))
+    result = json.loads(
+        invoke(
+            "settle",
+            "--run",
+            run,
+            *sum((["--signatures", d] for d in docs), []),
+            "--deployment",
+            deployment,
+            "--claims-dir",
+            root / "claims",
+            "--key-file",
+            payer,
+            "--json",
+        )
+    )
+    honest, cheater = net.accounts[4:6], net.accounts[6]
+    assert [s["peer"] for s in result["slashed"]] == [cheater.address]
+    assert c.staking.stake_of(cheater.address) == 5 * 10**18
+    from coordination.chain.clock import advance_time
+
+    advance_time(net.w3, 61)
+    table = {h.address: None for h in honest}
+    for h in honest:
+        rows = json.loads(
+            invoke(
+                "rewards",
+                "--peer",
+                h.address,
+                "--claims-dir",
+                root / "claims",
+                "--deployment",
+                deployment,
+                "--rpc",
+                net.rpc_url,
+                "--json",
+            )
+        )
+        assert [r["state"] for r in rows] == ["claimable"]
+        table[h.address] = rows[0]["units"]
+        claim = load_claim_file(rows[0]["file"])
+        before = c.token.balance_of(h.address)
+        c.ledger.claim(claim["runId"], 0, h.address, claim["units"], claim["proof"], sender=h)
+        assert (
+            c.token.balance_of(h.address) - before
+            == rows[0]["amount"]
+            == REWARD * rows[0]["units"] // rows[0]["totalUnits"]
+        )
+    assert table[honest[1].address] == 2 * table[honest[0].address]  # 2 prompts vs 1, all at the 4-token budget
+    assert json.loads(invoke("rewards", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []
