@@ -61,6 +61,7 @@ def sft_config(
         save_strategy="no",
         report_to=report_to,
         use_cpu=True,
+        bf16=False,  # TRL defaults to bf16 autocast even on CPU
         dataloader_num_workers=0,
         disable_tqdm=False,
     )

@@ -47,3 +47,24 @@ def get_task(name: str, **params) -> Task:
         return cls(**params)
     except ValueError as exc:
         raise TrainerConfigError(str(exc)) from exc
+
+
+def parse_task_params(text: str | list[str] | None) -> dict:
+    """Parse "digits=3,terms=2" (or ["digits=3", "terms=2"]) into {"digits": 3, "terms": 2}; numbers become numbers."""
+    items = text.split(",") if isinstance(text, str) else list(text or [])
+    params = {}
+    for item in filter(None, (i.strip() for i in items)):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TrainerConfigError(f"task parameter '{item}' is not key=value: write e.g. digits=3")
+        params[key.strip()] = _number_or_text(value.strip())
+    return params
+
+
+def _number_or_text(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value

@@ -1,0 +1,61 @@
+"""SFT warm start: teach the tiny model the `<t>..</t><a>..</a>` format on synthetic traces.
+
+Launch (plain Python or accelerate, one process or data parallel on CPU):
+
+    python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
+    accelerate launch recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
+    accelerate launch --cpu --num_processes 2 recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
+    python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml --max_steps 20 --output_dir /tmp/w
+
+1. Training-split samples `(data_seed, i)` of the task, written by the programmatic teacher.
+2. TRL `SFTTrainer` (prompt-completion data: loss on completion tokens, EOS appended).
+3. Rank 0 saves the model + tokenizer to `output_dir` and writes a held-out eval (JSON + PNG).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig, TrlParser
+
+
+@dataclass
+class WarmStartArguments:
+    """What to warm-start on (the `SFTConfig` fields set how)."""
+
+    model_name_or_path: str = field(default="tiny", metadata={"help": "Base model dir, hub id, or `tiny`."})
+    task: str = field(default="arithmetic", metadata={"help": "Task name: arithmetic, countdown, gsm8k."})
+    task_params: str = field(default="", metadata={"help": "Task parameters as key=value,key=value (digits=2)."})
+    n_samples: int = field(default=20_000, metadata={"help": "Distinct teacher traces (cycled if steps need more)."})
+    data_seed: int = field(default=1_000_003, metadata={"help": "Seed of the training samples."})
+    eval_n: int = field(default=200, metadata={"help": "Held-out samples to evaluate after training (0: skip)."})
+    eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
+
+    def __post_init__(self):
+        if self.n_samples < 1 or self.eval_n < 0:
+            raise ValueError(f"n_samples={self.n_samples} and eval_n={self.eval_n}: need n_samples >= 1, eval_n >= 0")
+
+
+def main(script: WarmStartArguments, args: SFTConfig) -> None:
+    from trainer.eval import evaluate, write_report
+    from trainer.models import load_model_and_tokenizer
+    from trainer.reporting import is_main_process, log_resolved_config, prepare_reporting
+    from trainer.sft import train_sft
+    from trainer.tasks import get_task, parse_task_params
+
+    prepare_reporting(args.report_to)
+    log_resolved_config(args.output_dir, script=script, sft=args)
+    task = get_task(script.task, **parse_task_params(script.task_params))
+    model, tokenizer = load_model_and_tokenizer(script.model_name_or_path)
+    trainer = train_sft(model, tokenizer, task, args, data_seed=script.data_seed, n_samples=script.n_samples)
+    trainer.save_model(args.output_dir)
+    if is_main_process():
+        tokenizer.save_pretrained(args.output_dir)
+        if script.eval_n:
+            result = evaluate(trainer.model, tokenizer, task, n=script.eval_n, seed=script.eval_seed)
+            write_report({"warm start": result}, f"{args.output_dir}/eval")
+            print(f"warm start pass@1 {result['accuracy']:.3f} on {script.eval_n} held-out samples")
+
+
+if __name__ == "__main__":
+    main(*TrlParser((WarmStartArguments, SFTConfig)).parse_args_and_config())
