@@ -1,4 +1,4 @@
-"""The validator/aggregator command line against anvil: validate -> settle-sign -> settle -> rewards -> claim."""
+"""The command line against anvil: validate -> settle-sign -> settle -> rewards -> `hivetune claim --claim-file`."""
 
 import json
 
@@ -186,13 +186,38 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         )
         assert [r["state"] for r in rows] == ["claimable"]
         table[h.address] = rows[0]["units"]
-        claim = load_claim_file(rows[0]["file"])
+        assert load_claim_file(rows[0]["file"])["peer"] == h.address  # the file's proof leads to its root
         before = c.token.balance_of(h.address)
-        c.ledger.claim(claim["runId"], 0, h.address, claim["units"], claim["proof"], sender=h)
-        assert (
-            c.token.balance_of(h.address) - before
-            == rows[0]["amount"]
-            == REWARD * rows[0]["units"] // rows[0]["totalUnits"]
+        paid = json.loads(
+            invoke(
+                "claim",
+                "--claim-file",
+                rows[0]["file"],
+                "--rpc",
+                net.rpc_url,
+                "--deployment",
+                deployment,
+                "--key",
+                "0x" + h.key.hex().removeprefix("0x"),
+                "--json",
+            )
         )
+        assert paid["amount"] == rows[0]["amount"] == REWARD * rows[0]["units"] // rows[0]["totalUnits"]
+        assert c.token.balance_of(h.address) - before == paid["amount"]  # gas is paid in ETH, not tokens
+        again = json.loads(
+            invoke(
+                "rewards",
+                "--peer",
+                h.address,
+                "--claims-dir",
+                root / "claims",
+                "--deployment",
+                deployment,
+                "--rpc",
+                net.rpc_url,
+                "--json",
+            )
+        )
+        assert [r["state"] for r in again] == ["claimed"]
     assert table[honest[1].address] == 2 * table[honest[0].address]  # 2 prompts vs 1, all at the 4-token budget
     assert json.loads(invoke("rewards", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []
