@@ -97,6 +97,11 @@ ANY_STATES = ((1 << ProposalState.SUCCEEDED) | (1 << ProposalState.QUEUED)).to_b
 )  # allowed-states bitmap
 
 
+def test_governor_uses_the_staking_timestamp_clock(box):
+    assert box.c.governor._call("CLOCK_MODE") == "mode=timestamp"
+    assert box.c.governor._call("clock") == box.c.staking.param("clock")
+
+
 def test_quorum_is_a_fraction_of_stake_at_the_snapshot(box):
     proposal, pid = open_vote(box, CID1)
     assert box.c.governor.quorum(box.c.governor.proposal_snapshot(pid)) == 100

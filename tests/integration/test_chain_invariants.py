@@ -1,4 +1,4 @@
-"""Stateful property test: random stake / unstake / withdraw / slash / settle / claim sequences.
+"""Stateful property test: random stake / unstake / withdraw / slash / settle / void / claim sequences.
 
 After every step, for several accounts:
 - tokens held by Staking + ContributionLedger == active stakes + pending withdrawals + unclaimed rewards
@@ -13,13 +13,13 @@ import pytest
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams
 from coordination.chain.merkle import StandardMerkleTree
 from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
-from coordination.chain.signing import quorum_signatures, sign_period, sign_slash
+from coordination.chain.signing import quorum_signatures, sign_period, sign_slash, sign_void
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -27,6 +27,7 @@ PARAMS = DeployParams(unbonding_delay=100, min_validator_stake=1000, validator_q
 STAKERS = 3
 POOL = 50_000
 RUN = "bafy-invariants"
+PERCENT = st.integers(1, 120)  # of what the account has: above 100 exercises the revert path
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,11 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.pool = POOL
         self.evidence = 0
 
+    @initialize(amounts=st.lists(st.integers(1, 3000), min_size=STAKERS, max_size=STAKERS))
+    def everyone_stakes(self, amounts):
+        for i, amount in enumerate(amounts):
+            self.stake_tokens(i, amount)
+
     def teardown(self):
         self.box.revert(self.snap)
 
@@ -68,8 +74,9 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.deposited[i] += amount
         self.stake[i] += amount
 
-    @rule(i=st.integers(0, STAKERS - 1), amount=st.integers(1, 3000))
-    def request_unstake(self, i, amount):
+    @rule(i=st.integers(0, STAKERS - 1), percent=PERCENT)
+    def request_unstake(self, i, percent):
+        amount = max(1, self.stake[i] * percent // 100)
         if amount > self.stake[i]:
             with expect_revert("StakeTooLow", self.stake[i], amount):
                 self.c.staking.request_unstake(amount, sender=self.users[i])
@@ -79,9 +86,16 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.pending[i] += amount
         self.release_at[i] = chain_now(self.box.w3) + PARAMS.unbonding_delay
 
-    @rule(i=st.integers(0, STAKERS - 1))
-    def withdraw(self, i):
+    def _wait_until(self, timestamp: int) -> None:
+        now = chain_now(self.box.w3)
+        if timestamp > now:
+            advance_time(self.box.w3, timestamp - now)
+
+    @rule(i=st.integers(0, STAKERS - 1), wait_out=st.booleans())
+    def withdraw(self, i, wait_out):
         user = self.users[i]
+        if wait_out:
+            self._wait_until(self.release_at[i])
         if self.pending[i] == 0:
             with expect_revert("NothingToWithdraw", user):
                 self.c.staking.withdraw(sender=user)
@@ -93,12 +107,21 @@ class StakeLedgerMachine(RuleBasedStateMachine):
             self.withdrawn[i] += self.pending[i]
             self.pending[i] = 0
 
-    @rule(seconds=st.sampled_from([1, 30, 60, 120]))
+    @rule(i=st.integers(0, STAKERS - 1), percent=st.integers(1, 100))
+    def unbond_and_withdraw(self, i, percent):
+        """The full unstake path in one step (the separate rules also interleave it with everything else)."""
+        if self.stake[i] == 0:
+            return
+        self.request_unstake(i, percent)
+        self.withdraw(i, wait_out=True)
+
+    @rule(seconds=st.sampled_from([1, 60, 240]))
     def wait(self, seconds):
         advance_time(self.box.w3, seconds)
 
-    @rule(i=st.integers(0, STAKERS - 1), amount=st.integers(1, 2000))
-    def slash(self, i, amount):
+    @rule(i=st.integers(0, STAKERS - 1), percent=PERCENT)
+    def slash(self, i, percent):
+        amount = max(1, (self.stake[i] + self.pending[i]) * percent // 100)
         user, evidence = self.users[i], keccak(text=f"evidence {self.evidence}")
         self.evidence += 1
         domain = self.c.staking.domain()
@@ -125,18 +148,50 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.c.ledger.submit_period(RUN, period, tree.root, total, reward, sigs, sender=self.box.deployer)
         ends = chain_now(self.box.w3) + PARAMS.challenge_window
         self.periods.append(
-            {"tree": tree, "units": units, "total": total, "reward": reward, "ends": ends, "paid": 0, "claimed": set()}
+            {
+                "tree": tree,
+                "units": units,
+                "total": total,
+                "reward": reward,
+                "ends": ends,
+                "paid": 0,
+                "claimed": set(),
+                "voided": False,
+            }
         )
         self.pool -= reward
 
-    @rule(data=st.data(), i=st.integers(0, STAKERS - 1))
-    def claim(self, data, i):
+    @rule(data=st.data())
+    def void_period(self, data):
+        if not self.periods:
+            return
+        k = data.draw(st.integers(0, len(self.periods) - 1))
+        p, domain = self.periods[k], self.c.ledger.domain()
+        sigs = quorum_signatures(self.validators, lambda a: sign_void(a, domain, RUN, k))
+        if p["voided"]:
+            with expect_revert("PeriodIsVoided", ANY, k):
+                self.c.ledger.void_period(RUN, k, sigs, sender=self.box.deployer)
+        elif chain_now(self.box.w3) + 1 >= p["ends"]:
+            with expect_revert("ChallengeWindowClosed", p["ends"], ANY):
+                self.c.ledger.void_period(RUN, k, sigs, sender=self.box.deployer)
+        else:
+            self.c.ledger.void_period(RUN, k, sigs, sender=self.box.deployer)
+            p["voided"] = True
+            self.pool += p["reward"]
+
+    @rule(data=st.data(), i=st.integers(0, STAKERS - 1), wait_out=st.booleans())
+    def claim(self, data, i, wait_out):
         if not self.periods:
             return
         k = data.draw(st.integers(0, len(self.periods) - 1))
         p, user = self.periods[k], self.users[i]
+        if wait_out:
+            self._wait_until(p["ends"])
         args = (RUN, k, user, p["units"][i], p["tree"].proof(i))
-        if chain_now(self.box.w3) + 1 < p["ends"]:
+        if p["voided"]:
+            with expect_revert("PeriodIsVoided", ANY, k):
+                self.c.ledger.claim(*args, sender=user)
+        elif chain_now(self.box.w3) + 1 < p["ends"]:
             with expect_revert("ChallengeWindowOpen", p["ends"], ANY):
                 self.c.ledger.claim(*args, sender=user)
         elif i in p["claimed"]:
@@ -158,7 +213,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         totals = self.c.staking.totals()
         unclaimed = self.c.ledger.reward_pool() + self.c.ledger.outstanding_rewards()
         assert held == totals["totalStaked"] + totals["totalPending"] + unclaimed
-        model_unclaimed = self.pool + sum(p["reward"] - p["paid"] for p in self.periods)
+        model_unclaimed = self.pool + sum(p["reward"] - p["paid"] for p in self.periods if not p["voided"])
         validator_stake = 2000 * len(self.validators)
         assert held == sum(self.stake) + sum(self.pending) + validator_stake + model_unclaimed
 
@@ -187,8 +242,8 @@ def test_stake_ledger_invariants_hold_over_random_sequences(box):
     run_state_machine_as_test(
         StakeLedgerMachine,
         settings=settings(
-            max_examples=10,
-            stateful_step_count=15,
+            max_examples=20,
+            stateful_step_count=10,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             derandomize=True,
