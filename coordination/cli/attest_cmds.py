@@ -77,10 +77,14 @@ def validate(
         float, typer.Option(help="Share of each receipt's rollouts recomputed with the model.")
     ] = 0.1,
     out: Annotated[Path | None, typer.Option(help="Write the signed verdicts here (JSON).")] = None,
+    confirm: Annotated[
+        list[Path] | None, typer.Option(help="Another validator's report: re-check its findings (repeatable).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Audit peers' work receipts by recomputation and sign a verdict on each."""
     from coordination.swarm.runspec import load_run_spec
+    from coordination.verify.aggregate import load_reports
     from coordination.verify.validate_run import facts_for_run, validate_epochs, write_report
     from coordination.verify.validator import Validator
 
@@ -98,7 +102,7 @@ def validate(
         validator = Validator(private_key=key, facts=facts, fetch=fetch, rollout_rate=rollout_rate)
         if clients is not None:
             validator.require_registered(clients.staking)
-        report = validate_epochs(validator, receipts)
+        report = validate_epochs(validator, receipts, load_reports(confirm or []))
     if out is not None:
         write_report(report, out)
     print_validation(report, as_json)

@@ -196,3 +196,28 @@ def test_rollout_directory_round_trips_receipts_and_proven_records(one_epoch, tm
     assert store.receipts(RUN_KEY.hex(), 5) == []
     assert audit(facts, signed, records) is None
     assert Validator(private_key=VALIDATORS[1].key, facts=facts, fetch=store.fetch).find(signed, 4) is None
+
+
+def test_a_validator_adopts_another_validators_finding_only_after_reproducing_it(tiny, one_epoch):
+    from coordination.verify.adversaries import PeerContext, fabricate_completion
+    from coordination.verify.validate_run import validate_epochs
+
+    facts, records, _ = one_epoch
+    model, tok, task = tiny
+    ctx = PeerContext(PEERS[0], RUN_KEY, DOMAIN, "bafy-ck", model, tok, task, facts.reward_fn, facts.max_new_tokens)
+    cheated = [fabricate_completion(ctx, r) if i == 3 else r for i, r in enumerate(records)]
+    signed = publish(cheated, PEERS[0], 4)
+    thorough = Validator(private_key=VALIDATORS[0].key, facts=facts, fetch=served(cheated), rollout_rate=1.0)
+    found = validate_epochs(thorough, {4: [signed]})
+    assert found["verdicts"][0]["kind"] == "FABRICATED_COMPLETION"
+
+    def lazy():
+        return Validator(
+            private_key=VALIDATORS[1].key, facts=facts, fetch=served(cheated), rollout_rate=0.0, min_rollouts=0
+        )
+
+    assert validate_epochs(lazy(), {4: [signed]})["verdicts"][0]["status"] == "ACCEPTED"
+    adopted = validate_epochs(lazy(), {4: [signed]}, [found])["verdicts"][0]
+    assert (adopted["status"], adopted["kind"]) == ("FRAUD", "FABRICATED_COMPLETION")
+    made_up = {"verdicts": [dict(found["verdicts"][0], kind="WRONG_REWARD", slot=0, generation=0)]}
+    assert validate_epochs(lazy(), {4: [signed]}, [made_up])["verdicts"][0]["status"] == "ACCEPTED"
