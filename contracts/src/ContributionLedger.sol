@@ -13,7 +13,8 @@ import {Staking} from "./Staking.sol";
 /// signed by a stake-weighted validator quorum; after a challenge window peers claim
 /// `reward * units / totalUnits` with a Merkle proof, once (the merkle-distributor pattern).
 ///
-/// Funding: the ledger holds a reward pool that anyone tops up with `fund` (approve first).
+/// Funding: rewards are paid in the staking token (`staking.token()`). The ledger holds a reward pool
+/// that anyone tops up with `fund` (approve first).
 /// `submitPeriod` reserves `reward` from the pool; `voidPeriod` returns what was reserved; claims pay
 /// out of the reservation. Hence `token.balanceOf(ledger) == rewardPool() + outstandingRewards()`.
 ///
