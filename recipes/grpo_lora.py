@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import GRPOConfig, ModelConfig, TrlParser
+from trl import GRPOConfig, ModelConfig
 
 
 @dataclass
@@ -35,6 +35,7 @@ class GRPORecipeArguments:
     warm_start_dir: str = field(default="outputs/warm_start", metadata={"help": "Cache dir of the warm start."})
     eval_n: int = field(default=200, metadata={"help": "Held-out samples evaluated before and after (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
+    torch_threads: int = field(default=0, metadata={"help": "Torch CPU threads (0: torch default; 1 on busy boxes)."})
 
     def __post_init__(self):
         if self.warm_start_steps > 0 and not self.warm_start_dir:
@@ -52,9 +53,11 @@ class GRPORecipeArguments:
 
 def check_args(script: GRPORecipeArguments, args: GRPOConfig) -> None:
     """Cross-config checks (fields of different dataclasses)."""
+    from trainer.errors import TrainerConfigError
+
     weights = args.reward_weights
     if weights is not None and len(weights) != len(script.reward_names):
-        raise ValueError(
+        raise TrainerConfigError(
             f"rewards={script.rewards!r} has {len(script.reward_names)} entries but reward_weights="
             f"{weights} has {len(weights)}: give one weight per reward"
         )
@@ -84,13 +87,14 @@ def main(script: GRPORecipeArguments, args: GRPOConfig, model_args: ModelConfig)
 
     from trainer.eval import evaluate, write_report
     from trainer.grpo import build_grpo_trainer, prompt_dataset, reward_functions
-    from trainer.models import load_model_and_tokenizer
+    from trainer.models import load_model_and_tokenizer, set_torch_threads
     from trainer.reporting import is_main_process, log_resolved_config, prepare_reporting
     from trainer.rewards import default_weights
     from trainer.tasks import get_task, parse_task_params
 
     check_args(script, args)
     prepare_reporting(args.report_to)
+    set_torch_threads(script.torch_threads)
     log_resolved_config(args.output_dir, script=script, grpo=args, model=model_args)
     task = get_task(script.task, **parse_task_params(script.task_params))
     model, tokenizer = load_model_and_tokenizer(base_model_path(script, model_args, args.seed))
@@ -117,4 +121,6 @@ def main(script: GRPORecipeArguments, args: GRPOConfig, model_args: ModelConfig)
 
 
 if __name__ == "__main__":
-    main(*TrlParser((GRPORecipeArguments, GRPOConfig, ModelConfig)).parse_args_and_config())
+    from recipes.recipe_entry import run_recipe
+
+    run_recipe(main, GRPORecipeArguments, GRPOConfig, ModelConfig)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import SFTConfig, TrlParser
+from trl import SFTConfig
 
 
 @dataclass
@@ -30,6 +30,7 @@ class WarmStartArguments:
     data_seed: int = field(default=1_000_003, metadata={"help": "Seed of the training samples."})
     eval_n: int = field(default=200, metadata={"help": "Held-out samples to evaluate after training (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
+    torch_threads: int = field(default=0, metadata={"help": "Torch CPU threads (0: torch default; 1 on busy boxes)."})
 
     def __post_init__(self):
         if self.n_samples < 1 or self.eval_n < 0:
@@ -38,12 +39,13 @@ class WarmStartArguments:
 
 def main(script: WarmStartArguments, args: SFTConfig) -> None:
     from trainer.eval import evaluate, write_report
-    from trainer.models import load_model_and_tokenizer
+    from trainer.models import load_model_and_tokenizer, set_torch_threads
     from trainer.reporting import is_main_process, log_resolved_config, prepare_reporting
     from trainer.sft import train_sft
     from trainer.tasks import get_task, parse_task_params
 
     prepare_reporting(args.report_to)
+    set_torch_threads(script.torch_threads)
     log_resolved_config(args.output_dir, script=script, sft=args)
     task = get_task(script.task, **parse_task_params(script.task_params))
     model, tokenizer = load_model_and_tokenizer(script.model_name_or_path)
@@ -58,4 +60,6 @@ def main(script: WarmStartArguments, args: SFTConfig) -> None:
 
 
 if __name__ == "__main__":
-    main(*TrlParser((WarmStartArguments, SFTConfig)).parse_args_and_config())
+    from recipes.recipe_entry import run_recipe
+
+    run_recipe(main, WarmStartArguments, SFTConfig)

@@ -53,6 +53,7 @@ class PipelineConfig:
     grpo: dict = field(default_factory=dict)
     lora: dict = field(default_factory=dict)
     report_to: str = "none"
+    torch_threads: int = 1  # 0: torch's default; 1 is fastest on a shared 2-core box (see set_torch_threads)
 
     def __post_init__(self):
         if self.eval_n < 1:
@@ -103,13 +104,14 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
     """Run the pipeline for `cfg.seed`; returns (and writes) the summary dict."""
     from trainer.eval import evaluate
     from trainer.grpo import build_grpo_trainer, default_lora_config, prompt_dataset
-    from trainer.models import load_model_and_tokenizer, resolve_model_path
+    from trainer.models import load_model_and_tokenizer, resolve_model_path, set_torch_threads
     from trainer.reporting import log_resolved_config, prepare_reporting
     from trainer.sft import ensure_warm_start
     from trainer.tasks import get_task
 
     out = Path(cfg.output_dir) / f"seed{cfg.seed}"
     prepare_reporting(cfg.report_to)
+    set_torch_threads(cfg.torch_threads)
     log_resolved_config(out, pipeline=cfg)
     task = get_task(cfg.task, **cfg.task_params)
     clock = {"start": time.perf_counter()}

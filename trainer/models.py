@@ -152,3 +152,15 @@ def load_model_and_tokenizer(name_or_path: str | Path, *, dtype=None):
     except OSError as exc:
         raise _not_found(str(name_or_path)) from exc
     return model, tokenizer
+
+
+def set_torch_threads(threads: int) -> None:
+    """Use `threads` intra-op threads (0 keeps torch's default).
+
+    On a small shared CPU box one thread is often much faster than two: measured 0.74 s vs 2.85 s per
+    tiny-model training step on 2 busy cores (OpenMP threads spin while waiting for a busy core).
+    """
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
