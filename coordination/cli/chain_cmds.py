@@ -111,8 +111,9 @@ def _interrupt(*_) -> None:
 def _print_devnet(net, deployment: Path, as_json: bool) -> None:
     from dataclasses import asdict
 
+    token = net.deployment.clients(net.w3).token
     accounts = [
-        {"address": a.address, "key": "0x" + a.key.hex(), "tokens": net.funded.get(a.address, 0)} for a in net.accounts
+        {"address": a.address, "key": "0x" + a.key.hex(), "tokens": token.balance_of(a.address)} for a in net.accounts
     ]
     payload = {
         "rpc": net.rpc_url,
@@ -129,11 +130,13 @@ def _print_devnet(net, deployment: Path, as_json: bool) -> None:
 
     console = Console()
     table = Table(title=f"hivetune devnet at {net.rpc_url} (chain {net.deployment.chain_id})")
-    for col in ("account", "private key (dev only!)", "HIVE"):
-        table.add_column(col)
-    for a in accounts:
-        table.add_row(a["address"], a["key"], format_tokens(a["tokens"]))
+    for col in ("#", "account", "private key (dev only!)", "HIVE"):
+        table.add_column(col, overflow="fold")
+    for i, a in enumerate(accounts):
+        table.add_row(str(i) + (" deployer" if i == 0 else ""), a["address"], a["key"], format_tokens(a["tokens"]))
     console.print(table)
+    for name in ("token", "staking", "ledger", "governor", "registry"):
+        console.print(f"  {name:<9} {getattr(net.deployment, name)}", highlight=False)
     console.print(f"contracts written to [bold]{deployment}[/]; Ctrl-C stops the devnet")
 
 
