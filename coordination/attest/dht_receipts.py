@@ -25,41 +25,75 @@ def receipts_key(run_id: str, epoch: int) -> str:
     return f"{run_id}_receipts_{int(epoch)}"
 
 
+Holder = tuple[str, tuple[str, ...]]  # (base58 libp2p id, multiaddrs) of a peer that serves the records
+
+
 @dataclass(frozen=True)
 class PublishedReceipt:
     signed: SignedReceipt
-    peer_id: str  # base58 libp2p id of the peer that serves the records
-    maddrs: tuple[str, ...]
+    holders: tuple[Holder, ...]  # every publisher of this exact receipt, the peer itself first if it published
 
 
-def publish_receipt(dht, run_id: str, epoch: int, signed: SignedReceipt, *, maddrs=(), ttl: float = RECEIPT_TTL):
-    """Store the signed receipt under (run, epoch); True when the DHT accepted it."""
+def receipt_record_validator():
+    """A hivemind `RSASignatureValidator`: pass it in `DHT(record_validators=[...])` on every node, then publish
+    with `owner=validator.local_public_key` so that nobody but this node can overwrite its receipt entry."""
+    from hivemind.dht.crypto import RSASignatureValidator
+
+    return RSASignatureValidator()
+
+
+def publish_receipt(
+    dht,
+    run_id: str,
+    epoch: int,
+    signed: SignedReceipt,
+    *,
+    maddrs=(),
+    ttl: float = RECEIPT_TTL,
+    owner: bytes | None = None,
+):
+    """Store the signed receipt under (run, epoch); True when the DHT accepted it.
+
+    The subkey is the peer address, followed by the `[owner:...]` marker when `owner` is given (protected).
+    """
     from hivemind.utils import get_dht_time
 
     value = {"signed": signed.to_json(), "peer_id": dht.peer_id.to_base58(), "maddrs": [str(m) for m in maddrs]}
-    return dht.store(
-        receipts_key(run_id, epoch), subkey=signed.receipt.peer, value=value, expiration_time=get_dht_time() + ttl
-    )
+    subkey = signed.receipt.peer.encode() + owner if owner else signed.receipt.peer
+    return dht.store(receipts_key(run_id, epoch), subkey=subkey, value=value, expiration_time=get_dht_time() + ttl)
 
 
-def _parse(subkey, value) -> PublishedReceipt:
+def _subkey_address(subkey) -> str:
+    text = subkey.decode("latin-1") if isinstance(subkey, bytes) else str(subkey)
+    return text[:42].lower()
+
+
+def _parse(subkey, value) -> tuple[SignedReceipt, Holder]:
     if not isinstance(value, dict):
         raise AttestationError(f"receipt record of {subkey!r} is not a mapping")
     signed = SignedReceipt.from_json(value.get("signed") or {})
-    if signed.receipt.peer.lower() != str(subkey).lower():
+    if signed.receipt.peer.lower() != _subkey_address(subkey):
         raise AttestationError(f"receipt of {signed.receipt.peer} stored under subkey {subkey!r}")
-    return PublishedReceipt(signed, str(value.get("peer_id", "")), tuple(str(m) for m in value.get("maddrs", [])))
+    return signed, (str(value.get("peer_id", "")), tuple(str(m) for m in value.get("maddrs", [])))
 
 
 def fetch_receipts(dht, run_id: str, epoch: int) -> list[PublishedReceipt]:
-    """Every well-formed receipt published for (run, epoch), sorted by peer address."""
+    """Each distinct well-formed receipt published for (run, epoch), with all its holders, sorted by peer.
+
+    Signatures are not checked here (the audit does); a copy of a receipt published by someone else
+    only adds a holder to try, it cannot replace the original.
+    """
     found = dht.get(receipts_key(run_id, epoch), latest=True)
     if found is None or not isinstance(found.value, dict):
         return []
-    out = []
+    receipts, holders = {}, {}
     for subkey, record in sorted(found.value.items(), key=lambda kv: str(kv[0])):
         try:
-            out.append(_parse(subkey, record.value))
+            signed, holder = _parse(subkey, record.value)
         except AttestationError as exc:
             logger.warning(f"skipping a malformed receipt in {receipts_key(run_id, epoch)}: {exc}")
-    return out
+            continue
+        receipts.setdefault(signed.key, signed)
+        holders.setdefault(signed.key, []).append(holder)
+    out = [PublishedReceipt(receipts[k], tuple(dict.fromkeys(holders[k]))) for k in receipts]
+    return sorted(out, key=lambda p: (p.signed.receipt.peer, p.signed.key))

@@ -131,43 +131,46 @@ async def afetch_records(dht, *, prefix: str, peer_id: str, maddrs, request: dic
 
 
 class P2PRecordFetcher:
-    """A validator's record fetcher over libp2p; `holders` maps peer address -> (libp2p id, multiaddrs)."""
+    """A validator's record fetcher over libp2p; `holders` maps a receipt's key -> holders to try in order.
 
-    def __init__(self, dht, *, prefix: str, holders: dict[str, tuple[str, tuple[str, ...]]], timeout: float = 30.0):
+    A holder whose records do not rebuild the receipt's root is skipped for the next one (a copier
+    cannot make the original's records unavailable); when none serves good records, the last
+    answer is returned for the audit to classify, or RecordsUnavailable when nobody answered.
+    """
+
+    def __init__(self, dht, *, prefix: str, holders: dict[bytes, tuple], timeout: float = 30.0):
         self.dht, self.prefix, self.holders, self.timeout = dht, prefix, holders, timeout
 
+    def _ask(self, holder, request: dict):
+        peer_id, maddrs = holder
+        coro = afetch_records(
+            self.dht, prefix=self.prefix, peer_id=peer_id, maddrs=maddrs, request=request, timeout=self.timeout
+        )
+        return asyncio.run(asyncio.wait_for(coro, self.timeout))
+
     def __call__(self, signed: SignedReceipt):
+        from coordination.attest.records import rollouts_tree
+
         r = signed.receipt
-        if r.peer not in self.holders:
-            raise RecordsUnavailable(f"no known libp2p address for {r.peer}; it did not publish its receipt here")
-        peer_id, maddrs = self.holders[r.peer]
-        request = {"run": r.run_id.hex(), "epoch": r.epoch, "peer": r.peer}
-        try:
-            data = asyncio.run(
-                asyncio.wait_for(
-                    afetch_records(
-                        self.dht,
-                        prefix=self.prefix,
-                        peer_id=peer_id,
-                        maddrs=maddrs,
-                        request=request,
-                        timeout=self.timeout,
-                    ),
-                    self.timeout,
-                )
-            )
-        except Exception as exc:  # unreachable peer, timeout, daemon error
-            raise RecordsUnavailable(f"fetching records of {r.peer} from {peer_id} failed: {exc!r}") from exc
-        if data is None:
-            raise RecordsUnavailable(f"peer {peer_id} has no records of {r.peer} for epoch {r.epoch}")
-        return decode_records(data)
+        request, last, errors = {"run": r.run_id.hex(), "epoch": r.epoch, "peer": r.peer}, None, []
+        for holder in self.holders.get(signed.key, ()):
+            try:
+                data = self._ask(holder, request)
+            except Exception as exc:  # unreachable peer, timeout, daemon error
+                errors.append(f"{holder[0]}: {exc!r}")
+                continue
+            if data is None:
+                errors.append(f"{holder[0]}: not found")
+                continue
+            served = decode_records(data)
+            if served and rollouts_tree([rec for rec, _ in served]).root == r.rollouts_root:
+                return served
+            last = served
+        if last is not None:
+            return last
+        raise RecordsUnavailable(f"no holder served the records of {r.peer} for epoch {r.epoch}: {errors or 'none'}")
 
     @classmethod
     def from_published(cls, dht, *, prefix: str, published, timeout: float = 30.0) -> P2PRecordFetcher:
         """A fetcher for the holders named in `fetch_receipts(...)` results."""
-        return cls(
-            dht,
-            prefix=prefix,
-            holders={p.signed.receipt.peer: (p.peer_id, p.maddrs) for p in published},
-            timeout=timeout,
-        )
+        return cls(dht, prefix=prefix, holders={p.signed.key: p.holders for p in published}, timeout=timeout)

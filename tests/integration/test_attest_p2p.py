@@ -63,7 +63,7 @@ def test_a_published_receipt_is_found_and_its_records_fetched_with_valid_proofs(
         assert publish_receipt(peer_dht, RUN, 2, signed, maddrs=peer_dht.get_visible_maddrs())
         published = fetch_receipts(validator_dht, RUN, 2)
         assert [p.signed for p in published] == [signed]
-        assert published[0].peer_id == peer_dht.peer_id.to_base58()
+        assert published[0].holders[0][0] == peer_dht.peer_id.to_base58()
         assert fetch_receipts(validator_dht, RUN, 3) == [] and fetch_receipts(validator_dht, "other-run", 2) == []
         fetch = P2PRecordFetcher.from_published(validator_dht, prefix=RUN, published=published, timeout=20)
         got = fetch(signed)
@@ -97,3 +97,60 @@ def test_an_unreachable_holder_is_records_unavailable(dhts):
     with pytest.raises(RecordsUnavailable):
         fetch(signed)
     assert json.loads(json.dumps(signed.to_json())) == signed.to_json()
+
+
+@pytest.fixture(scope="module")
+def protected_dhts():
+    """Honest peer, attacker, validator: each DHT node checks [owner:...] signatures with its own RSA key."""
+    import hivemind
+    from hivemind.utils.crypto import RSAPrivateKey
+
+    from coordination.attest.dht_receipts import receipt_record_validator
+
+    def node(validator, peers=()):
+        return hivemind.DHT(host_maddrs=LOOPBACK, initial_peers=list(peers), record_validators=[validator], start=True)
+
+    validators = [type(receipt_record_validator())(RSAPrivateKey()) for _ in range(3)]
+    first = node(validators[0])
+    peers = [str(m) for m in first.get_visible_maddrs()]
+    nodes = [first, node(validators[1], peers), node(validators[2], peers)]
+    yield nodes, validators
+    for n in nodes:
+        n.shutdown()
+
+
+def test_a_protected_receipt_cannot_be_overwritten_and_a_copier_cannot_hide_its_records(protected_dhts, tmp_path):
+    from hivemind.utils import get_dht_time
+
+    (honest_dht, attacker_dht, validator_dht), (honest_key, attacker_key, _) = protected_dhts
+    recs = records()
+    signed = sign_receipt(
+        build_receipt(run_id_bytes32=b"\x01" * 32, epoch=7, peer=PEER.address, records=recs, checkpoint_cid="bafy-ck"),
+        PEER.key,
+        DOMAIN,
+    )
+    good, bad = RolloutDirectory(tmp_path / "good"), RolloutDirectory(tmp_path / "bad")
+    good.put(signed, recs)
+    bad.put(signed, [dataclasses.replace(r, reward=1.0) for r in recs])  # the attacker serves doctored records
+    owner = honest_key.local_public_key
+    with RolloutServer(dht=honest_dht, store=good, prefix=RUN), RolloutServer(dht=attacker_dht, store=bad, prefix=RUN):
+        assert publish_receipt(honest_dht, RUN, 7, signed, maddrs=honest_dht.get_visible_maddrs(), owner=owner)
+        overwrite = attacker_dht.store(
+            receipts_key(RUN, 7),
+            subkey=PEER.address.encode() + owner,
+            value={"signed": {"junk": 1}},
+            expiration_time=get_dht_time() + 10**5,
+        )
+        assert not overwrite
+        assert publish_receipt(
+            attacker_dht, RUN, 7, signed, maddrs=attacker_dht.get_visible_maddrs(), owner=attacker_key.local_public_key
+        )
+        (published,) = fetch_receipts(validator_dht, RUN, 7)  # one receipt, two holders
+        assert published.signed == signed and len(published.holders) == 2
+        attacker = next(h for h in published.holders if h[0] == attacker_dht.peer_id.to_base58())
+        honest = next(h for h in published.holders if h[0] == honest_dht.peer_id.to_base58())
+        fetch = P2PRecordFetcher(validator_dht, prefix=RUN, holders={signed.key: (attacker, honest)}, timeout=20)
+        assert [r for r, _ in fetch(signed)] == recs  # the doctored answer is skipped
+        only_attacker = P2PRecordFetcher(validator_dht, prefix=RUN, holders={signed.key: (attacker,)}, timeout=20)
+        served = only_attacker(signed)  # handed to the audit, which rules RECORD_NOT_IN_ROOT (not the peer's fault)
+        assert not all(verify_record(signed.receipt.rollouts_root, r, p) for r, p in served)
