@@ -98,11 +98,12 @@ class EpochAttester:
         checkpoint_cid: Callable[[int], str],
         run_key: bytes | None = None,
         dht=None,
+        owner: bytes | None = None,
     ):
         from coordination.chain.signing import run_key as chain_run_key
 
         self.account, self.run_id, self.domain, self.task, self.tokenizer = account, run_id, domain, task, tokenizer
-        self.store, self.checkpoint_cid, self.dht = store, checkpoint_cid, dht
+        self.store, self.checkpoint_cid, self.dht, self.owner = store, checkpoint_cid, dht, owner
         self.run_key = run_key or chain_run_key(run_id)
         self.published: list[tuple[int, object]] = []
 
@@ -130,6 +131,8 @@ class EpochAttester:
         if self.dht is not None:
             from coordination.attest.dht_receipts import publish_receipt
 
-            if not publish_receipt(self.dht, self.run_id, record.epoch, signed, maddrs=self.dht.get_visible_maddrs()):
+            if not publish_receipt(
+                self.dht, self.run_id, record.epoch, signed, maddrs=self.dht.get_visible_maddrs(), owner=self.owner
+            ):
                 logger.warning(f"DHT store of the epoch-{record.epoch} receipt failed; it stays in {self.store.root}")
         self.published.append((record.epoch, signed))
