@@ -221,3 +221,18 @@ def test_a_validator_adopts_another_validators_finding_only_after_reproducing_it
     assert (adopted["status"], adopted["kind"]) == ("FRAUD", "FABRICATED_COMPLETION")
     made_up = {"verdicts": [dict(found["verdicts"][0], kind="WRONG_REWARD", slot=0, generation=0)]}
     assert validate_epochs(lazy(), {4: [signed]}, [made_up])["verdicts"][0]["status"] == "ACCEPTED"
+
+
+def test_receipts_signed_by_others_or_under_another_checkpoint_are_rejected_before_any_work(one_epoch):
+    from coordination.attest.receipts import SignedReceipt
+
+    facts, records, signed = one_epoch
+    forged = sign_receipt(signed.receipt, PEERS[1].key, DOMAIN)  # someone else signs the peer's receipt
+    finding = audit(facts, forged, records)
+    assert (finding.kind, finding.status) == (Kind.BAD_SIGNATURE, Status.REJECTED)
+    wrong_chain = sign_receipt(signed.receipt, PEERS[0].key, attest_domain(chain_id=1))
+    assert audit(facts, SignedReceipt(wrong_chain.receipt, wrong_chain.signature), records).kind == Kind.BAD_SIGNATURE
+    pinned = dataclasses.replace(facts, checkpoint_of_epoch=lambda epoch: "bafy-the-real-one")
+    v = Validator(private_key=VALIDATORS[0].key, facts=pinned, fetch=served(records), rollout_rate=1.0)
+    assert v.find(signed, 4).kind == Kind.WRONG_CHECKPOINT
+    assert v.cost.forward_passes == 0 and v.cost.records_checked_cheaply == 0
