@@ -5,6 +5,11 @@ pragma solidity ^0.8.24;
 /// @notice Each run's lineage of promoted checkpoints. Only the governor (RunGovernor, after a
 /// successful stake vote) can promote. A checkpoint is named by its CID string (CIDv1, e.g. "bafy...")
 /// and carries the digest of the eval attestations it was promoted on.
+///
+/// Nomination: anyone may `nominate` a checkpoint once per run; the block it is mined in is recorded,
+/// and validators derive the transparent-eval seed from that block's hash, which nobody knew when the
+/// nomination was sent. The registry does not require a nomination to promote: the vote decides,
+/// and voters see the eval (and its seed) in the proposal.
 contract CheckpointRegistry {
     struct Checkpoint {
         string cid;
@@ -15,6 +20,7 @@ contract CheckpointRegistry {
     address private immutable _governor;
     mapping(bytes32 runId => Checkpoint[]) private _lineage;
     mapping(bytes32 runId => mapping(bytes32 cidHash => bool)) private _promoted;
+    mapping(bytes32 runId => mapping(bytes32 cidHash => uint256 blockNumber)) private _nominatedAt;
 
     error NotGovernor(address caller);
     error ZeroAddress();
@@ -22,10 +28,14 @@ contract CheckpointRegistry {
     error CheckpointAlreadyPromoted(bytes32 runId, string cid);
     error NoCheckpoint(bytes32 runId);
     error IndexOutOfRange(bytes32 runId, uint256 index, uint256 length);
+    error AlreadyNominated(bytes32 runId, string cid, uint256 blockNumber);
+    error NotNominated(bytes32 runId, string cid);
 
     event CheckpointPromoted(
         bytes32 indexed runId, uint256 indexed index, string cid, bytes32 evalDigest, string parentCid
     );
+
+    event CheckpointNominated(bytes32 indexed runId, string cid, address indexed nominator, uint256 blockNumber);
 
     constructor(address governor_) {
         if (governor_ == address(0)) revert ZeroAddress();
@@ -43,6 +53,24 @@ contract CheckpointRegistry {
         _promoted[runId][cidHash] = true;
         lineage.push(Checkpoint(cid, evalDigest, uint64(block.timestamp)));
         emit CheckpointPromoted(runId, lineage.length - 1, cid, evalDigest, parent);
+    }
+
+    /// @notice Record `cid` as a promotion candidate of `runId` at this block (once; promoted CIDs excluded).
+    function nominate(bytes32 runId, string calldata cid) external {
+        if (bytes(cid).length == 0) revert EmptyCid();
+        bytes32 cidHash = keccak256(bytes(cid));
+        if (_promoted[runId][cidHash]) revert CheckpointAlreadyPromoted(runId, cid);
+        uint256 previous = _nominatedAt[runId][cidHash];
+        if (previous != 0) revert AlreadyNominated(runId, cid, previous);
+        _nominatedAt[runId][cidHash] = block.number;
+        emit CheckpointNominated(runId, cid, msg.sender, block.number);
+    }
+
+    /// @notice The block `cid` was nominated in (its hash seeds the transparent eval).
+    function nominationBlock(bytes32 runId, string calldata cid) external view returns (uint256) {
+        uint256 blockNumber = _nominatedAt[runId][keccak256(bytes(cid))];
+        if (blockNumber == 0) revert NotNominated(runId, cid);
+        return blockNumber;
     }
 
     function governor() external view returns (address) {

@@ -217,5 +217,13 @@ class RegistryClient(ContractClient):
     def is_promoted(self, run_id, cid: str) -> bool:
         return self._call("isPromoted", run_key(run_id), cid)
 
+    def nominate(self, run_id, cid: str, *, sender: Sender):
+        """Nominate `cid` for promotion; the block it is mined in seeds the transparent eval."""
+        return self._send("nominate", run_key(run_id), cid, sender=sender)
+
+    def nomination_block(self, run_id, cid: str) -> int:
+        """Block number of `cid`'s nomination; ChainError (NotNominated) if it never was."""
+        return self._call("nominationBlock", run_key(run_id), cid)
+
     def governor(self) -> str:
         return self._call("governor")

@@ -168,3 +168,28 @@ def test_registry_views_revert_clearly(box):
     with expect_revert("ZeroAddress"):
         deploy_contract(box.w3, "CheckpointRegistry", "0x" + "0" * 40, sender=box.deployer)
     assert box.c.registry.governor() == box.c.governor.address
+
+
+def test_nomination_records_its_block_once(box):
+    reg = box.c.registry
+    with expect_revert("NotNominated", run_key(RUN), CID1):
+        reg.nomination_block(RUN, CID1)
+    receipt = reg.nominate(RUN, CID1, sender=addr(box, 3))
+    assert reg.events("CheckpointNominated", receipt) == [
+        {"runId": run_key(RUN), "cid": CID1, "nominator": addr(box, 3), "blockNumber": receipt["blockNumber"]}
+    ]
+    assert reg.nomination_block(RUN, CID1) == receipt["blockNumber"]
+    with expect_revert("AlreadyNominated", run_key(RUN), CID1, receipt["blockNumber"]):  # the seed cannot be re-rolled
+        reg.nominate(RUN, CID1, sender=addr(box, 4))
+    with expect_revert("EmptyCid"):
+        reg.nominate(RUN, "", sender=addr(box, 3))
+    assert reg.nominate("another run", CID1, sender=addr(box, 3))["status"] == 1  # per run
+
+
+def test_a_promoted_checkpoint_cannot_be_nominated(box):
+    proposal, pid = open_vote(box, CID1)
+    box.c.governor.cast_vote(pid, Support.FOR, sender=addr(box, 0))
+    close_vote(box)
+    box.c.governor.execute(proposal, sender=addr(box, 0))
+    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
+        box.c.registry.nominate(RUN, CID1, sender=addr(box, 0))
