@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from eth_account import Account
 
@@ -108,10 +107,3 @@ class Validator:
             return None
         keys = [(r.slot, r.generation) for r in records]
         return keys.index((finding.slot, finding.generation)) if (finding.slot, finding.generation) in keys else None
-
-
-def with_finding(verdict: SignedVerdict, finding: Finding) -> Verdict:
-    """The verdict `verdict` would be with `finding` (used when a validator adopts a confirmed finding)."""
-    return replace(
-        verdict.verdict, status=finding.status, kind=finding.kind, evidence=finding.digest(), finding=finding
-    )
