@@ -51,6 +51,14 @@ class ContractClient:
 class TokenClient(ContractClient):
     artifact_name = "HiveToken"
 
+    def nonces(self, owner: str) -> int:
+        """EIP-2612 permit nonce of `owner`."""
+        return self._call("nonces", to_checksum_address(owner))
+
+    def domain(self) -> Eip712Domain:
+        """The token's EIP-712 domain (ERC20Permit: name = token name, version "1")."""
+        return Eip712Domain(self._call("name"), "1", self.w3.eth.chain_id, self.address)
+
     def balance_of(self, account: str) -> int:
         return self._call("balanceOf", to_checksum_address(account))
 
@@ -72,6 +80,10 @@ class StakingClient(ContractClient):
 
     def stake(self, amount: int, *, sender: Sender):
         return self._send("stake", amount, sender=sender)
+
+    def stake_with_permit(self, amount: int, deadline: int, v: int, r: bytes, s: bytes, *, sender: Sender):
+        """Stake without a prior approve, given an EIP-2612 permit (`signing.sign_permit`)."""
+        return self._send("stakeWithPermit", amount, deadline, v, r, s, sender=sender)
 
     def request_unstake(self, amount: int, *, sender: Sender):
         return self._send("requestUnstake", amount, sender=sender)

@@ -182,6 +182,32 @@ def recover_slash_signers(
     return _recover(signatures, _typed(domain, "Slash", SLASH_FIELDS, _slash_message(offender, amount, evidence)))
 
 
+PERMIT_FIELDS = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+def sign_permit(signer: Signer, token_domain: Eip712Domain, spender: str, value: int, nonce: int, deadline: int):
+    """EIP-2612 permit by `signer` for `spender`; returns (v, r, s) for `Staking.stakeWithPermit`.
+
+    `token_domain` = Eip712Domain(<token name>, "1", chain id, token address) for HiveToken.
+    """
+    account = _as_account(signer)
+    message = {
+        "owner": account.address,
+        "spender": to_checksum_address(spender),
+        "value": value,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+    signed = account.sign_message(_typed(token_domain, "Permit", PERMIT_FIELDS, message))
+    return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
+
 def order_by_signer(signed: Iterable[tuple[str, bytes]]) -> list[bytes]:
     """Signatures sorted by strictly increasing signer address, as the contracts require."""
     pairs = sorted(((int(addr, 16), sig) for addr, sig in signed), key=lambda p: p[0])

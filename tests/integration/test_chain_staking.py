@@ -5,14 +5,12 @@ custom error and arguments.
 """
 
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
 from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
-from coordination.chain.signing import quorum_signatures, sign_slash, staking_domain
+from coordination.chain.signing import quorum_signatures, sign_permit, sign_slash, staking_domain
 from coordination.errors import ChainError
 
 pytestmark = pytest.mark.chain
@@ -81,52 +79,14 @@ def test_stake_zero_and_without_allowance_revert(box):
 
 def test_stake_with_permit_needs_no_approve(box):
     owner = box.accounts[3]
-    token = box.c.token.contract
     deadline = chain_now(box.w3) + 3600
-    typed = encode_typed_data(
-        full_message={
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Permit",
-            "domain": {
-                "name": "Hive",
-                "version": "1",
-                "chainId": box.w3.eth.chain_id,
-                "verifyingContract": token.address,
-            },
-            "message": {
-                "owner": owner.address,
-                "spender": box.c.staking.address,
-                "value": 321,
-                "nonce": token.functions.nonces(owner.address).call(),
-                "deadline": deadline,
-            },
-        }
-    )
-    sig = Account.sign_message(typed, owner.key)
-    box.c.staking._send(
-        "stakeWithPermit",
-        321,
-        deadline,
-        sig.v,
-        sig.r.to_bytes(32, "big"),
-        sig.s.to_bytes(32, "big"),
-        sender=owner.address,
-    )
+    nonce = box.c.token.nonces(owner.address)
+    v, r, s = sign_permit(owner, box.c.token.domain(), box.c.staking.address, 321, nonce, deadline)
+    box.c.staking.stake_with_permit(321, deadline, v, r, s, sender=owner.address)
     assert box.c.staking.stake_of(owner.address) == 321
+    assert box.c.token.nonces(owner.address) == nonce + 1
+    with expect_revert("ERC2612InvalidSigner", ANY, owner.address):  # the permit cannot be replayed
+        box.c.staking.stake_with_permit(321, deadline, v, r, s, sender=owner.address)
 
 
 def test_clock_is_timestamp(box):
