@@ -115,13 +115,16 @@ class SwarmOptimizer(hivemind.Optimizer):
 
     def _swarm_reached_target(self) -> bool:
         progress = self.tracker.global_progress
-        return self.tracker.global_epoch > self.local_epoch or progress.samples_accumulated >= self.tracker.target_batch_size
+        return (
+            self.tracker.global_epoch > self.local_epoch
+            or progress.samples_accumulated >= self.tracker.target_batch_size
+        )
 
     @property
     def rejected_parts(self) -> int:
         """Gradient parts from other peers this peer rejected (non-finite or over-norm) so far."""
         averager = getattr(self, "grad_averager", None)
-        return 0 if averager is None else int(averager.rejections.value)
+        return 0 if averager is None else averager.rejections.count
 
 
 def _adamw_factory(lr: float):
@@ -178,7 +181,9 @@ def build_collaborative_optimizer(
         grad_compression=grad_compression(avg.compression),
         state_averaging_compression=grad_compression(avg.compression),
         grad_averager_factory=partial(
-            RobustGradientAverager, max_grad_norm=spec.grpo.max_grad_norm or None, reject_norm_factor=avg.reject_norm_factor
+            RobustGradientAverager,
+            max_grad_norm=spec.grpo.max_grad_norm or None,
+            reject_norm_factor=avg.reject_norm_factor,
         ),
         load_state_timeout=max(30.0, avg.averaging_timeout),
         verbose=verbose,

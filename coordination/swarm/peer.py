@@ -75,7 +75,10 @@ def start_bootstrap(
     """Start the run's entry DHT node. Fix the port for a public run (`/ip4/0.0.0.0/tcp/31337`) and keep
     `identity_path` so the shared multiaddr stays valid across restarts."""
     dht = start_dht(
-        initial_peers=initial_peers, host_maddrs=host_maddrs, announce_maddrs=announce_maddrs, identity_path=identity_path
+        initial_peers=initial_peers,
+        host_maddrs=host_maddrs,
+        announce_maddrs=announce_maddrs,
+        identity_path=identity_path,
     )
     return BootstrapNode(spec=spec, dht=dht)
 
@@ -243,11 +246,10 @@ def run_peer(
 
 
 def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, dataset, reward_funcs, seed, **kw):
-    from trainer.grpo import build_grpo_trainer, prompt_dataset
-    from trainer.tasks import get_task
-
     from coordination.attest.assignment import assigned_indices
     from coordination.swarm.swarm_trainer import SwarmGRPOTrainer
+    from trainer.grpo import build_grpo_trainer, prompt_dataset
+    from trainer.tasks import get_task
 
     task = get_task(spec.task.name, **spec.task.params)
     if model is None:

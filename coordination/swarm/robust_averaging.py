@@ -15,13 +15,15 @@ weighted mean of such vectors) has norm <= max_grad_norm. That gives two exact c
 
 hivemind.Optimizer takes it via `grad_averager_factory=partial(RobustGradientAverager, max_grad_norm=...)`.
 The averager runs in hivemind's averager process; rejections are logged there (logger
-`coordination.swarm.robust_averaging`) and counted in `averager.rejections` (shared memory).
+`coordination.swarm.robust_averaging`) and recorded in `averager.rejections` (a RejectionLog:
+`.count`, `.drain_peers()`), readable from the training process.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import queue
 from collections.abc import Sequence
 
 import torch
@@ -45,6 +47,31 @@ def part_is_acceptable(part: torch.Tensor, max_norm: float | None) -> tuple[bool
     return True, ""
 
 
+class RejectionLog:
+    """Counts rejected parts and remembers their senders across hivemind's averager process boundary."""
+
+    def __init__(self):
+        self._count, self._peers = mp.Value("i", 0), mp.Queue()
+
+    def record(self, peer_id: str) -> None:
+        with self._count.get_lock():
+            self._count.value += 1
+        self._peers.put(peer_id)
+
+    @property
+    def count(self) -> int:
+        return int(self._count.value)
+
+    def drain_peers(self) -> list[str]:
+        """Peer ids of rejected parts since the last call (one entry per rejected part)."""
+        out = []
+        while True:
+            try:
+                out.append(self._peers.get_nowait())
+            except queue.Empty:
+                return out
+
+
 class BoundedTensorPartReducer(TensorPartReducer):
     """TensorPartReducer that averages only acceptable parts; a rejected part counts with weight 0."""
 
@@ -59,8 +86,7 @@ class BoundedTensorPartReducer(TensorPartReducer):
                 f"rejected gradient part {part_index} from peer {self.sender_peer_ids[sender_index]}: {reason}"
             )
             if self.rejections is not None:
-                with self.rejections.get_lock():
-                    self.rejections.value += 1
+                self.rejections.record(str(self.sender_peer_ids[sender_index]))
             tensor_part, weight = torch.zeros_like(tensor_part), 0.0
         return await super().accumulate_part(sender_index, part_index, tensor_part, weight=weight)
 
@@ -95,7 +121,7 @@ class RobustGradientAverager(GradientAverager):
 
     def __init__(self, *args, max_grad_norm: float | None = None, reject_norm_factor: float = 1.1, **kwargs):
         self.max_vector_norm = None if max_grad_norm is None else max_grad_norm * reject_norm_factor
-        self.rejections = mp.Value("i", 0)
+        self.rejections = RejectionLog()
         super().__init__(*args, **kwargs)
 
     async def _run_allreduce_inplace_(self, tensors: Sequence[torch.Tensor], group_info, group_id=None, **kwargs):
