@@ -97,6 +97,7 @@ def eval_command(
         from trainer.models import load_model_and_tokenizer
 
         chosen = _task(task, param)
+        chosen.sample(seed, 0, "eval")  # fail on a bad dataset before loading any model
         if adapter is not None and not (adapter / "adapter_config.json").exists():
             raise ConfigError(f"adapter '{adapter}' has no adapter_config.json: pass a PEFT adapter directory")
         net, tokenizer = load_adapter(model, adapter) if adapter else load_model_and_tokenizer(model)
