@@ -1,7 +1,154 @@
-"""CLI commands: filled in by the issue that owns this part (see coordination/cli/app.py)."""
+"""CLI commands of the swarm: `hivetune bootstrap`, `hivetune join`, `hivetune status`.
+
+hivetune bootstrap --run recipes/runs/arith_tiny.yaml --host-maddr /ip4/0.0.0.0/tcp/31337 --identity boot.key
+hivetune join --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... --max-epochs 20
+hivetune status --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... [--json]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
 
 import typer
+
+DEFAULT_HOST = ["/ip4/0.0.0.0/tcp/0"]
+RUN_HELP = "Run spec (run.yaml); its content hash is the run id."
+HOST_HELP = "Listen address (repeatable); default /ip4/0.0.0.0/tcp/0 (all interfaces, OS port)."
+ANNOUNCE_HELP = "Public address to advertise (repeatable), e.g. behind port forwarding."
+PEERS_HELP = "Multiaddr of a running peer (repeatable), as printed by `hivetune bootstrap`."
+
+
+def bootstrap(
+    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
+    host_maddr: Annotated[list[str] | None, typer.Option("--host-maddr", help=HOST_HELP)] = None,
+    announce_maddr: Annotated[list[str] | None, typer.Option("--announce-maddr", help=ANNOUNCE_HELP)] = None,
+    identity: Annotated[str | None, typer.Option("--identity", help="libp2p key file (created if missing).")] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds (default: never).")
+    ] = None,
+) -> None:
+    """Start the run's entry DHT node, print the multiaddrs to share, and stay up (Ctrl-C stops)."""
+    from rich.console import Console
+
+    from coordination.swarm.peer import start_bootstrap
+    from coordination.swarm.runspec import load_run_spec
+
+    spec = load_run_spec(run)
+    node = start_bootstrap(
+        spec, host_maddrs=host_maddr or DEFAULT_HOST, announce_maddrs=announce_maddr or None, identity_path=identity
+    )
+    console = Console()
+    console.print(f"run [bold]{spec.name}[/] id {spec.run_id}")
+    console.print("share one of these with peers ([bold]--initial-peers[/]):")
+    for maddr in node.maddrs:
+        print(maddr, flush=True)
+    try:
+        deadline = None if duration is None else time.monotonic() + duration
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.shutdown()
+
+
+def join(
+    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
+    initial_peers: Annotated[list[str], typer.Option("--initial-peers", help=PEERS_HELP)],
+    client_mode: Annotated[
+        bool, typer.Option("--client-mode", help="Behind NAT/firewall: outbound connections only.")
+    ] = False,
+    identity: Annotated[str | None, typer.Option("--identity", help="libp2p key file (created if missing).")] = None,
+    host_maddr: Annotated[list[str] | None, typer.Option("--host-maddr", help=HOST_HELP)] = None,
+    max_epochs: Annotated[
+        int | None, typer.Option("--max-epochs", help="Stop after this many hivemind epochs.")
+    ] = None,
+    output_dir: Annotated[
+        str, typer.Option("--output-dir", help="Where the final adapter is saved.")
+    ] = "outputs/peer",
+    report_to: Annotated[
+        str | None, typer.Option("--report-to", help="wandb | none (default: wandb, offline).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Join a run: check the spec against the swarm, catch up from peers, train and average LoRA gradients."""
+    import dataclasses
+
+    from coordination.swarm.peer import run_peer
+    from coordination.swarm.runspec import load_run_spec
+
+    _log_info_to_stderr()
+    spec = load_run_spec(run)
+    result = run_peer(
+        spec,
+        initial_peers=initial_peers,
+        identity_path=identity,
+        host_maddrs=host_maddr or DEFAULT_HOST,
+        client_mode=client_mode,
+        max_epochs=max_epochs,
+        output_dir=output_dir,
+        report_to=report_to,
+    )
+    summary = {**dataclasses.asdict(result), "rounds": len(result.rounds)}
+    print(json.dumps(summary) if as_json else f"done: {summary}")
+
+
+def status(
+    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
+    initial_peers: Annotated[list[str], typer.Option("--initial-peers", help=PEERS_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the run's progress from the DHT: every live peer's epoch, throughput and last averaging round."""
+    import dataclasses
+
+    from coordination.swarm.dht_node import start_dht
+    from coordination.swarm.runspec import load_run_spec
+    from coordination.swarm.status import read_run_status
+
+    spec = load_run_spec(run)
+    dht = start_dht(initial_peers=initial_peers, host_maddrs=["/ip4/127.0.0.1/tcp/0"], client_mode=True)
+    try:
+        peers = read_run_status(dht, spec.run_id)
+    finally:
+        dht.shutdown()
+    if as_json:
+        print(json.dumps({"run_id": spec.run_id, "peers": [dataclasses.asdict(p) for p in peers]}))
+        return
+    _print_table(spec, peers)
+
+
+def _print_table(spec, peers) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{spec.name} ({spec.run_id[:16]}...): {len(peers)} peer(s)")
+    for column in ("peer", "epoch", "steps", "peers seen", "samples/s", "last round", "reward", "rejected"):
+        table.add_column(column)
+    for p in peers:
+        round_text = f"{p.round_group_size} peers, {p.round_seconds:.2f}s, {p.round_bytes_sent / 1e3:.1f} kB"
+        reward = "-" if p.reward_mean is None else f"{p.reward_mean:.3f}"
+        table.add_row(
+            p.peer_id[-10:], str(p.epoch), str(p.local_steps), str(p.peers), f"{p.global_samples_per_s:.1f}",
+            round_text, reward, str(p.rejected_parts),
+        )  # fmt: skip
+    Console().print(table)
+
+
+def _log_info_to_stderr() -> None:
+    """Show our INFO lines (catching up, rejected peers) on stderr; hivemind keeps its own handler."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    root = logging.getLogger("coordination")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `hivetune` app."""
+    app.command()(bootstrap)
+    app.command()(join)
+    app.command()(status)
