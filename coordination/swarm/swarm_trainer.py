@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -134,6 +135,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
 
     @property
     def swarm_epoch(self) -> int:
+        """This peer's hivemind epoch (rank 0; other ranks get it broadcast after each step)."""
         return self.swarm_optimizer.local_epoch if self.swarm_optimizer is not None else 0
 
     # 7. rollouts, recorded where GRPO scores them
@@ -210,14 +212,13 @@ class _SwarmEpochCallback(TrainerCallback):
         self.trainer, self.seen_epoch = trainer, None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.seen_epoch = _broadcast_lora(self.trainer)
         self.trainer._epoch_adapter = lora_state(self.trainer.model)
-        _broadcast_lora(self.trainer)
-        self.seen_epoch = self.trainer.swarm_epoch
 
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer
-        _broadcast_lora(trainer)
-        epoch = trainer.swarm_epoch
+        epoch = _broadcast_lora(trainer)
+        _log_rejected_peers(trainer)
         if epoch != self.seen_epoch:
             trainer._finish_epochs(epoch)
             self.seen_epoch = epoch
@@ -228,10 +229,25 @@ class _SwarmEpochCallback(TrainerCallback):
         return control
 
 
-def _broadcast_lora(trainer: SwarmGRPOTrainer) -> None:
-    """Multi-process peers: rank 0 (the swarm member) sends its LoRA parameters to the other ranks."""
+def _broadcast_lora(trainer: SwarmGRPOTrainer) -> int:
+    """Multi-process peers: rank 0 (the swarm member) sends its epoch and LoRA parameters to the other ranks.
+
+    Returns the swarm epoch as rank 0 sees it (so every rank stops at the same epoch)."""
     if trainer.accelerator.num_processes <= 1:
-        return
+        return trainer.swarm_epoch
+    device = trainer.accelerator.device
+    epoch = torch.tensor([trainer.swarm_epoch], device=device)
     with torch.no_grad():
+        torch.distributed.broadcast(epoch, src=0)
         for param in lora_parameters(trainer.model):
             torch.distributed.broadcast(param.data, src=0)
+    return int(epoch.item())
+
+
+def _log_rejected_peers(trainer: SwarmGRPOTrainer) -> None:
+    """Log, in the training process, every peer whose gradient parts the averager rejected since last time."""
+    averager = getattr(trainer.swarm_optimizer, "grad_averager", None)
+    if averager is None or not hasattr(averager, "rejections"):
+        return
+    for peer_id, count in Counter(averager.rejections.drain_peers()).items():
+        logger.warning(f"rejected {count} gradient part(s) from peer {peer_id} (non-finite or over the norm bound)")
