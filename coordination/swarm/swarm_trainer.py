@@ -186,7 +186,10 @@ class SwarmGRPOTrainer(GRPOTrainer):
         return metrics
 
     def _finish_epochs(self, new_epoch: int) -> None:
-        """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch."""
+        """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch (rank 0 only)."""
+        if not self.accelerator.is_main_process:
+            self._rollouts = []
+            return
         done = [r for r in self._rollouts if r.epoch < new_epoch]
         self._rollouts = [r for r in self._rollouts if r.epoch >= new_epoch]
         adapter = self._epoch_adapter if self._epoch_adapter is not None else lora_state(self.model)

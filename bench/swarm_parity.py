@@ -1,0 +1,159 @@
+"""Benchmark: learning parity of a 2-peer swarm vs 1 peer, same total samples and seed schedule.
+
+    python bench/swarm_parity.py           # 20 epochs x 32 completions -> outputs/bench/swarm_parity.{json,png}
+    python bench/swarm_parity.py --epochs 10 --eval-n 100
+
+Both arms start from the same warm start (trainer.sft.ensure_warm_start, cached) and run the same
+code path (`hivetune join` processes around a `start_bootstrap` node, hivemind.Optimizer):
+  single = 1 peer, per_device_train_batch_size = B: one local step per epoch;
+  swarm  = 2 peers, per_device_train_batch_size = B/2 each: one local step each per epoch.
+target_global_batch = B in both, the same LR, GRPO settings and grpo.seed, so each epoch applies
+one AdamW update computed from B completions: synchronous data-parallel SGD vs its single-peer
+equivalent. Held-out greedy accuracy (trainer.eval.evaluate, eval split, fixed seed) before and
+after; reported: gain = after - before for both arms and the ratio swarm/single (goal >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+OUT = Path("outputs/bench")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
+    return {
+        "name": "swarm-parity",
+        "model": {"base": base},
+        "task": {"name": "arithmetic", "seed": 0},
+        "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+        "grpo": {
+            "learning_rate": args.lr,
+            "per_device_train_batch_size": per_peer,
+            "num_generations": 8,
+            "max_completion_length": 32,
+            "temperature": 0.7,
+            "seed": 0,
+        },
+        "averaging": {"target_global_batch": batch, "matchmaking_time": 2.0, "averaging_timeout": 20.0},
+    }
+
+
+def run_arm(name: str, spec: dict, peers: int, epochs: int, work: Path) -> tuple[list[dict], float]:
+    """Run `peers` join processes of `spec` for `epochs`; return their JSON summaries and wall seconds."""
+    from coordination.swarm.peer import start_bootstrap
+    from coordination.swarm.runspec import run_spec_from_dict
+
+    run_yaml = work / f"{name}.yaml"
+    run_yaml.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    start = time.monotonic()
+    with start_bootstrap(run_spec_from_dict(spec), host_maddrs=["/ip4/127.0.0.1/tcp/0"]) as node:
+        procs = []
+        for i in range(peers):
+            cmd = [sys.executable, "-m", "coordination.cli.app", "join", "--run", str(run_yaml), "--initial-peers",
+                   node.maddrs[0], "--host-maddr", "/ip4/127.0.0.1/tcp/0", "--max-epochs", str(epochs),
+                   "--output-dir", str(work / f"{name}{i}"), "--report-to", "none", "--json"]  # fmt: skip
+            log = open(work / f"{name}{i}.log", "w")
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        for proc in procs:
+            if proc.wait(timeout=3600) != 0:
+                raise SystemExit(f"{name} peer failed: see {work}")
+    summaries = [json.loads((work / f"{name}{i}.log").read_text().strip().splitlines()[-1]) for i in range(peers)]
+    return summaries, time.monotonic() - start
+
+
+def accuracy(base: str, adapter_dir: str | None, n: int) -> float:
+    from trainer.eval import evaluate
+    from trainer.grpo import load_adapter
+    from trainer.models import load_model_and_tokenizer
+    from trainer.tasks import get_task
+
+    if adapter_dir is None:
+        model, tokenizer = load_model_and_tokenizer(base)
+    else:
+        model, tokenizer = load_adapter(base, adapter_dir)
+    return evaluate(model.eval(), tokenizer, get_task("arithmetic"), n=n, seed=12345)["accuracy"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=32, help="completions per epoch (global)")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--eval-n", type=int, default=200)
+    parser.add_argument("--warm-steps", type=int, default=600)
+    args = parser.parse_args()
+
+    import torch
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from trainer.sft import ensure_warm_start
+
+    torch.set_num_threads(1)
+    console = Console()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("warm start (cached)", total=None)
+        base = str(ensure_warm_start("arithmetic", OUT / "swarm_parity_warm", max_steps=args.warm_steps))
+        progress.update(task, description="eval warm start")
+        before = accuracy(base, None, args.eval_n)
+        work = Path(tempfile.mkdtemp(prefix="swarm_parity_"))
+        progress.update(task, description="single peer")
+        single, single_s = run_arm("single", spec_dict(base, args.batch, args.batch, args), 1, args.epochs, work)
+        progress.update(task, description="2-peer swarm")
+        swarm, swarm_s = run_arm("swarm", spec_dict(base, args.batch // 2, args.batch, args), 2, args.epochs, work)
+        progress.update(task, description="eval")
+        after_single = accuracy(base, single[0]["adapter_dir"], args.eval_n)
+        after_swarm = [accuracy(base, s["adapter_dir"], args.eval_n) for s in swarm]
+
+    gain_single, gain_swarm = after_single - before, after_swarm[0] - before
+    ratio = gain_swarm / gain_single if gain_single > 0 else float("nan")
+    result = {
+        "epochs": args.epochs, "global_batch": args.batch, "total_samples": args.epochs * args.batch,
+        "eval_n": args.eval_n, "before": before, "after_single": after_single, "after_swarm_per_peer": after_swarm,
+        "gain_single": gain_single, "gain_swarm": gain_swarm, "ratio": ratio,
+        "wall_s_single": single_s, "wall_s_swarm": swarm_s,
+        "swarm_rounds": [s["rounds"] for s in swarm], "epochs_reached": [s["epochs"] for s in single + swarm],
+        "goal": "ratio >= 0.9",
+    }  # fmt: skip
+    (OUT / "swarm_parity.json").write_text(json.dumps(result, indent=2))
+    plot(result, OUT / "swarm_parity.png")
+    console.print(
+        f"held-out accuracy: before {before:.3f} | single {after_single:.3f} (gain {gain_single:+.3f}) | "
+        f"swarm {after_swarm[0]:.3f} (gain {gain_swarm:+.3f}) | ratio swarm/single {ratio:.2f} (goal >= 0.9)"
+    )
+    console.print(f"wall: single {single_s:.0f}s, swarm {swarm_s:.0f}s; written {OUT / 'swarm_parity.json'}")
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = ["warm start", "1 peer", "2-peer swarm"]
+    values = [result["before"], result["after_single"], result["after_swarm_per_peer"][0]]
+    ax.bar(names, values, color=["grey", "tab:blue", "tab:orange"])
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_title(f"same {result['total_samples']} samples: gain ratio {result['ratio']:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
