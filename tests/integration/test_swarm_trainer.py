@@ -1,0 +1,52 @@
+"""SwarmGRPOTrainer on one peer (+ a bootstrap node), in process: epochs drive the LR, the hook and stopping."""
+
+import pytest
+import torch
+
+from coordination.swarm.peer import run_peer, start_bootstrap
+from coordination.swarm.runspec import run_spec_from_dict
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+
+def test_lr_schedule_hook_and_stop_follow_hivemind_epochs(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIVETUNE_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    spec = run_spec_from_dict(
+        {
+            "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8,
+                     "lr_scheduler_type": "linear", "learning_rate": 1e-3},
+            "averaging": {"target_global_batch": 16, "matchmaking_time": 1.0},
+        }
+    )  # fmt: skip
+    records, lrs = [], []
+
+    def on_epoch_end(record):
+        assert isinstance(record.model, torch.nn.Module)
+        records.append(record)
+
+    from coordination.swarm import swarm_trainer
+
+    original = swarm_trainer.SwarmGRPOTrainer.log
+
+    def spy_log(self, logs, start_time=None):
+        if "learning_rate" in logs:
+            lrs.append((self.swarm_epoch, self.lr_scheduler.get_last_lr()[0]))
+        return original(self, logs, start_time)
+
+    monkeypatch.setattr(swarm_trainer.SwarmGRPOTrainer, "log", spy_log)
+    with start_bootstrap(spec, host_maddrs=["/ip4/127.0.0.1/tcp/0"]) as node:
+        result = run_peer(
+            spec, initial_peers=node.maddrs, host_maddrs=["/ip4/127.0.0.1/tcp/0"], max_epochs=3,
+            on_epoch_end=on_epoch_end, output_dir=str(tmp_path / "peer"), report_to="none", show_status=False,
+        )  # fmt: skip
+    assert result.epochs == 3
+    assert [r.epoch for r in records] == [0, 1, 2]
+    for r in records:
+        assert sum(1 for _ in r.rollouts) >= 16  # at least one global batch of completions per epoch
+        assert all(x.epoch == r.epoch and isinstance(x.index, int) and x.completion is not None for x in r.rollouts)
+        assert all(name.endswith(("lora_A.default.weight", "lora_B.default.weight")) for name in r.adapter_state)
+    # linear decay over 3 epochs, stepped once per epoch: lr(epoch e) = 1e-3 * (1 - e/3), constant within an epoch
+    for epoch, lr in lrs:
+        assert lr == pytest.approx(1e-3 * (1 - epoch / 3), rel=1e-6)
+    assert {e for e, _ in lrs} >= {1, 2}
