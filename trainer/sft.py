@@ -17,21 +17,44 @@ import shutil
 from pathlib import Path
 
 from trainer.tasks import Task, get_task
+from trainer.tasks.base import stable_hash
 
 MARKER = "hivetune_warm_start.json"
 WARM_START_DEFAULTS = dict(
-    model="tiny", max_steps=600, batch_size=32, learning_rate=3e-3, seed=0, n_samples=20_000, data_seed=1_000_003
+    model="tiny",
+    max_steps=600,
+    batch_size=32,
+    learning_rate=3e-3,
+    seed=0,
+    n_samples=20_000,
+    data_seed=1_000_003,
+    teacher_flaw_rate=0.0,
 )
 
 
-def sft_dataset(task: Task, *, seed: int, n: int):
-    """`n` training-split samples as a prompt-completion `datasets.Dataset` (teacher traces)."""
+def sft_dataset(task: Task, *, seed: int, n: int, teacher_flaw_rate: float = 0.0):
+    """`n` training-split samples as a prompt-completion `datasets.Dataset` of teacher traces.
+
+    With `teacher_flaw_rate` > 0 that fraction of the samples that admit the task's systematic mistake
+    (`task.flawed_trace`) get the flawed trace instead: a deterministic, imperfect teacher.
+    """
     from datasets import Dataset
 
     samples = [task.sample(seed, i, split="train") for i in range(n)]
     return Dataset.from_dict(
-        {"prompt": [task.prompt(s) for s in samples], "completion": [task.teacher_trace(s) for s in samples]}
+        {
+            "prompt": [task.prompt(s) for s in samples],
+            "completion": [teacher_completion(task, s, teacher_flaw_rate) for s in samples],
+        }
     )
+
+
+def teacher_completion(task: Task, sample, flaw_rate: float) -> str:
+    """The teacher's trace for `sample`: flawed with probability `flaw_rate` (decided by a hash of the sample)."""
+    flawed = task.flawed_trace(sample) if flaw_rate > 0 else None
+    if flawed is not None and stable_hash("flaw", sample.to_json()) < flaw_rate * 2**64:
+        return flawed
+    return task.teacher_trace(sample)
 
 
 def sft_config(
@@ -68,14 +91,16 @@ def sft_config(
     return SFTConfig(**{**fields, **overrides})
 
 
-def train_sft(model, tokenizer, task: Task, args, *, data_seed: int, n_samples: int, callbacks=None):
+def train_sft(
+    model, tokenizer, task: Task, args, *, data_seed: int, n_samples: int, teacher_flaw_rate=0.0, callbacks=None
+):
     """Run `SFTTrainer` on teacher traces; returns the trainer (its model is trained in place)."""
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(task, seed=data_seed, n=n_samples),
+        train_dataset=sft_dataset(task, seed=data_seed, n=n_samples, teacher_flaw_rate=teacher_flaw_rate),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -114,6 +139,7 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
         args,
         data_seed=settings["data_seed"],
         n_samples=min(settings["n_samples"], settings["max_steps"] * settings["batch_size"]),
+        teacher_flaw_rate=settings["teacher_flaw_rate"],
     )
     if trainer.accelerator.is_main_process:
         _save_atomically(trainer.model, tokenizer, work, out, settings)

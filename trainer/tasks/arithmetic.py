@@ -8,6 +8,8 @@
 Each reasoning line adds one column (ones first): `x+y+carry=sum|partial`, where `partial` is the
 answer's digits so far; a final carry gets its own line `c1|partial`. `step_credit` is the fraction
 of lines that match the canonical ones in position (partial credit for a GRPO reward).
+`flawed_trace` is a teacher with a systematic bug (it forgets the final carry), used to warm-start
+a student that RL with the verifier must then correct.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ class ArithmeticTask(Task):
     def teacher_trace(self, sample: Sample) -> str:
         body = "".join(line + "\n" for line in self.reasoning_lines(sample))
         return f"<t>{body}</t><a>{sample.answer}</a>"
+
+    def flawed_trace(self, sample: Sample) -> str | None:
+        """The trace of a teacher that forgets the final carry (None when the sum has no final carry)."""
+        lines = self.reasoning_lines(sample)
+        if not lines[-1].startswith("c"):
+            return None
+        body = "".join(line + "\n" for line in lines[:-1])
+        return f"<t>{body}</t><a>{lines[-2].split('|')[1]}</a>"
 
     def verify(self, completion: str, sample: Sample) -> bool:
         answer = extract_answer(completion) if isinstance(completion, str) else None

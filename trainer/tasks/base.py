@@ -112,6 +112,10 @@ class Task(ABC):
     def teacher_trace(self, sample: Sample) -> str:
         """A correct completion with visible reasoning: `<t>...</t><a>answer</a>`."""
 
+    def flawed_trace(self, sample: Sample) -> str | None:
+        """A trace with this task's typical systematic mistake (a flawed teacher), or None if it has none."""
+        return None
+
     def step_credit(self, completion: str, sample: Sample) -> float:
         """Partial credit in [0, 1] for correct intermediate steps (0 when the task has none)."""
         return 0.0
