@@ -32,6 +32,9 @@ class GRPORecipeArguments:
     rewards: str = field(default="correctness,format,steps", metadata={"help": "Reward components, in order."})
     warm_start_steps: int = field(default=0, metadata={"help": "SFT steps before GRPO (0: use the model as is)."})
     warm_start_lr: float = field(default=3e-3, metadata={"help": "SFT learning rate of the warm start."})
+    warm_start_flaw_rate: float = field(
+        default=0.0, metadata={"help": "Fraction of flawed teacher traces in the warm start (see trainer.sft)."}
+    )
     warm_start_dir: str = field(default="outputs/warm_start", metadata={"help": "Cache dir of the warm start."})
     eval_n: int = field(default=200, metadata={"help": "Held-out samples evaluated before and after (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
@@ -77,6 +80,7 @@ def base_model_path(script: GRPORecipeArguments, model_args: ModelConfig, seed: 
         model=model_args.model_name_or_path,
         max_steps=script.warm_start_steps,
         learning_rate=script.warm_start_lr,
+        teacher_flaw_rate=script.warm_start_flaw_rate,
         seed=seed,
     )
     return str(path)

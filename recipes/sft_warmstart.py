@@ -28,6 +28,9 @@ class WarmStartArguments:
     task_params: str = field(default="", metadata={"help": "Task parameters as key=value,key=value (digits=2)."})
     n_samples: int = field(default=20_000, metadata={"help": "Distinct teacher traces (cycled if steps need more)."})
     data_seed: int = field(default=1_000_003, metadata={"help": "Seed of the training samples."})
+    teacher_flaw_rate: float = field(
+        default=0.0, metadata={"help": "Fraction of flawed teacher traces (a teacher that forgets the final carry)."}
+    )
     eval_n: int = field(default=200, metadata={"help": "Held-out samples to evaluate after training (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
     torch_threads: int = field(default=0, metadata={"help": "Torch CPU threads (0: torch default; 1 on busy boxes)."})
@@ -49,7 +52,15 @@ def main(script: WarmStartArguments, args: SFTConfig) -> None:
     log_resolved_config(args.output_dir, script=script, sft=args)
     task = get_task(script.task, **parse_task_params(script.task_params))
     model, tokenizer = load_model_and_tokenizer(script.model_name_or_path)
-    trainer = train_sft(model, tokenizer, task, args, data_seed=script.data_seed, n_samples=script.n_samples)
+    trainer = train_sft(
+        model,
+        tokenizer,
+        task,
+        args,
+        data_seed=script.data_seed,
+        n_samples=script.n_samples,
+        teacher_flaw_rate=script.teacher_flaw_rate,
+    )
     trainer.save_model(args.output_dir)
     if is_main_process():
         tokenizer.save_pretrained(args.output_dir)

@@ -25,8 +25,8 @@ from pathlib import Path
 from trainer.errors import TrainerConfigError
 
 GRPO_DEFAULTS = dict(
-    max_steps=200,
-    learning_rate=1e-3,
+    max_steps=150,
+    learning_rate=2e-4,
     temperature=0.7,
     num_generations=8,
     per_device_train_batch_size=32,
