@@ -37,7 +37,7 @@ def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
     return {
         "name": "swarm-parity",
         "model": {"base": base},
-        "task": {"name": "arithmetic", "seed": 0},
+        "task": {"name": "arithmetic", "seed": 0, "params": {"digits": args.digits}},
         "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
         "grpo": {
             "learning_rate": args.lr,
@@ -75,7 +75,7 @@ def run_arm(name: str, spec: dict, peers: int, epochs: int, work: Path) -> tuple
     return summaries, time.monotonic() - start
 
 
-def accuracy(base: str, adapter_dir: str | None, n: int) -> float:
+def accuracy(base: str, adapter_dir: str | None, n: int, digits: int) -> float:
     from trainer.eval import evaluate
     from trainer.grpo import load_adapter
     from trainer.models import load_model_and_tokenizer
@@ -85,7 +85,7 @@ def accuracy(base: str, adapter_dir: str | None, n: int) -> float:
         model, tokenizer = load_model_and_tokenizer(base)
     else:
         model, tokenizer = load_adapter(base, adapter_dir)
-    return evaluate(model.eval(), tokenizer, get_task("arithmetic"), n=n, seed=12345)["accuracy"]
+    return evaluate(model.eval(), tokenizer, get_task("arithmetic", digits=digits), n=n, seed=12345)["accuracy"]
 
 
 def main() -> None:
@@ -94,7 +94,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="completions per epoch (global)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-n", type=int, default=200)
-    parser.add_argument("--warm-steps", type=int, default=600)
+    parser.add_argument("--warm-steps", type=int, default=200, help="short SFT: leave headroom for GRPO")
+    parser.add_argument("--digits", type=int, default=3, help="arithmetic operand digits")
     args = parser.parse_args()
 
     import torch
@@ -108,17 +109,24 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("warm start (cached)", total=None)
-        base = str(ensure_warm_start("arithmetic", OUT / "swarm_parity_warm", max_steps=args.warm_steps))
+        base = str(
+            ensure_warm_start(
+                "arithmetic",
+                OUT / f"swarm_parity_warm_d{args.digits}_s{args.warm_steps}",
+                task_params={"digits": args.digits},
+                max_steps=args.warm_steps,
+            )
+        )
         progress.update(task, description="eval warm start")
-        before = accuracy(base, None, args.eval_n)
+        before = accuracy(base, None, args.eval_n, args.digits)
         work = Path(tempfile.mkdtemp(prefix="swarm_parity_"))
         progress.update(task, description="single peer")
         single, single_s = run_arm("single", spec_dict(base, args.batch, args.batch, args), 1, args.epochs, work)
         progress.update(task, description="2-peer swarm")
         swarm, swarm_s = run_arm("swarm", spec_dict(base, args.batch // 2, args.batch, args), 2, args.epochs, work)
         progress.update(task, description="eval")
-        after_single = accuracy(base, single[0]["adapter_dir"], args.eval_n)
-        after_swarm = [accuracy(base, s["adapter_dir"], args.eval_n) for s in swarm]
+        after_single = accuracy(base, single[0]["adapter_dir"], args.eval_n, args.digits)
+        after_swarm = [accuracy(base, s["adapter_dir"], args.eval_n, args.digits) for s in swarm]
 
     gain_single, gain_swarm = after_single - before, after_swarm[0] - before
     ratio = gain_swarm / gain_single if gain_single > 0 else float("nan")

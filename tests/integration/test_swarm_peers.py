@@ -98,7 +98,8 @@ def join(launch, name, run_yaml, maddr, tmp_path, *extra):
 
 def final_summary(proc, timeout):
     assert proc.wait(timeout=timeout) == 0, proc.log_path.read_text()[-3000:]
-    return json.loads(proc.log_path.read_text().strip().splitlines()[-1])
+    lines = [x for x in proc.log_path.read_text().splitlines() if x.startswith('{"peer_id"')]
+    return json.loads(lines[-1])
 
 
 def adapter(path):
