@@ -143,6 +143,7 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
     )
     if trainer.accelerator.is_main_process:
         _save_atomically(trainer.model, tokenizer, work, out, settings)
+    trainer.accelerator.wait_for_everyone()  # other ranks load `out` next
     return out
 
 
