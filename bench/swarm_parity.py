@@ -43,7 +43,7 @@ def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
             "learning_rate": args.lr,
             "per_device_train_batch_size": per_peer,
             "num_generations": 8,
-            "max_completion_length": 32,
+            "max_completion_length": args.max_completion,
             "temperature": 0.7,
             "seed": 0,
         },
@@ -68,9 +68,14 @@ def run_arm(name: str, spec: dict, peers: int, epochs: int, work: Path) -> tuple
                    "--output-dir", str(work / f"{name}{i}"), "--report-to", "none", "--json"]  # fmt: skip
             log = open(work / f"{name}{i}.log", "w")
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True))
-        for proc in procs:
-            if proc.wait(timeout=3600) != 0:
-                raise SystemExit(f"{name} peer failed: see {work}")
+        try:
+            for proc in procs:
+                if proc.wait(timeout=3600) != 0:
+                    raise SystemExit(f"{name} peer failed: see {work}")
+        finally:
+            for proc in procs:  # reap by process group (the peer and its p2pd children)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, 9)
     summaries = [json.loads((work / f"{name}{i}.log").read_text().strip().splitlines()[-1]) for i in range(peers)]
     return summaries, time.monotonic() - start
 
@@ -94,8 +99,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="completions per epoch (global)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-n", type=int, default=200)
-    parser.add_argument("--warm-steps", type=int, default=200, help="short SFT: leave headroom for GRPO")
-    parser.add_argument("--digits", type=int, default=3, help="arithmetic operand digits")
+    parser.add_argument("--warm-steps", type=int, default=150, help="short SFT: leave headroom for GRPO")
+    parser.add_argument("--digits", type=int, default=2, help="arithmetic operand digits")
+    parser.add_argument("--max-completion", type=int, default=64, help="tokens (chars); 2 digits need ~55")
     args = parser.parse_args()
 
     import torch

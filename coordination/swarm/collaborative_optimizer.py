@@ -22,7 +22,7 @@ import hivemind
 import torch
 from hivemind.compression import Float16Compression, NoCompression, Uniform8BitQuantization
 
-from coordination.swarm.robust_averaging import RobustGradientAverager
+from coordination.swarm.robust_averaging import RobustGradientAverager, RobustStateAverager
 from coordination.swarm.runspec import RunSpec
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,25 @@ class SwarmOptimizer(hivemind.Optimizer):
         self.wire_bytes, self.last_round, self.rounds = wire_bytes, None, []
         self.epoch_times: list[float] = []  # monotonic time of every epoch transition seen here
         super().__init__(**kwargs)
+
+    def _make_state_averager(self, **kwargs):
+        """hivemind's state averager (same arguments as hivemind.Optimizer uses), with per-sender checks:
+        non-finite or far-off parameter parts from a peer are ignored (RobustStateAverager)."""
+        return RobustStateAverager(
+            dht=self.dht,
+            prefix=f"{self.run_id}_state_averager",
+            min_matchmaking_time=self.matchmaking_time,
+            allreduce_timeout=self.allreduce_timeout,
+            shutdown_timeout=self.shutdown_timeout,
+            offload_optimizer=self.offload_optimizer,
+            custom_gradients=self.offload_optimizer,
+            status_loglevel=self.status_loglevel,
+            next_chunk_timeout=self.next_chunk_timeout,
+            client_mode=self.client_mode,
+            auxiliary=self.auxiliary,
+            start=True,
+            **kwargs,
+        )
 
     def _update_global_epoch(self, grad_scaler) -> None:
         super()._update_global_epoch(grad_scaler)

@@ -30,6 +30,7 @@ import torch
 from hivemind.averaging.allreduce import AllreduceException, AllReduceRunner, AveragingMode
 from hivemind.averaging.partition import TensorPartReducer
 from hivemind.optim.grad_averager import GradientAverager
+from hivemind.optim.state_averager import TrainingStateAverager
 from hivemind.utils import get_dht_time
 from hivemind.utils.asyncio import as_aiter, azip
 
@@ -44,6 +45,19 @@ def part_is_acceptable(part: torch.Tensor, max_norm: float | None) -> tuple[bool
         norm = float(part.float().norm())
         if norm > max_norm:
             return False, f"norm {norm:.3g} > bound {max_norm:.3g}"
+    return True, ""
+
+
+def part_is_close(part: torch.Tensor, reference: torch.Tensor, max_relative: float) -> tuple[bool, str]:
+    """(ok, reason): a received *parameter* part must stay within max_relative * ||ours|| (+ a small floor) of ours.
+
+    Peers whose parameters are in sync differ by compression rounding only; a part far from ours comes
+    from a faulty (or badly out-of-sync) peer and would drag everyone's parameters away.
+    """
+    distance = float((part.float() - reference.float()).norm())
+    allowed = max_relative * float(reference.float().norm()) + 1e-2 * reference.numel() ** 0.5
+    if distance > allowed:
+        return False, f"parameters {distance:.3g} away from ours (allowed {allowed:.3g})"
     return True, ""
 
 
@@ -75,12 +89,18 @@ class RejectionLog:
 class BoundedTensorPartReducer(TensorPartReducer):
     """TensorPartReducer that averages only acceptable parts; a rejected part counts with weight 0."""
 
-    def __init__(self, part_shapes, num_senders, *, sender_peer_ids, max_part_norm, rejections=None):
+    def __init__(
+        self, part_shapes, num_senders, *, sender_peer_ids, max_part_norm, rejections=None, reference_parts=None,
+        max_relative_deviation=None,
+    ):  # fmt: skip
         super().__init__(part_shapes, num_senders)
         self.sender_peer_ids, self.max_part_norm, self.rejections = list(sender_peer_ids), max_part_norm, rejections
+        self.reference_parts, self.max_relative_deviation = reference_parts, max_relative_deviation
 
     async def accumulate_part(self, sender_index, part_index, tensor_part, weight=1.0):
         ok, reason = part_is_acceptable(tensor_part, self.max_part_norm)
+        if ok and self.reference_parts is not None and self.max_relative_deviation is not None:
+            ok, reason = part_is_close(tensor_part, self.reference_parts[part_index], self.max_relative_deviation)
         if not ok:
             logger.warning(
                 f"rejected gradient part {part_index} from peer {self.sender_peer_ids[sender_index]}: {reason}"
@@ -99,7 +119,7 @@ class BoundedTensorPartReducer(TensorPartReducer):
 class RobustAllReduceRunner(AllReduceRunner):
     """AllReduceRunner whose reducer rejects non-finite / over-norm parts (see module docstring)."""
 
-    def __init__(self, *, max_part_norm: float | None, rejections=None, **kwargs):
+    def __init__(self, *, max_part_norm: float | None, rejections=None, max_relative_deviation=None, **kwargs):
         super().__init__(**kwargs)
         self.tensor_part_reducer = BoundedTensorPartReducer(
             tuple(part.shape for part in self.parts_for_local_averaging),
@@ -107,6 +127,8 @@ class RobustAllReduceRunner(AllReduceRunner):
             sender_peer_ids=self.sender_peer_ids,
             max_part_norm=max_part_norm,
             rejections=rejections,
+            reference_parts=self.parts_for_local_averaging if max_relative_deviation is not None else None,
+            max_relative_deviation=max_relative_deviation,
         )
 
 
@@ -125,33 +147,54 @@ class RobustGradientAverager(GradientAverager):
         super().__init__(*args, **kwargs)
 
     async def _run_allreduce_inplace_(self, tensors: Sequence[torch.Tensor], group_info, group_id=None, **kwargs):
-        group_id = group_info.group_id if group_id is None else group_id
-        runner = RobustAllReduceRunner(
-            p2p=self._p2p,
-            servicer_type=type(self),
-            prefix=self.prefix,
-            tensors=tensors,
-            group_id=group_id,
-            ordered_peer_ids=group_info.peer_ids,
-            max_part_norm=self.max_vector_norm,
-            rejections=self.rejections,
-            **kwargs,
-        )
-        assert group_id in self._running_groups, f"Group id {group_id} was not registered in _register_allreduce_group"
-        self._running_groups[group_id].set_result(runner)
-        if runner.modes[group_info.peer_ids.index(self.peer_id)] == AveragingMode.AUX:
-            async for _ in runner:
-                raise ValueError("aux peers should not receive averaged tensors")
-            return
-        async for tensor, update in azip(as_aiter(*tensors), runner):
-            tensor.add_(update, alpha=self._averaging_alpha)
-        self._check_result(tensors, group_info.peer_ids)
-        self.last_updated = get_dht_time()
-        self._state_updated.set()
+        await run_checked_allreduce(self, tensors, group_info, group_id, max_part_norm=self.max_vector_norm, **kwargs)
 
-    def _check_result(self, tensors: Sequence[torch.Tensor], peer_ids) -> None:
-        flat = torch.cat([t.detach().float().reshape(-1) for t in tensors])
-        ok, reason = part_is_acceptable(flat, self.max_vector_norm)
-        if not ok:
-            logger.warning(f"averaged gradient from group {[str(p) for p in peer_ids]} rejected: {reason}")
-            raise AllreduceException(f"averaged gradient rejected ({reason}); falling back to local gradients")
+
+class RobustStateAverager(TrainingStateAverager):
+    """TrainingStateAverager (parameters + optimizer state) that ignores non-finite parts and parameter parts
+    further than `max_relative_deviation` * ||ours|| from ours; a non-finite result fails the round."""
+
+    def __init__(self, *args, max_relative_deviation: float = 1.0, **kwargs):
+        self.max_relative_deviation, self.max_vector_norm = max_relative_deviation, None
+        self.rejections = RejectionLog()
+        super().__init__(*args, **kwargs)
+
+    async def _run_allreduce_inplace_(self, tensors: Sequence[torch.Tensor], group_info, group_id=None, **kwargs):
+        await run_checked_allreduce(
+            self, tensors, group_info, group_id, max_part_norm=None,
+            max_relative_deviation=self.max_relative_deviation, **kwargs,
+        )  # fmt: skip
+
+
+async def run_checked_allreduce(averager, tensors, group_info, group_id=None, **kwargs) -> None:
+    """DecentralizedAverager._run_allreduce_inplace_ with a RobustAllReduceRunner and a result check."""
+    group_id = group_info.group_id if group_id is None else group_id
+    runner = RobustAllReduceRunner(
+        p2p=averager._p2p,
+        servicer_type=type(averager),
+        prefix=averager.prefix,
+        tensors=tensors,
+        group_id=group_id,
+        ordered_peer_ids=group_info.peer_ids,
+        rejections=averager.rejections,
+        **kwargs,
+    )
+    assert group_id in averager._running_groups, f"Group id {group_id} was not registered"
+    averager._running_groups[group_id].set_result(runner)
+    if runner.modes[group_info.peer_ids.index(averager.peer_id)] == AveragingMode.AUX:
+        async for _ in runner:
+            raise ValueError("aux peers should not receive averaged tensors")
+        return
+    async for tensor, update in azip(as_aiter(*tensors), runner):
+        tensor.add_(update, alpha=averager._averaging_alpha)
+    check_result(tensors, group_info.peer_ids, averager.max_vector_norm)
+    averager.last_updated = get_dht_time()
+    averager._state_updated.set()
+
+
+def check_result(tensors: Sequence[torch.Tensor], peer_ids, max_norm: float | None) -> None:
+    flat = torch.cat([t.detach().float().reshape(-1) for t in tensors])
+    ok, reason = part_is_acceptable(flat, max_norm)
+    if not ok:
+        logger.warning(f"averaged result from group {[str(p) for p in peer_ids]} rejected: {reason}")
+        raise AllreduceException(f"averaged result rejected ({reason}); keeping local values")

@@ -53,3 +53,25 @@ def test_part_is_acceptable_bounds():
     assert not ok and "norm" in reason
     assert not part_is_acceptable(torch.tensor([float("nan")]), None)[0]
     assert part_is_acceptable(torch.tensor([1e30]), None)[0]  # unbounded: finiteness only
+
+
+def test_parameter_parts_far_from_ours_are_ignored():
+    from coordination.swarm.robust_averaging import part_is_close
+
+    ours = torch.ones(100)
+    assert part_is_close(ours + 1e-3, ours, max_relative=1.0)[0]  # in sync up to rounding
+    ok, reason = part_is_close(ours * 50, ours, max_relative=1.0)
+    assert not ok and "away from ours" in reason
+
+
+def test_state_reducer_averages_only_parameters_close_to_ours():
+    async def run():
+        ours, close, far = torch.ones(4), torch.ones(4) * 1.1, torch.ones(4) * 1e4
+        reducer = BoundedTensorPartReducer(
+            ((4,),), 3, sender_peer_ids=["me", "p1", "p2"], max_part_norm=None,
+            reference_parts=(ours,), max_relative_deviation=1.0,
+        )  # fmt: skip
+        return await asyncio.gather(*(reducer.accumulate_part(i, 0, t) for i, t in enumerate((ours, close, far))))
+
+    for result in asyncio.run(run()):
+        torch.testing.assert_close(result, torch.ones(4) * 1.05)
