@@ -229,7 +229,9 @@ def run_peer(
             seed=seed,
             report_to=report_to,
             load_state=load_state,
-            on_local_step=partial(_report_progress, dht=dht, spec=spec, line=status_line, client_mode=client_mode),
+            on_local_step=partial(
+                _report_progress, dht=dht, spec=spec, line=status_line, client_mode=client_mode, last={"t": 0.0}
+            ),
             optimizer_overrides=optimizer_overrides or {},
             grpo_overrides=grpo_overrides or {},
         )
@@ -292,10 +294,8 @@ def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, da
     )
 
 
-_last_publish = {"t": 0.0, "epoch": -1}
-
-
-def _report_progress(trainer, *, dht, spec, line: StatusLine, client_mode: bool, every_s: float = 5.0) -> None:
+def _report_progress(trainer, *, dht, spec, line: StatusLine, client_mode: bool, last: dict, every_s=5.0) -> None:
+    """Update the status line every local step; publish to the DHT every `every_s` and at every new epoch."""
     opt = trainer.swarm_optimizer
     if opt is None:
         return
@@ -317,8 +317,8 @@ def _report_progress(trainer, *, dht, spec, line: StatusLine, client_mode: bool,
     )
     line.update(status)
     now = time.monotonic()
-    if now - _last_publish["t"] > every_s or status.epoch != _last_publish["epoch"]:
-        _last_publish.update(t=now, epoch=status.epoch)
+    if now - last["t"] > every_s or status.epoch != last.get("epoch"):
+        last.update(t=now, epoch=status.epoch)
         try:
             publish_peer_status(dht, spec.run_id, status)
         except Exception as exc:  # status is best effort; never stop training for it
