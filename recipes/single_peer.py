@@ -157,7 +157,7 @@ def _tiny_for_seed(seed: int, resolve) -> str:
 def _summary(cfg, before, after, clock, history) -> dict:
     stages = ("sft", "eval0", "grpo", "eval1")
     marks = [clock["start"]] + [clock[s] for s in stages]
-    seconds = {s: round(b - a, 1) for s, a, b in zip(stages, marks, marks[1:], strict=True)}
+    seconds = {s: round(b - a, 1) for s, a, b in zip(stages, marks[:-1], marks[1:], strict=True)}
     curve = [
         {"step": h["step"], "reward": h["reward"], "zero_std": h.get("frac_reward_zero_std")}
         for h in history
