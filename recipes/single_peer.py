@@ -104,7 +104,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
     """Run the pipeline for `cfg.seed`; returns (and writes) the summary dict."""
     from trainer.eval import evaluate
     from trainer.grpo import build_grpo_trainer, default_lora_config, prompt_dataset
-    from trainer.models import load_model_and_tokenizer, resolve_model_path, set_torch_threads
+    from trainer.models import ensure_tiny_model, load_model_and_tokenizer, set_torch_threads
     from trainer.reporting import log_resolved_config, prepare_reporting
     from trainer.sft import ensure_warm_start
     from trainer.tasks import get_task
@@ -115,7 +115,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
     log_resolved_config(out, pipeline=cfg)
     task = get_task(cfg.task, **cfg.task_params)
     clock = {"start": time.perf_counter()}
-    base = cfg.model if cfg.model != "tiny" else _tiny_for_seed(cfg.seed, resolve_model_path)
+    base = str(ensure_tiny_model(seed=cfg.seed)) if cfg.model == "tiny" else cfg.model  # init from the seed
     warm = ensure_warm_start(
         cfg.task,
         out / "warm_start",
@@ -146,12 +146,6 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
     summary = _summary(cfg, before, after, clock, trainer.state.log_history)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _tiny_for_seed(seed: int, resolve) -> str:
-    from trainer.models import ensure_tiny_model
-
-    return str(ensure_tiny_model(seed=seed))
 
 
 def _summary(cfg, before, after, clock, history) -> dict:
@@ -206,7 +200,7 @@ def print_summary(summaries: dict | list[dict], aggregated: dict | None = None) 
 
     rows = [summaries] if isinstance(summaries, dict) else summaries
     table = Table(title=f"single-peer pipeline: {rows[0]['task']} (held-out pass@1, n={rows[0]['eval_n']})")
-    for column in ("seed", "warm start", "after GRPO", "gain", "format after", "SFT s", "GRPO s", "total s"):
+    for column in ("seed", "warm start", "after GRPO", "gain", "format", "SFT s", "GRPO s", "total s"):
         table.add_column(column, justify="right")
     for s in rows:
         table.add_row(
@@ -222,16 +216,16 @@ def print_summary(summaries: dict | list[dict], aggregated: dict | None = None) 
     if aggregated:
         b, a, g = aggregated["before"], aggregated["after"], aggregated["gain"]
         table.add_row(
-            "mean±std",
-            f"{b['mean']:.3f}±{b['std']:.3f}",
-            f"{a['mean']:.3f}±{a['std']:.3f}",
-            f"{g['mean']:+.3f}±{g['std']:.3f}",
+            "mean±sd",
+            f"{b['mean']:.2f}±{b['std']:.2f}",
+            f"{a['mean']:.2f}±{a['std']:.2f}",
+            f"{g['mean']:+.2f}±{g['std']:.2f}",
             "",
             "",
             "",
             "",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 100)).print(table)
 
 
 def plot_summaries(summaries: list[dict], path: str | Path) -> Path:
