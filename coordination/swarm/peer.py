@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -197,6 +198,7 @@ def run_peer(
     dht=None,
     optimizer_overrides: dict | None = None,
     grpo_overrides: dict | None = None,
+    trainer_cls: type | None = None,
 ) -> PeerResult:
     """Train one peer of `spec`'s run until `max_epochs` hivemind epochs.
 
@@ -205,15 +207,19 @@ def run_peer(
     :param model, tokenizer, dataset, reward_funcs: override what the spec would build (tests, demo).
     :param peer_address: Ethereum address used for prompt assignment; default derived from the peer id.
     :param dht: reuse a running DHT (it is then not shut down here).
+    :param trainer_cls: a SwarmGRPOTrainer subclass (e.g. one that draws each epoch's assigned prompts);
+        a `model` that is already a PeftModel (a fetched checkpoint) is trained as is, without a new LoRA.
     """
-    own_dht = dht is None
+    leader = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, only rank 0 joins the swarm
+    own_dht = dht is None and leader
     if own_dht:
         dht = start_dht(
             initial_peers=initial_peers, host_maddrs=host_maddrs, identity_path=identity_path, client_mode=client_mode
         )
-    status_line = StatusLine(enabled=show_status)
+    status_line = StatusLine(enabled=show_status and leader)
     try:
-        check_run_spec(dht, spec)
+        if leader:
+            check_run_spec(dht, spec)
         trainer = _build_trainer(
             spec,
             dht=dht,
@@ -234,6 +240,7 @@ def run_peer(
             ),
             optimizer_overrides=optimizer_overrides or {},
             grpo_overrides=grpo_overrides or {},
+            trainer_cls=trainer_cls,
         )
         try:
             trainer.train()
@@ -259,13 +266,13 @@ def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, da
 
         model, loaded_tokenizer = load_model_and_tokenizer(spec.model.base)
         tokenizer = tokenizer or loaded_tokenizer
-    if dataset is None:
-        address = peer_address or peer_label_address(str(dht.peer_id))
-        dataset = prompt_dataset(task, spec.task.seed, assigned_indices(spec.run_id, 0, address, num_prompts))
     report_to = kw["report_to"] or default_report_to()
-    grpo_config = grpo_config_from_spec(
+    grpo_config = grpo_config_from_spec(  # under accelerate this also sets up torch.distributed
         spec, output_dir=kw["output_dir"], report_to=report_to, seed=seed, **kw["grpo_overrides"]
     )
+    if dataset is None:  # every rank of a peer draws from the peer's assignment (rank 0's id or the given address)
+        address = peer_address or _leader_value(peer_label_address(str(dht.peer_id)) if dht is not None else None)
+        dataset = prompt_dataset(task, spec.task.seed, assigned_indices(spec.run_id, 0, address, num_prompts))
     world = max(1, grpo_config.world_size)
     factory = make_optimizer_factory(
         spec,
@@ -276,7 +283,7 @@ def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, da
         **kw["optimizer_overrides"],
     )
     trainer_cls = partial(
-        SwarmGRPOTrainer,
+        kw.get("trainer_cls") or SwarmGRPOTrainer,
         optimizer_factory=factory,
         max_epochs=kw["max_epochs"],
         on_epoch_end=kw["on_epoch_end"],
@@ -288,10 +295,27 @@ def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, da
         task=task,
         dataset=dataset,
         grpo_config=grpo_config,
-        lora_config=lora_config_from_spec(spec),
+        lora_config=None if _is_peft(model) else lora_config_from_spec(spec),  # a PeftModel brings its adapter
         trainer_cls=trainer_cls,
         reward_funcs=reward_funcs,
     )
+
+
+def _is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def _leader_value(value):
+    """`value` as rank 0 has it, on every rank (identity when not distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _report_progress(trainer, *, dht, spec, line: StatusLine, client_mode: bool, last: dict, every_s=5.0) -> None:
@@ -302,7 +326,7 @@ def _report_progress(trainer, *, dht, spec, line: StatusLine, client_mode: bool,
     metrics = trainer.swarm_metrics()
     rewards = [r.reward for r in trainer._rollouts[-64:]]
     status = PeerStatus(
-        peer_id=str(dht.peer_id),
+        peer_id=str(dht.peer_id),  # only rank 0 (which has the DHT) reports
         epoch=opt.local_epoch,
         local_steps=trainer.state.global_step,
         samples=trainer.state.global_step * spec.samples_per_local_step,

@@ -7,6 +7,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -150,3 +151,32 @@ def test_sigkill_a_peer_then_it_restarts_and_catches_up(launch, run_yaml, tmp_pa
     import torch
 
     assert all(torch.isfinite(t).all() for t in adapter(sa["adapter_dir"]).values())
+
+
+def test_multi_process_peer_only_rank0_joins_and_ranks_stop_together(launch, tmp_path):
+    """`torchrun --nproc_per_node 2` (what accelerate launch does): rank 0 is the swarm member, rank 1 follows."""
+    run_yaml = tmp_path / "tiny.yaml"
+    spec = {**SPEC, "model": {"base": "tiny"}}
+    run_yaml.write_text("# hivetune join --run tiny.yaml --initial-peers ...\n" + yaml.safe_dump(spec))
+    maddr = bootstrap_maddr(launch, str(run_yaml))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HIVETUNE_HOME": str(tmp_path / "home")}
+    with socket.socket() as probe:  # a free port from the OS for torchrun's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+           "-m", "coordination.cli.app", "--", "join", "--run", str(run_yaml), "--initial-peers", maddr, *LOOPBACK,
+           "--max-epochs", "2", "--report-to", "none", "--json", "--output-dir", str(tmp_path / "ranks")]  # fmt: skip
+    log = tmp_path / "ranks.log"
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        reap(proc)
+    summaries = [json.loads(x) for x in log.read_text().splitlines() if x.startswith('{"peer_id"')]
+    leader = [s for s in summaries if s["peer_id"]]
+    follower = [s for s in summaries if not s["peer_id"]]
+    assert len(leader) == 1 and len(follower) == 1
+    assert leader[0]["epochs"] == 2 and follower[0]["local_steps"] == leader[0]["local_steps"]
+    # one local step = 2 ranks x 8 completions = the whole global batch of 16: one epoch per step
+    assert leader[0]["local_steps"] == 2
