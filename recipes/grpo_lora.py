@@ -1,10 +1,11 @@
 """GRPO + LoRA on a reasoning task with verifiable rewards (TRL `GRPOTrainer` + PEFT).
 
-Launch (plain Python or accelerate, one process or data parallel on CPU):
+Launch (plain Python or accelerate; on a CPU-only box `--multi_gpu --num_processes 2` starts two CPU
+processes over gloo, data parallel):
 
     python recipes/grpo_lora.py --config recipes/configs/grpo_arith_tiny.yaml
     accelerate launch recipes/grpo_lora.py --config recipes/configs/grpo_arith_tiny.yaml
-    accelerate launch --cpu --num_processes 2 recipes/grpo_lora.py --config recipes/configs/grpo_arith_tiny.yaml
+    accelerate launch --multi_gpu --num_processes 2 recipes/grpo_lora.py --config recipes/configs/grpo_arith_tiny.yaml
     python recipes/grpo_lora.py --config recipes/configs/grpo_arith_tiny.yaml --max_steps 5 --output_dir /tmp/g
 
 1. Base model: `model_name_or_path`; with `warm_start_steps > 0` it is first SFT-warm-started

@@ -1,10 +1,12 @@
-"""SFT warm start: teach the tiny model the `<t>..</t><a>..</a>` format on synthetic traces.
+r"""SFT warm start: teach the tiny model the `<t>..</t><a>..</a>` format on synthetic traces.
 
-Launch (plain Python or accelerate, one process or data parallel on CPU):
+Launch (plain Python or accelerate; on a CPU-only box `--multi_gpu --num_processes 2` starts two CPU
+processes over gloo, data parallel):
 
     python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
     accelerate launch recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
-    accelerate launch --cpu --num_processes 2 recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
+    accelerate launch --multi_gpu --num_processes 2 \
+        recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
     python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml --max_steps 20 --output_dir /tmp/w
 
 1. Training-split samples `(data_seed, i)` of the task, written by the programmatic teacher.

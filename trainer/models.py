@@ -103,16 +103,36 @@ def create_tiny_model(out_dir: str | Path, *, seed: int = 0, **config_overrides)
     return out
 
 
-def ensure_tiny_model(*, seed: int = 0) -> Path:
-    """The cached tiny model for `seed` under `hivetune_home()`, built on first use."""
+def ensure_tiny_model(*, seed: int = 0, wait_s: float = 300.0) -> Path:
+    """The cached tiny model for `seed` under `hivetune_home()`, built on first use.
+
+    Under a multi-process launch only local rank 0 builds it; the other ranks wait for it to appear.
+    """
     path = hivetune_home() / "models" / f"tiny-seed{seed}"
     if not (path / "config.json").exists():
-        tmp = create_tiny_model(path.with_name(path.name + f".tmp{os.getpid()}"), seed=seed)
-        try:
-            tmp.rename(path)
-        except OSError:  # another process won the race; its copy is identical (same seed)
-            shutil.rmtree(tmp)
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            _build_atomically(path, seed)
+        else:
+            _wait_for(path / "config.json", wait_s)
     return path
+
+
+def _wait_for(file: Path, wait_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while not file.exists():
+        if time.monotonic() > deadline:
+            raise ModelNotFoundError(f"{file} did not appear within {wait_s:.0f} s: is local rank 0 running?")
+        time.sleep(0.2)
+
+
+def _build_atomically(path: Path, seed: int) -> None:
+    tmp = create_tiny_model(path.with_name(path.name + f".tmp{os.getpid()}"), seed=seed)
+    try:
+        tmp.rename(path)
+    except OSError:  # another process won the race; its copy is identical (same seed)
+        shutil.rmtree(tmp)
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:

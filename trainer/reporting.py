@@ -35,10 +35,17 @@ def prepare_reporting(report_to) -> None:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (or when not distributed)."""
-    from accelerate import PartialState
+    """True on rank 0 (or when not distributed), read from the launcher's env (RANK, set by torchrun/accelerate).
 
-    return PartialState().is_main_process
+    Deliberately does not create accelerate's PartialState: its first construction is a process-wide
+    singleton, and building it before the Trainer (which passes `cpu=True`) would pin the wrong backend.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    """The number of processes of this launch (WORLD_SIZE, 1 when not distributed)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _plain(value):
@@ -59,8 +66,8 @@ def resolved_config(**configs) -> dict:
 
 
 def log_resolved_config(output_dir: str | Path | None, **configs) -> dict:
-    """Rank 0 prints the full resolved config and writes `resolved_config.json` to `output_dir`."""
-    plain = resolved_config(**configs)
+    """Rank 0 prints the full resolved config (+ the number of processes) and writes `resolved_config.json`."""
+    plain = {**resolved_config(**configs), "num_processes": world_size()}
     if is_main_process():
         from rich.console import Console
         from rich.pretty import Pretty

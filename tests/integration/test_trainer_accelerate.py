@@ -1,4 +1,5 @@
-"""`accelerate launch --cpu --num_processes 2` runs the GRPO recipe (with its SFT warm start) data-parallel on CPU."""
+"""`accelerate launch --multi_gpu --num_processes 2` on a CPU-only box: the GRPO recipe (and its SFT warm start)
+runs data-parallel in two CPU processes over gloo (accelerate's `--cpu` flag would start only one process)."""
 
 import json
 import os
@@ -19,7 +20,7 @@ def test_grpo_recipe_under_accelerate_two_processes(tmp_path):
     command = [
         accelerate,
         "launch",
-        "--cpu",
+        "--multi_gpu",
         "--num_processes",
         "2",
         "--num_machines",
@@ -57,5 +58,5 @@ def test_grpo_recipe_under_accelerate_two_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "adapter_model.safetensors").exists() and (tmp_path / "warm" / "model.safetensors").exists()
     resolved = json.loads((out / "resolved_config.json").read_text())
-    assert resolved["grpo"]["max_steps"] == 2
+    assert resolved["grpo"]["max_steps"] == 2 and resolved["num_processes"] == 2, done.stderr[-4000:]
     assert done.stdout.count("held-out pass@1: before") == 1  # only rank 0 reports

@@ -40,7 +40,7 @@ def test_resolved_config_is_plain_and_written(tmp_path):
 
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, temperature=0.7, report_to="none")
     plain = log_resolved_config(tmp_path, grpo=args, inner=Inner())
-    assert plain == resolved_config(grpo=args, inner=Inner())
+    assert plain == {**resolved_config(grpo=args, inner=Inner()), "num_processes": 1}
     written = json.loads((tmp_path / "resolved_config.json").read_text())
     assert written["grpo"]["temperature"] == 0.7 and written["inner"] == {"rate": 0.5, "names": ["a", "b"]}
     assert written["grpo"]["num_generations"] == args.num_generations  # every field, not a summary
