@@ -96,9 +96,12 @@ def validate(
         raise ConfigError("pass exactly one of --records-dir DIR or --initial-peers MULTIADDR")
     spec = load_run_spec(run)
     clients, chain_id = connect_chain(deployment, rpc, spec)
-    facts = facts_for_run(spec, domain=attest_domain_for(clients, chain_id), seeded_sampling=sampling == "seeded")
     key = read_key(key_file)
-    with receipt_source(spec, records_dir, initial_peers, epoch) as (receipts, fetch):
+    with receipt_source(spec, records_dir, initial_peers, epoch) as (receipts, fetch, dht):
+        # checkpoints named by receipts come from the local store, else from the swarm (dht)
+        facts = facts_for_run(
+            spec, domain=attest_domain_for(clients, chain_id), seeded_sampling=sampling == "seeded", dht=dht
+        )
         validator = Validator(private_key=key, facts=facts, fetch=fetch, rollout_rate=rollout_rate)
         if clients is not None:
             validator.require_registered(clients.staking)
@@ -110,13 +113,13 @@ def validate(
 
 @contextlib.contextmanager
 def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | None, epochs: list[int]):
-    """({epoch: [SignedReceipt]}, record fetcher) from a local directory or from the swarm's DHT."""
+    """({epoch: [SignedReceipt]}, record fetcher, dht or None) from a local directory or from the swarm's DHT."""
     if records_dir is not None:
         from coordination.attest.rollout_store import RolloutDirectory
         from coordination.chain.signing import run_key
 
         store = RolloutDirectory(records_dir)
-        yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch
+        yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch, None
         return
     from coordination.attest.dht_receipts import fetch_receipts
     from coordination.attest.p2p_serving import P2PRecordFetcher
@@ -127,7 +130,7 @@ def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | No
         published = {e: fetch_receipts(dht, spec.run_id, e) for e in epochs}
         every = [p for ps in published.values() for p in ps]
         fetch = P2PRecordFetcher.from_published(dht, prefix=spec.run_id, published=every)
-        yield {e: [p.signed for p in ps] for e, ps in published.items()}, fetch
+        yield {e: [p.signed for p in ps] for e, ps in published.items()}, fetch, dht
     finally:
         dht.shutdown()
 

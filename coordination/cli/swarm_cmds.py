@@ -72,8 +72,30 @@ def join(
         str | None, typer.Option("--report-to", help="wandb | none (default: wandb, offline).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", envvar="HIVETUNE_KEY", help="Ethereum key: attest every epoch (signed receipts)."),
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option("--deployment", help="deployment.json of the run's contracts (with --key).")
+    ] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (default: the run spec's).")] = None,
+    start: Annotated[
+        str, typer.Option("--from", help="Start adapter (with --key): promoted | a checkpoint CID | base.")
+    ] = "promoted",
+    store: Annotated[str | None, typer.Option("--store", help="Checkpoint block store (default: user cache).")] = None,
+    rollouts_dir: Annotated[
+        str | None, typer.Option("--rollouts-dir", help="Where signed receipts + records go (with --key).")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="After training, keep serving checkpoints + records.")
+    ] = False,
 ) -> None:
-    """Join a run: check the spec against the swarm, catch up from peers, train and average LoRA gradients."""
+    """Join a run: check the spec against the swarm, catch up from peers, train and average LoRA gradients.
+
+    With --key the peer is attested: it starts from the run's promoted checkpoint (fetched by CID and
+    verified), works on its assigned prompts, and signs a work receipt every epoch.
+    """
     import dataclasses
 
     from coordination.swarm.peer import run_peer
@@ -81,6 +103,26 @@ def join(
 
     _log_info_to_stderr()
     spec = load_run_spec(run)
+    if key is not None:
+        _join_attested(
+            spec,
+            initial_peers=initial_peers,
+            key=key,
+            deployment=deployment,
+            rpc=rpc,
+            start=start,
+            store=store,
+            rollouts_dir=rollouts_dir or f"{output_dir}/rollouts",
+            serve=serve,
+            identity=identity,
+            host_maddrs=host_maddr or DEFAULT_HOST,
+            client_mode=client_mode,
+            max_epochs=max_epochs,
+            output_dir=output_dir,
+            report_to=report_to,
+            as_json=as_json,
+        )
+        return
     result = run_peer(
         spec,
         initial_peers=initial_peers,
@@ -93,6 +135,39 @@ def join(
     )
     summary = {**dataclasses.asdict(result), "rounds": len(result.rounds)}
     print(json.dumps(summary) if as_json else f"done: {summary}")
+
+
+def _join_attested(spec, *, key, deployment, rpc, store, rollouts_dir, serve, as_json, **kw) -> None:
+    from coordination.attest.rollout_store import RolloutDirectory
+    from coordination.chain.connect import account_from_key
+    from coordination.checkpoints import CheckpointStore
+    from coordination.governance.joining import join_public_run
+
+    clients = None
+    if deployment is not None:
+        from coordination.chain.connect import connect
+
+        _, _, clients = connect(rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545"), deployment)
+
+    def ready(result, dht) -> None:
+        print(json.dumps(result.to_json()) if as_json else f"done: {result.to_json()}", flush=True)
+        if serve:
+            try:
+                while True:
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                pass
+
+    join_public_run(
+        spec,
+        account=account_from_key(key),
+        clients=clients,
+        store=CheckpointStore(store),
+        rollouts=RolloutDirectory(rollouts_dir),
+        on_ready=ready,
+        identity_path=kw.pop("identity"),
+        **kw,
+    )
 
 
 def status(

@@ -86,15 +86,6 @@ class AssignedPromptsTrainer(SwarmGRPOTrainer):
         return out
 
 
-def save_adapter_state(model, state: dict, out_dir: Path) -> Path:
-    """`save_pretrained` of the PEFT model with the LoRA tensors `state` loaded (the model is left unchanged)."""
-    from coordination.attest.epoch_hook import lora_state_loaded
-
-    with lora_state_loaded(model, state) as m:
-        m.save_pretrained(str(out_dir))
-    return out_dir
-
-
 @dataclass
 class EpochPublisher:
     """`on_epoch_end`: publish the epoch's starting adapter as a checkpoint, attest the epoch under its CID."""
@@ -107,29 +98,51 @@ class EpochPublisher:
     cids: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _shadow: object = None
 
-    def publish(self, model, state: dict, *, step: int) -> str:
+    def shadow_of(self, model, state: dict):
+        """A private copy of the PEFT model holding `state`, in eval mode.
+
+        Saving and log-prob recomputation never touch the live training model, whose parameters
+        hivemind's background averaging may be writing; the copy is exactly what a validator loads
+        from the published checkpoint, so the receipt's log-probs match the validator's.
+        """
+        import copy
+
+        import torch
+
+        if self._shadow is None:
+            self._shadow = copy.deepcopy(model)
+        params = dict(self._shadow.named_parameters())
+        with torch.no_grad():
+            for name, tensor in state.items():
+                params[name].copy_(tensor)
+        return self._shadow.eval()
+
+    def publish(self, model, *, step: int) -> str:
         with tempfile.TemporaryDirectory(prefix="hivetune-adapter-") as tmp:
-            save_adapter_state(model, state, Path(tmp))
-            parent = self.cids.get(step - 1)
+            model.save_pretrained(tmp)
             cid = self.store.add_adapter(
                 tmp,
                 base_model=self.spec.model.base,
                 base_revision=self.spec.model.revision,
                 run_id=self.spec.run_id,
                 step=step,
-                parent=parent,
+                parent=self.cids.get(step - 1),
             )
         if self.server is not None:
             self.server.announce(cid)
         return cid
 
     def __call__(self, record) -> None:
+        import dataclasses
+
         with self._lock:
-            cid = self.publish(record.model, record.adapter_state, step=record.epoch)
+            shadow = self.shadow_of(record.model, record.adapter_state)
+            cid = self.publish(shadow, step=record.epoch)
             self.cids[record.epoch] = cid
             if self.attester is not None:
-                self.attester(record)
+                self.attester(dataclasses.replace(record, model=shadow, adapter_state={}))
             rewards = [r.reward for r in record.rollouts]
             self.history.append(
                 {
@@ -152,7 +165,7 @@ class EpochPublisher:
 
 
 def _correct_rate(rollouts) -> float | None:
-    values = [r.rewards.get("correctness") for r in rollouts if "correctness" in r.rewards]
+    values = [v for r in rollouts for name, v in r.rewards.items() if name.startswith("correctness")]
     return sum(values) / len(values) if values else None
 
 
