@@ -9,7 +9,7 @@ processes over gloo, data parallel):
         recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml
     python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml --max_steps 20 --output_dir /tmp/w
 
-1. Training-split samples `(data_seed, i)` of the task, written by the programmatic teacher.
+1. Training-split samples `(trace_seed, i)` of the task, written by the programmatic teacher.
 2. TRL `SFTTrainer` (prompt-completion data: loss on completion tokens, EOS appended).
 3. Rank 0 saves the model + tokenizer to `output_dir` and writes a held-out eval (JSON + PNG).
 """
@@ -29,7 +29,7 @@ class WarmStartArguments:
     task: str = field(default="arithmetic", metadata={"help": "Task name: arithmetic, countdown, gsm8k."})
     task_params: str = field(default="", metadata={"help": "Task parameters as key=value,key=value (digits=2)."})
     n_samples: int = field(default=20_000, metadata={"help": "Distinct teacher traces (cycled if steps need more)."})
-    data_seed: int = field(default=1_000_003, metadata={"help": "Seed of the training samples."})
+    trace_seed: int = field(default=1_000_003, metadata={"help": "Seed of the teacher traces (train split)."})
     teacher_flaw_rate: float = field(
         default=0.0, metadata={"help": "Fraction of flawed teacher traces (a teacher that forgets the final carry)."}
     )
@@ -59,7 +59,7 @@ def main(script: WarmStartArguments, args: SFTConfig) -> None:
         tokenizer,
         task,
         args,
-        data_seed=script.data_seed,
+        data_seed=script.trace_seed,
         n_samples=script.n_samples,
         teacher_flaw_rate=script.teacher_flaw_rate,
     )
