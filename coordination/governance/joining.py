@@ -101,22 +101,30 @@ class EpochPublisher:
     _shadow: object = None
 
     def shadow_of(self, model, state: dict):
-        """A private copy of the PEFT model holding `state`, in eval mode.
+        """A clean copy of the policy holding `state`: the base loaded from disk + the same LoRA, in eval mode.
 
-        Saving and log-prob recomputation never touch the live training model, whose parameters
-        hivemind's background averaging may be writing; the copy is exactly what a validator loads
-        from the published checkpoint, so the receipt's log-probs match the validator's.
+        Saving and log-prob recomputation never touch the live training model (hivemind's background
+        averaging may be writing to it, and the trainer may have cast it for mixed precision); the
+        copy is exactly what a validator loads from the published checkpoint, so the receipt's
+        log-probs match the validator's.
         """
         import copy
 
         import torch
 
         if self._shadow is None:
-            self._shadow = copy.deepcopy(model)
+            from peft import get_peft_model
+
+            from trainer.models import load_model_and_tokenizer
+
+            base, _ = load_model_and_tokenizer(self.spec.model.base)
+            config = copy.deepcopy(_peft_config(model))
+            config.inference_mode = True
+            self._shadow = get_peft_model(base, config)
         params = dict(self._shadow.named_parameters())
         with torch.no_grad():
             for name, tensor in state.items():
-                params[name].copy_(tensor)
+                params[name].copy_(tensor.to(params[name].dtype))
         return self._shadow.eval()
 
     def publish(self, model, *, step: int) -> str:
@@ -162,6 +170,12 @@ class EpochPublisher:
         tmp = self.progress_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"epochs": self.history}, indent=1))
         tmp.replace(self.progress_path)
+
+
+def _peft_config(model):
+    """The LoRA config of the (possibly accelerate-wrapped) PEFT training model."""
+    inner = getattr(model, "module", model)
+    return inner.peft_config[getattr(inner, "active_adapter", "default")]
 
 
 def _correct_rate(rollouts) -> float | None:
