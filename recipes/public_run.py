@@ -80,7 +80,7 @@ class Processes:
     """Every process this demo starts, each in its own session, all stopped by `stop_all` (by pid group)."""
 
     def __init__(self, logs: Path):
-        self.logs, self.running = logs, {}
+        self.logs, self.running, self.pids = logs, {}, []
         logs.mkdir(parents=True, exist_ok=True)
 
     def command(self, *args) -> list[str]:
@@ -96,24 +96,37 @@ class Processes:
             env={**os.environ, **(env or {})},
         )
         self.running[name] = (proc, log)
+        self.pids.append(proc.pid)
         return proc
 
     def run(self, name: str, *args, env: dict | None = None, timeout: float = 600.0) -> str:
         """Run a one-shot command; its stdout, or RuntimeError with the end of its log."""
-        with open(self.logs / f"{name}.log", "w") as log:
-            proc = subprocess.run(
-                self.command(*args),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                timeout=timeout,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
+        return self.run_parallel([(name, args, env)], timeout=timeout)[0]
+
+    def run_parallel(self, jobs: list[tuple], *, timeout: float = 600.0) -> list[str]:
+        """Run one-shot commands `(name, args, env)` side by side (e.g. one per validator); their stdouts."""
+        started = []
+        for name, args, env in jobs:
+            log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed below
+            env = {**os.environ, **(env or {})}
+            proc = subprocess.Popen(
+                self.command(*args), stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True, env=env
             )
-        if proc.returncode != 0:
-            tail = (self.logs / f"{name}.log").read_text().strip().splitlines()[-5:]
-            raise RuntimeError(f"`hivetune {' '.join(map(str, args[:1]))}` ({name}) failed: " + " | ".join(tail))
-        return proc.stdout
+            self.running[name] = (proc, log)
+            started.append((name, args, proc, log))
+        outputs = []
+        for name, args, proc, log in started:
+            try:
+                stdout, _ = proc.communicate(timeout=timeout)
+            finally:
+                _stop_group(proc)  # no-op when it exited; kills it on a timeout or Ctrl-C
+                log.close()
+                self.running.pop(name, None)
+            if proc.returncode != 0:
+                tail = (self.logs / f"{name}.log").read_text().strip().splitlines()[-5:]
+                raise RuntimeError(f"`hivetune {args[0]}` ({name}) failed: " + " | ".join(tail))
+            outputs.append(stdout)
+        return outputs
 
     def wait_output(self, name: str, predicate, *, timeout: float) -> str:
         """The first line of `name`'s log that satisfies `predicate`; RuntimeError if it dies or times out."""
@@ -343,49 +356,36 @@ class PublicRun:
         from coordination.chain.clock import advance_time
 
         epochs = [a for e in range(self.cfg.epochs) for a in ("--epoch", e)]
-        reports = []
-        for i, v in enumerate(roles.validators):
-            reports.append(self.out / "validators" / f"verdicts-{i}.json")
-            self.procs.run(
-                f"validate-{i}",
-                "validate",
-                "--run",
-                run,
-                *epochs,
-                "--initial-peers",
-                maddr,
-                "--sampling",
-                "free",
-                "--key-file",
-                self.key_file(v),
-                "--deployment",
-                self.out / "deployment.json",
-                "--rollout-rate",
-                self.cfg.rollout_rate,
-                "--out",
-                reports[-1],
-                env={"HIVETUNE_STORE": str(self.out / f"validator{i}" / "store")},
-            )
-        docs = []
-        for i, v in enumerate(roles.validators):
-            docs.append(self.out / "validators" / f"period-{i}.json")
-            self.procs.run(
-                f"settle-sign-{i}",
-                "settle-sign",
-                "--run",
-                run,
-                "--period",
-                0,
-                "--reward",
-                self.cfg.reward_tokens * TOKEN,
-                *sum((["--verdicts", r] for r in reports), []),
-                "--deployment",
-                self.out / "deployment.json",
-                "--key-file",
-                self.key_file(v),
-                "--out",
-                docs[-1],
-            )
+        deployment = ["--deployment", self.out / "deployment.json"]
+        reports = [self.out / "validators" / f"verdicts-{i}.json" for i in range(len(roles.validators))]
+        validate = ["validate", "--run", run, *epochs, "--initial-peers", maddr, "--sampling", "free", *deployment]
+        self.procs.run_parallel(
+            [
+                (
+                    f"validate-{i}",
+                    [
+                        *validate,
+                        "--key-file",
+                        self.key_file(v),
+                        "--out",
+                        reports[i],
+                        "--rollout-rate",
+                        self.cfg.rollout_rate,
+                    ],
+                    {"HIVETUNE_STORE": str(self.out / f"validator{i}" / "store")},
+                )
+                for i, v in enumerate(roles.validators)
+            ]
+        )  # validators work side by side, each with its own block store (checkpoints fetched over libp2p)
+        docs = [self.out / "validators" / f"period-{i}.json" for i in range(len(roles.validators))]
+        sign = ["settle-sign", "--run", run, "--period", 0, "--reward", self.cfg.reward_tokens * TOKEN, *deployment]
+        sign += sum((["--verdicts", r] for r in reports), [])
+        self.procs.run_parallel(
+            [
+                (f"settle-sign-{i}", [*sign, "--key-file", self.key_file(v), "--out", docs[i]], None)
+                for i, v in enumerate(roles.validators)
+            ]
+        )
         settled = json.loads(
             self.procs.run(
                 "settle",
@@ -442,28 +442,27 @@ class PublicRun:
                 "nominate", "nominate", cid, "--run", run, *chain, "--key", self.key(roles.operator), "--json"
             )
         )
-        bundles = []
-        for i, v in enumerate(roles.validators):
-            bundles.append(self.out / "validators" / f"eval-{i}.json")
-            self.procs.run(
-                f"eval-attest-{i}",
-                "eval-attest",
-                cid,
-                "--run",
-                run,
-                "--n",
-                self.cfg.attest_eval_n,
-                "--out",
-                bundles[-1],
-                "--initial-peers",
-                maddr,
-                "--store",
-                self.out / f"validator{i}" / "store",
-                *chain,
-                "--key",
-                self.key(v),
-                "--json",
-            )
+        bundles = [self.out / "validators" / f"eval-{i}.json" for i in range(len(roles.validators))]
+        attest = ["eval-attest", cid, "--run", run, "--n", self.cfg.attest_eval_n, "--initial-peers", maddr, *chain]
+        self.procs.run_parallel(
+            [
+                (
+                    f"eval-attest-{i}",
+                    [
+                        *attest,
+                        "--out",
+                        bundles[i],
+                        "--store",
+                        self.out / f"validator{i}" / "store",
+                        "--key",
+                        self.key(v),
+                        "--json",
+                    ],
+                    None,
+                )
+                for i, v in enumerate(roles.validators)
+            ]
+        )
         proposed = json.loads(
             self.procs.run(
                 "propose",
@@ -665,6 +664,7 @@ def run_demo(cfg: PublicRunConfig) -> dict:
             "verdicts": [r["counts"] for r in rewards["reports"]],
             "tx": demo.facts["tx"],
             "seconds": time.monotonic() - started,
+            "pids": demo.procs.pids + [demo.net.node.process.pid],
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         plot(summary, out / "summary.png")
