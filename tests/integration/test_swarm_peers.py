@@ -109,6 +109,7 @@ def adapter(path):
     return load_file(str(Path(path) / "adapter_model.safetensors"))
 
 
+@pytest.mark.timeout(900)
 def test_two_peers_end_with_the_same_adapter_and_status_sees_both(launch, warm_base, tmp_path):
     # fp32 on the wire: with fp16 each peer adds a differently rounded average and Adam amplifies it to O(lr)
     run_yaml = tmp_path / "exact.yaml"
@@ -140,23 +141,24 @@ def test_two_peers_end_with_the_same_adapter_and_status_sees_both(launch, warm_b
     assert apart < 0.1 * moved, f"peers diverged: |a-b| = {apart:.2e} vs |a| = {moved:.2e}"
 
 
+@pytest.mark.timeout(900)
 def test_sigkill_a_peer_then_it_restarts_and_catches_up(launch, run_yaml, tmp_path):
     import signal
 
     maddr = bootstrap_maddr(launch, run_yaml)
-    a = join(launch, "a", run_yaml, maddr, tmp_path, "--max-epochs", "7")
-    b = join(launch, "b", run_yaml, maddr, tmp_path, "--max-epochs", "7", "--identity", str(tmp_path / "b.key"))
+    a = join(launch, "a", run_yaml, maddr, tmp_path, "--max-epochs", "5")
+    b = join(launch, "b", run_yaml, maddr, tmp_path, "--max-epochs", "5", "--identity", str(tmp_path / "b.key"))
     wait_for(lambda: epoch_reached(b, 2), 150, "peer b at epoch 2")
     reap(b, sig=signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_for(lambda: epoch_reached(a, 4), 120, "peer a training on alone")
+    wait_for(lambda: epoch_reached(a, 3), 120, "peer a training on alone")
     assert time.monotonic() - killed_at < 120 and a.poll() is None
-    b2 = join(launch, "b2", run_yaml, maddr, tmp_path, "--max-epochs", "7", "--identity", str(tmp_path / "b.key"))
+    b2 = join(launch, "b2", run_yaml, maddr, tmp_path, "--max-epochs", "5", "--identity", str(tmp_path / "b.key"))
     sa, sb = final_summary(a, 240), final_summary(b2, 240)
     log_b2 = b2.log_path.read_text()
     assert "loading state from peers" in log_b2  # caught up instead of restarting from epoch 0
-    assert sb["epochs"] >= 7 and sa["epochs"] >= 7
-    assert sb["local_steps"] < 7 * 2  # it did not redo the epochs it missed
+    assert sb["epochs"] >= 5 and sa["epochs"] >= 5
+    assert sb["local_steps"] < 5 * 2  # it did not redo the epochs it missed
     import torch
 
     assert all(torch.isfinite(t).all() for t in adapter(sa["adapter_dir"]).values())
