@@ -185,6 +185,15 @@ def withdraw(rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_j
     )
 
 
+def register_validator(
+    rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT
+) -> None:
+    """Register your stake as a validator's (needs the minimum validator stake)."""
+    _, clients, account = _open(rpc, deployment, key)
+    clients.staking.register_validator(sender=account)
+    _emit(as_json, {"account": account.address, "validator": True}, f"{account.address} is a validator")
+
+
 def claim(
     claim_file: Path = CLAIM_FILE,
     rpc: str = RPC,
@@ -214,4 +223,5 @@ def register(app: typer.Typer) -> None:
     app.command("stake")(stake)
     app.command("unstake")(unstake)
     app.command("withdraw")(withdraw)
+    app.command("register-validator")(register_validator)
     app.command("claim")(claim)

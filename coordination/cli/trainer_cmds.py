@@ -81,7 +81,7 @@ def data_generate(
 def eval_command(
     model: Annotated[str, typer.Option("--model", help="Model directory or hub id (or `tiny`).")],
     adapter: Annotated[
-        Path | None, typer.Option("--adapter", help="A PEFT adapter dir to apply on the model.")
+        str | None, typer.Option("--adapter", help="A PEFT adapter dir, or a checkpoint CID from the store.")
     ] = None,
     task: TaskOption = "arithmetic",
     n: Annotated[int, typer.Option("--n", min=1, help="Held-out samples.")] = 200,
@@ -98,8 +98,8 @@ def eval_command(
 
         chosen = _task(task, param)
         chosen.sample(seed, 0, "eval")  # fail on a bad dataset before loading any model
-        if adapter is not None and not (adapter / "adapter_config.json").exists():
-            raise ConfigError(f"adapter '{adapter}' has no adapter_config.json: pass a PEFT adapter directory")
+        if adapter is not None:
+            adapter = _adapter_dir(adapter)
         net, tokenizer = load_adapter(model, adapter) if adapter else load_model_and_tokenizer(model)
         result = evaluate(net, tokenizer, chosen, n=n, seed=seed)
         label = f"{Path(model).name}+{adapter.name}" if adapter else Path(model).name
@@ -111,6 +111,20 @@ def eval_command(
             f"{label}: pass@1 {result['accuracy']:.3f} (format {result['format_rate']:.3f}) on {n} "
             f"held-out {chosen.name} samples, seed {seed} -> {path}"
         )
+
+
+def _adapter_dir(adapter: str) -> Path:
+    """A local adapter dir as is; a checkpoint CID materialized (verified) from the local block store."""
+    path = Path(adapter)
+    if path.is_dir():
+        if not (path / "adapter_config.json").exists():
+            raise ConfigError(f"adapter '{adapter}' has no adapter_config.json: pass a PEFT adapter directory")
+        return path
+    if not adapter.startswith("bafy"):
+        raise ConfigError(f"adapter '{adapter}' is neither a directory nor a checkpoint CID (bafy...)")
+    from coordination.checkpoints import CheckpointStore, resolve_adapter
+
+    return Path(resolve_adapter(adapter, CheckpointStore()))
 
 
 def tiny_model_command(
