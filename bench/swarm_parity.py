@@ -1,6 +1,6 @@
 """Benchmark: learning parity of a 2-peer swarm vs 1 peer, same total samples and seed schedule.
 
-    python bench/swarm_parity.py           # 20 epochs x 32 completions -> outputs/bench/swarm_parity.{json,png}
+    python bench/swarm_parity.py           # 30 epochs x 64 completions -> outputs/bench/swarm_parity.{json,png}
     python bench/swarm_parity.py --epochs 10 --eval-n 100
 
 Both arms start from the same warm start (trainer.sft.ensure_warm_start, cached) and run the same
@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 OUT = Path("outputs/bench")
+LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # as the demo
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,7 +39,7 @@ def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
         "name": "swarm-parity",
         "model": {"base": base},
         "task": {"name": "arithmetic", "seed": 0, "params": {"digits": args.digits}},
-        "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+        "lora": {"r": 16, "alpha": 32, "target_modules": LORA_MODULES},
         "grpo": {
             "learning_rate": args.lr,
             "per_device_train_batch_size": per_peer,
@@ -47,7 +48,7 @@ def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
             "temperature": 0.7,
             "seed": 0,
         },
-        "averaging": {"target_global_batch": batch, "matchmaking_time": 2.0, "averaging_timeout": 20.0},
+        "averaging": {"target_global_batch": batch, "matchmaking_time": 1.0, "averaging_timeout": 20.0},
     }
 
 
@@ -95,11 +96,14 @@ def accuracy(base: str, adapter_dir: str | None, n: int, digits: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=32, help="completions per epoch (global)")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=64, help="completions per epoch (global)")
+    parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--eval-n", type=int, default=200)
-    parser.add_argument("--warm-steps", type=int, default=150, help="short SFT: leave headroom for GRPO")
+    parser.add_argument("--warm-steps", type=int, default=300, help="SFT steps of the warm start")
+    parser.add_argument(
+        "--teacher-flaw-rate", type=float, default=0.8, help="share of flawed teacher traces (GRPO's headroom)"
+    )
     parser.add_argument("--digits", type=int, default=2, help="arithmetic operand digits")
     parser.add_argument("--max-completion", type=int, default=64, help="tokens (chars); 2 digits need ~55")
     args = parser.parse_args()
@@ -118,9 +122,10 @@ def main() -> None:
         base = str(
             ensure_warm_start(
                 "arithmetic",
-                OUT / f"swarm_parity_warm_d{args.digits}_s{args.warm_steps}",
+                OUT / f"swarm_parity_warm_d{args.digits}_s{args.warm_steps}_f{args.teacher_flaw_rate}",
                 task_params={"digits": args.digits},
                 max_steps=args.warm_steps,
+                teacher_flaw_rate=args.teacher_flaw_rate,
             )
         )
         progress.update(task, description="eval warm start")

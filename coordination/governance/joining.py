@@ -189,14 +189,16 @@ def start_checkpoint(spec, *, clients, start: str | None) -> str | None:
         return None
     if start != "promoted":
         return start
+    if clients is None and spec.initial_checkpoint:
+        return spec.initial_checkpoint
     if clients is None:
         from coordination.errors import ConfigError
 
         raise ConfigError("--from promoted needs the chain: pass --deployment (and --rpc) of the run's contracts")
     current = clients.registry.current(spec.run_id)
     if current is None:
-        logger.info("the run has no promoted checkpoint yet: starting from the base model")
-        return None
+        logger.info("the run has no promoted checkpoint yet: starting from the spec's initial checkpoint or the base")
+        return spec.initial_checkpoint
     return current.cid
 
 

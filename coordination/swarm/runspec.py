@@ -6,7 +6,7 @@ field, so the run id can prefix every DHT key and peers with a different config 
 
     spec = load_run_spec("recipes/runs/arith_tiny.yaml")
     spec.run_id            # 'bafyrei...'  (DHT prefix, checkpoint manifests, receipts)
-    spec.run_id_bytes32    # 32-byte sha2-256 digest, for the contracts
+    spec.run_id_bytes32    # keccak256 of the run id: the run's bytes32 on chain (= chain.signing.run_key)
     diff_fields(spec.canonical(), other.canonical())   # ['grpo.learning_rate', ...]
 """
 
@@ -147,7 +147,10 @@ class RunSpec:
 
     @property
     def run_id_bytes32(self) -> bytes:
-        return bytes(self._cid.raw_digest)
+        """The run's bytes32 on chain: keccak256 of the run id string (`coordination.chain.signing.run_key`)."""
+        from coordination.chain.signing import run_key
+
+        return run_key(self.run_id)
 
 
 def _plain(value: Any) -> Any:

@@ -1,10 +1,12 @@
 """Run spec: canonical form, CID run id, strict parsing with one-line ConfigErrors, field diffs."""
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import dag_cbor
 import pytest
+from eth_utils import keccak
 from multiformats import CID, multihash
 
 from coordination.errors import ConfigError
@@ -19,7 +21,8 @@ def test_run_id_is_cidv1_dag_cbor_sha256_of_canonical_form():
     assert cid.version == 1 and cid.codec.name == "dag-cbor" and cid.hashfun.name == "sha2-256"
     encoded = dag_cbor.encode(spec.canonical())
     assert cid.digest == multihash.digest(encoded, "sha2-256")
-    assert spec.run_id_bytes32 == multihash.unwrap(cid.digest) and len(spec.run_id_bytes32) == 32
+    assert multihash.unwrap(cid.digest) == hashlib.sha256(spec.encode()).digest()
+    assert spec.run_id_bytes32 == keccak(text=spec.run_id) and len(spec.run_id_bytes32) == 32
     assert dag_cbor.decode(encoded) == spec.canonical()
 
 
