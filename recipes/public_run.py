@@ -26,6 +26,7 @@ Every process started here is stopped at the end, also on Ctrl-C or failure; a r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -212,19 +213,10 @@ class PublicRun:
 
     # -- 2. chain --------------------------------------------------------------------------------
     def start_chain(self) -> Roles:
-        from coordination.chain.deploy import DeployParams
-        from coordination.chain.devnet import Devnet
+        from coordination.chain.devnet import DEVNET_PARAMS, Devnet
 
-        params = DeployParams(
-            unbonding_delay=300,
-            challenge_window=60,
-            voting_delay=5,
-            voting_period=60,
-            min_validator_stake=1_000 * TOKEN,
-            proposal_threshold=100 * TOKEN,
-            quorum_percent=4,
-            validator_quorum_bps=6_000,
-        )
+        # the devnet's settings, with a shorter vote and window (time is moved on by the demo anyway)
+        params = dataclasses.replace(DEVNET_PARAMS, challenge_window=60, voting_period=60, validator_quorum_bps=6_000)
         n = 1 + 2 + self.cfg.peers + 1
         self.net = Devnet.start(accounts=n, params=params, deployment_path=self.out / "deployment.json")
         accounts = self.net.accounts
