@@ -480,7 +480,8 @@ class PublicRun:
         self.facts["tx"]["nominate"] = last_tx(self.clients.registry, "CheckpointNominated")
         self.facts["tx"]["promote"] = last_tx(self.clients.registry, "CheckpointPromoted")
         eval_bundle = json.loads(bundles[0].read_text())
-        return {"nominated": nominated, "proposal": pid, "eval": eval_bundle}
+        status = self.procs.run("status", "status", "--run", run, "--initial-peers", maddr, *chain, "--json")
+        return {"nominated": nominated, "proposal": pid, "eval": eval_bundle, "status": json.loads(status)}
 
     # -- 6. newcomer -----------------------------------------------------------------------------
     def newcomer(self, run: Path, maddr: str, roles: Roles) -> dict:
@@ -649,6 +650,7 @@ def run_demo(cfg: PublicRunConfig) -> dict:
             "promoted_eval_digest": "0x" + current.eval_digest.hex(),
             "transparent_eval": "{correct}/{total} on seed {seed}".format(**promotion["eval"]),
             "proposal": promotion["proposal"],
+            "status": promotion["status"],
             "newcomer_start": newcomer["start_checkpoint"],
             "newcomer": newcomer,
             "rewards": rewards["paid"],

@@ -174,8 +174,13 @@ def status(
     run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
     initial_peers: Annotated[list[str], typer.Option("--initial-peers", help=PEERS_HELP)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    deployment: Annotated[
+        str | None, typer.Option("--deployment", help="Also show promotion proposals (eval scores, tallies).")
+    ] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (default: the run spec's).")] = None,
 ) -> None:
-    """Print the run's progress from the DHT: every live peer's epoch, throughput and last averaging round."""
+    """Print the run's progress from the DHT (every live peer's epoch, throughput, last averaging round)
+    and, with --deployment, the promoted checkpoint and the open promotion proposals."""
     import dataclasses
 
     from coordination.swarm.dht_node import start_dht
@@ -188,10 +193,26 @@ def status(
         peers = read_run_status(dht, spec.run_id)
     finally:
         dht.shutdown()
+    chain = _chain_status(spec, deployment, rpc) if deployment else None
     if as_json:
-        print(json.dumps({"run_id": spec.run_id, "peers": [dataclasses.asdict(p) for p in peers]}))
+        print(json.dumps({"run_id": spec.run_id, "peers": [dataclasses.asdict(p) for p in peers], "chain": chain}))
         return
     _print_table(spec, peers)
+    if chain is not None:
+        from coordination.cli.governance_cmds import print_proposal_table
+
+        print(f"promoted checkpoint: {chain['promoted'] or 'none yet'}")
+        print_proposal_table(chain["proposals"])
+
+
+def _chain_status(spec, deployment: str, rpc: str | None) -> dict:
+    from coordination.chain.connect import connect
+    from coordination.cli.governance_cmds import proposal_rows
+    from coordination.governance.promotion import proposals
+
+    w3, _, clients = connect(rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545"), deployment)
+    current = clients.registry.current(spec.run_id)
+    return {"promoted": current.cid if current else None, "proposals": proposal_rows(proposals(w3, clients))}
 
 
 def _print_table(spec, peers) -> None:

@@ -36,6 +36,15 @@ def test_promoted_checkpoint_is_the_trained_one_and_the_newcomer_starts_from_it(
     assert report.ok, report.problems
 
 
+def test_status_shows_the_executed_proposal_with_its_eval_score(summary):
+    s, _ = summary
+    chain = s["status"]["chain"]
+    assert chain["promoted"] == s["promoted"]
+    [proposal] = chain["proposals"]
+    assert proposal["state"] == "executed" and proposal["cid"] == s["promoted"]
+    assert proposal["eval"] == s["transparent_eval"].split(" on seed")[0] and proposal["for"] > 0
+
+
 def test_rewards_follow_verified_units_exactly_and_nobody_honest_is_flagged(summary):
     s, _ = summary
     reward = 1_000 * 10**18
