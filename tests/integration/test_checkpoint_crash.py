@@ -62,12 +62,16 @@ def visible_blocks(store: CheckpointStore) -> list:
     return list(store.blocks)
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.1])
-def test_kill_during_add_leaves_only_whole_blocks_and_rerun_completes(tmp_path, adapter, spawn, delay):
+def block_count(store: CheckpointStore) -> int:
+    return sum(1 for _ in store.blocks.blocks_dir.rglob("b*")) if store.blocks.blocks_dir.is_dir() else 0
+
+
+@pytest.mark.parametrize("after_blocks", [1, 8])  # of ~24: the kill point depends on progress, not on timing
+def test_kill_during_add_leaves_only_whole_blocks_and_rerun_completes(tmp_path, adapter, spawn, after_blocks):
     expected = CheckpointStore(tmp_path / "reference").add_adapter(adapter, base_model="m")
     store = CheckpointStore(tmp_path / "store")
     proc = spawn(ADD, str(store.root), str(adapter))
-    kill_when(proc, lambda: store.blocks.blocks_dir.is_dir() and any(store.blocks.blocks_dir.rglob("b*")), delay)
+    kill_when(proc, lambda: block_count(store) >= after_blocks, 0.0)
     blocks = visible_blocks(store)
     assert blocks, "the kill should have landed after some blocks were written"
     assert all(store.blocks.check(cid) for cid in blocks), "a visible block must never be partial"
@@ -79,13 +83,24 @@ def test_kill_during_add_leaves_only_whole_blocks_and_rerun_completes(tmp_path, 
     assert not list(store.root.rglob(f"{TEMP_PREFIX}*"))
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.05])
-def test_kill_during_get_leaves_no_partial_dir_and_rerun_completes(tmp_path, adapter, spawn, delay):
+def staged_bytes(tmp_path: Path) -> int:
+    """Bytes staged so far by a running `get` (-1 before staging starts); files may vanish as it renames them."""
+    staging = list(tmp_path.glob(f"{TEMP_PREFIX}out-*"))
+    if not staging:
+        return -1
+    try:
+        return sum(f.stat().st_size for d in staging for f in d.rglob("*") if f.is_file())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("after_bytes", [0, 4 << 20])  # kill once staging began / 4 MiB of ~24 are staged
+def test_kill_during_get_leaves_no_partial_dir_and_rerun_completes(tmp_path, adapter, spawn, after_bytes):
     store = CheckpointStore(tmp_path / "store")
     cid = store.add_adapter(adapter, base_model="m")
     out = tmp_path / "out"
     proc = spawn(GET, str(store.root), cid, str(out))
-    kill_when(proc, lambda: any(tmp_path.glob(f"{TEMP_PREFIX}out-*")), delay)
+    kill_when(proc, lambda: staged_bytes(tmp_path) >= after_bytes, 0.0)
     assert not out.exists(), "the target dir must appear only when complete"
     store.get(cid, out)
     for path in adapter.iterdir():
