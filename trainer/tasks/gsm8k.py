@@ -123,8 +123,8 @@ class GSM8KTask(Task):
         data = {"solution": CALCULATOR_RE.sub("", solution).strip()}
         return Sample(self.name, split, int(seed), int(index), row["question"].strip(), final.strip(), data)
 
-    def _generate(self, rng):  # rows come from data, not from a generator
-        raise NotImplementedError
+    def _generate(self, rng):
+        raise TypeError("GSM8K problems come from data rows, not a generator: call sample(seed, index, split)")
 
     def teacher_trace(self, sample: Sample) -> str:
         return f"<t>{sample.data['solution']}</t><a>{sample.answer}</a>"
