@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.chain]
+pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.chain, pytest.mark.timeout(1200)]  # a whole run
 
 CONFIG = Path(__file__).parents[2] / "recipes" / "configs" / "public_run_ci.yaml"
 
