@@ -3,6 +3,7 @@
 hivetune bootstrap --run recipes/runs/arith_tiny.yaml --host-maddr /ip4/0.0.0.0/tcp/31337 --identity boot.key
 hivetune join --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... --max-epochs 20
 hivetune status --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... [--json]
+hivetune verify-update --run run.yaml --journal peer/consensus.json --store peer/checkpoints [--epoch 7] [--json]
 """
 
 from __future__ import annotations
@@ -243,8 +244,36 @@ def _log_info_to_stderr() -> None:
     root.addHandler(handler)
 
 
+def verify_update(
+    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
+    journal: Annotated[str, typer.Option("--journal", help="A peer's consensus.json (its rounds and CIDs).")],
+    store: Annotated[str, typer.Option("--store", help="Checkpoint store holding (or receiving) the blocks.")],
+    epoch: Annotated[
+        list[int] | None, typer.Option("--epoch", help="Epoch to check (repeatable); default: every round.")
+    ] = None,
+    initial_peers: Annotated[list[str] | None, typer.Option("--initial-peers", help=PEERS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per verdict.")] = False,
+) -> None:
+    """Recompute epochs from their parent state and committed contributions; exit 1 if any CID does not follow."""
+    from coordination.checkpoints.store import CheckpointStore
+    from coordination.swarm.runspec import load_run_spec
+    from coordination.swarm.update_check import check_journal
+
+    spec = load_run_spec(run)
+    verdicts = check_journal(
+        spec, journal_path=journal, store=CheckpointStore(store), epochs=epoch, initial_peers=initial_peers or []
+    )
+    for v in verdicts:
+        line = {"epoch": v.epoch + 1, "ok": v.ok, "claimed": v.claimed, "recomputed": v.recomputed,
+                "reason": v.reason, "culprits": v.culprits}  # fmt: skip
+        print(json.dumps(line) if as_json else (f"epoch {v.epoch + 1}: ok {v.claimed}" if v.ok else f"FLAGGED {line}"))
+    if not all(v.ok for v in verdicts):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `hivetune` app."""
     app.command()(bootstrap)
     app.command()(join)
     app.command()(status)
+    app.command("verify-update")(verify_update)

@@ -8,12 +8,12 @@ What `hivetune join --key ...` does on top of the plain swarm peer:
 2. **Assigned prompts.** Each epoch's prompts are `assigned_indices(run id, epoch, peer address)`
    in slot order (`AssignedPromptsTrainer`), so validators can recompute them and nobody picks
    easy samples.
-3. **Per-epoch attestation.** At each epoch end the LoRA state that generated the epoch's
-   rollouts is published as a checkpoint (CID, served over libp2p), then the rollouts become
-   signed records + an EIP-712 work receipt under that CID (`EpochAttester`), published in the
-   DHT and served to validators.
-4. **Final checkpoint.** The trained adapter is added to the store and announced; with `serve`,
-   the peer keeps serving checkpoints and rollout records until it is stopped.
+3. **Per-epoch attestation.** At each epoch end the rollouts become signed records + an EIP-712
+   work receipt (`EpochAttester`) under the epoch's *canonical* checkpoint: the state every member
+   of the swarm's round held when the rollouts were generated (coordination.swarm.consensus),
+   published in the DHT and served to validators.
+4. **Final checkpoint.** The canonical state of the last epoch; with `serve`, the peer keeps
+   serving checkpoints and rollout records until it is stopped.
 
     result = join_public_run(spec, initial_peers=[maddr], account=acct, clients=clients,
                              store=CheckpointStore(), rollouts=RolloutDirectory("rollouts"), max_epochs=4)
@@ -147,7 +147,12 @@ class EpochPublisher:
 
         with self._lock:
             shadow = self.shadow_of(record.model, record.adapter_state)
-            cid = self.publish(shadow, step=record.epoch)
+            outcome = getattr(record, "outcome", None)
+            cid = (
+                outcome.start_cid
+                if outcome is not None and outcome.start_cid
+                else self.publish(shadow, step=record.epoch)
+            )
             self.cids[record.epoch] = cid
             if self.attester is not None:
                 self.attester(dataclasses.replace(record, model=shadow, adapter_state={}))
@@ -159,6 +164,8 @@ class EpochPublisher:
                     "rollouts": len(rewards),
                     "reward_mean": sum(rewards) / len(rewards) if rewards else None,
                     "correct_rate": _correct_rate(record.rollouts),
+                    "entered_round": bool(outcome.entered) if outcome is not None else None,
+                    "next_checkpoint": outcome.cid if outcome is not None else None,
                 }
             )
             self._write_progress()
@@ -314,19 +321,11 @@ def join_public_run(
             peer_address=account.address,
             report_to=report_to,
             show_status=show_status,
+            store=store,
+            server=ckpt_server,
             trainer_cls=partial(AssignedPromptsTrainer, assignment=assignment),
         )
-        final = None
-        if peer.adapter_dir:
-            final = store.add_adapter(
-                peer.adapter_dir,
-                base_model=spec.model.base,
-                base_revision=spec.model.revision,
-                run_id=spec.run_id,
-                step=peer.epochs,
-                parent=publisher.cids.get(peer.epochs - 1),
-            )
-            ckpt_server.announce(final)
+        final = peer.cids.get(str(peer.epochs))  # the canonical state of the last epoch (already announced)
         result = JoinResult(
             peer=account.address,
             start_checkpoint=cid,

@@ -135,6 +135,7 @@ class ConsensusAllReduceRunner(AllReduceRunner):
         super().__init__(compression=compression, **kwargs)
         self.wire_compression = compression
         self.tensor_part_container.return_deltas = False
+        self.tensor_part_reducer.finished.set()  # hivemind's own reducer is replaced before it ever runs
         self.tensor_part_reducer = ConsensusPartReducer(
             tuple(part.shape for part in self.parts_for_local_averaging),
             len(self.sender_peer_ids),
@@ -175,7 +176,9 @@ class ConsensusAllReduceRunner(AllReduceRunner):
                 return deserialize_torch_tensor(msg.tensor_part)
 
             async for value in amap_in_executor(
-                _decode, aiter_with_timeout(stream, self.reducer_timeout), max_prefetch=self.tensor_part_container.prefetch
+                _decode,
+                aiter_with_timeout(stream, self.reducer_timeout),
+                max_prefetch=self.tensor_part_container.prefetch,
             ):
                 self.tensor_part_container.register_processed_part(peer_index, part_index, value)
                 part_index += 1
@@ -192,7 +195,9 @@ class ConsensusAllReduceRunner(AllReduceRunner):
         try:
             loop = asyncio.get_event_loop()
             async for tensor_part in amap_in_executor(
-                lambda msg: deserialize_torch_tensor(msg.tensor_part), stream, max_prefetch=self.tensor_part_container.prefetch
+                lambda msg: deserialize_torch_tensor(msg.tensor_part),
+                stream,
+                max_prefetch=self.tensor_part_container.prefetch,
             ):
                 value = await self.tensor_part_reducer.accumulate_part(sender_index, part_index, tensor_part)
                 part_index += 1
@@ -217,6 +222,18 @@ class ConsensusAverager(DecentralizedAverager):
         self.rule = rule
         kwargs.setdefault("allow_state_sharing", False)
         super().__init__(averaged_tensors, dht, **kwargs)
+
+    def set_min_group_size(self, size: int) -> None:
+        """The next rounds assemble only with at least `size` members (the peers known to be ready)."""
+        from hivemind.utils.mpfuture import MPFuture
+
+        future = MPFuture()
+        self._outer_pipe.send(("_set_min_group_size", [], dict(size=int(size), future=future)))
+        future.result()
+
+    async def _set_min_group_size(self, size: int, future) -> None:
+        self._matchmaking.min_group_size = max(1, size)
+        future.set_result(None)
 
     async def _run_allreduce_inplace_(self, tensors: Sequence[torch.Tensor], group_info, group_id=None, **kwargs):
         group_id = group_info.group_id if group_id is None else group_id

@@ -90,8 +90,9 @@ class PeerResult:
     epochs: int
     local_steps: int
     rounds: list = field(default_factory=list)  # RoundStats of every gradient-averaging round
-    rejected_parts: int = 0
+    rejected_parts: int = 0  # rounds this peer's contribution missed (it adopted the canonical state)
     adapter_dir: str | None = None
+    cids: dict = field(default_factory=dict)  # epoch -> canonical state CID, as this peer holds them
 
 
 def peer_label_address(peer_id: str) -> str:
@@ -149,31 +150,26 @@ def lora_config_from_spec(spec: RunSpec):
     )
 
 
-def make_optimizer_factory(spec: RunSpec, dht, *, batch_size_per_step: int, total_epochs, load_state: bool, **kw):
-    """model -> SwarmOptimizer; a late joiner (swarm epoch > 0) loads parameters + optimizer state first."""
-    from coordination.swarm.collaborative_optimizer import build_collaborative_optimizer
+def make_optimizer_factory(spec: RunSpec, dht, *, store, server, fresh_lora: bool, journal_path=None, **kw):
+    """model -> ConsensusOptimizer; first joins the swarm's head epoch (restart, late joiner) by fetching its state.
+
+    :param fresh_lora: the adapter is new (not loaded from a checkpoint): give it the run's seeded init, so every
+        peer starts from the same epoch-0 state.
+    """
+    from coordination.swarm.consensus import EpochConsensus
+    from coordination.swarm.consensus_optimizer import ConsensusOptimizer
+    from coordination.swarm.training_state import seeded_lora_init
 
     def factory(model):
-        opt = build_collaborative_optimizer(
-            model=model, dht=dht, spec=spec, batch_size_per_step=batch_size_per_step, total_epochs=total_epochs, **kw
+        if fresh_lora:
+            seeded_lora_init(model, spec.run_id)
+        consensus = EpochConsensus(
+            model=model, dht=dht, spec=spec, store=store, server=server, journal_path=journal_path, **kw
         )
-        if load_state:
-            catch_up_with_swarm(opt)
-        return opt
+        consensus.start()
+        return ConsensusOptimizer(consensus, weight=spec.samples_per_local_step)
 
     return factory
-
-
-def catch_up_with_swarm(opt, *, wait_s: float = 5.0) -> bool:
-    """If the swarm is ahead of this peer, download its state (load_state_from_peers). Returns whether it did."""
-    deadline = time.monotonic() + wait_s
-    while opt.tracker.global_progress.num_peers == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)  # the tracker fetches progress in the background
-    if opt.tracker.global_epoch <= opt.local_epoch:
-        return False
-    logger.info(f"swarm is at epoch {opt.tracker.global_epoch}, we are at {opt.local_epoch}: loading state from peers")
-    opt.load_state_from_peers()
-    return True
 
 
 def run_peer(
@@ -195,9 +191,10 @@ def run_peer(
     seed: int | None = None,
     report_to: str | None = None,
     show_status: bool = True,
-    load_state: bool = True,
     dht=None,
-    optimizer_overrides: dict | None = None,
+    store=None,
+    server=None,
+    consensus_overrides: dict | None = None,
     grpo_overrides: dict | None = None,
     trainer_cls: type | None = None,
 ) -> PeerResult:
@@ -208,6 +205,8 @@ def run_peer(
     :param model, tokenizer, dataset, reward_funcs: override what the spec would build (tests, demo).
     :param peer_address: Ethereum address used for prompt assignment; default derived from the peer id.
     :param dht: reuse a running DHT (it is then not shut down here).
+    :param store, server: CheckpointStore for epoch states and contributions (default: under output_dir) and the
+        CheckpointServer that serves them (default: one started here).
     :param trainer_cls: a SwarmGRPOTrainer subclass (e.g. one that draws each epoch's assigned prompts);
         a `model` that is already a PeftModel (a fetched checkpoint) is trained as is, without a new LoRA.
     """
@@ -218,9 +217,18 @@ def run_peer(
             initial_peers=initial_peers, host_maddrs=host_maddrs, identity_path=identity_path, client_mode=client_mode
         )
     status_line = StatusLine(enabled=show_status and leader)
+    own_server = server is None and leader
     try:
         if leader:
             check_run_spec(dht, spec)
+        if store is None:
+            from coordination.checkpoints.store import CheckpointStore
+
+            store = CheckpointStore(Path(output_dir) / "checkpoints")
+        if own_server:
+            from coordination.checkpoints.server import CheckpointServer
+
+            server = CheckpointServer(dht=dht, store=store, prefix=spec.run_id).start()
         trainer = _build_trainer(
             spec,
             dht=dht,
@@ -235,11 +243,12 @@ def run_peer(
             num_prompts=num_prompts,
             seed=seed,
             report_to=report_to,
-            load_state=load_state,
+            store=store,
+            server=server,
             on_local_step=partial(
                 _report_progress, dht=dht, spec=spec, line=status_line, client_mode=client_mode, last={"t": 0.0}
             ),
-            optimizer_overrides=optimizer_overrides or {},
+            consensus_overrides=consensus_overrides or {},
             grpo_overrides=grpo_overrides or {},
             trainer_cls=trainer_cls,
         )
@@ -251,6 +260,8 @@ def run_peer(
                 trainer.swarm_optimizer.shutdown()
     finally:
         status_line.close()
+        if own_server and server is not None:
+            server.stop()
         if own_dht:
             dht.shutdown()
 
@@ -275,13 +286,15 @@ def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, da
         address = peer_address or _leader_value(peer_label_address(str(dht.peer_id)) if dht is not None else None)
         dataset = prompt_dataset(task, spec.task.seed, assigned_indices(spec.run_id, 0, address, num_prompts))
     world = max(1, grpo_config.world_size)
+    del world  # ranks of one peer share its assignment; the peer's weight is its assignment
     factory = make_optimizer_factory(
         spec,
         dht,
-        batch_size_per_step=spec.samples_per_local_step * world,
-        total_epochs=kw["max_epochs"],
-        load_state=kw["load_state"],
-        **kw["optimizer_overrides"],
+        store=kw["store"],
+        server=kw["server"],
+        fresh_lora=not _is_peft(model),
+        journal_path=Path(kw["output_dir"]) / "consensus.json",
+        **kw["consensus_overrides"],
     )
     trainer_cls = partial(
         kw.get("trainer_cls") or SwarmGRPOTrainer,
@@ -363,5 +376,6 @@ def _finish(trainer, output_dir: str) -> PeerResult:
         rounds=list(opt.rounds) if opt is not None else [],
         rejected_parts=opt.rejected_parts if opt is not None else 0,
         adapter_dir=adapter_dir,
+        cids={str(k): v for k, v in sorted(opt.consensus.canonical_cids.items())} if opt is not None else {},
     )
     return result

@@ -22,8 +22,8 @@ import yaml
 
 from coordination.errors import ConfigError
 
-COMPRESSIONS = ("fp16", "8bit", "none")
-STRATEGIES = ("gradients", "parameters")
+COMPRESSIONS = ("fp16", "none")  # coordinate-wise wire formats: the round is recomputable bit for bit
+AGGREGATORS = ("trimmed_mean", "mean")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,10 @@ class LoraSpec:
 class GrpoSpec:
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak LR of the LoRA parameters."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name, per epoch."})
-    warmup_epochs: int = field(default=0, metadata={"help": "Warmup length in hivemind epochs."})
+    warmup_epochs: int = field(default=0, metadata={"help": "Warmup length in epochs."})
+    total_epochs: int = field(
+        default=0, metadata={"help": "Length of the LR schedule in epochs (0: constant schedules only)."}
+    )
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (the GRPO group)."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Completions per local step."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Local micro-batches per local step."})
@@ -64,14 +67,20 @@ class GrpoSpec:
 
 @dataclass(frozen=True)
 class AveragingSpec:
-    target_global_batch: int = field(default=64, metadata={"help": "Completions, summed over peers, per epoch."})
     matchmaking_time: float = field(default=3.0, metadata={"help": "s to form a group: 3-5 locally, 10-15 internet."})
     averaging_timeout: float = field(default=30.0, metadata={"help": "s after which a round is abandoned."})
-    compression: str = field(default="fp16", metadata={"help": "Gradient wire format: fp16 | 8bit | none."})
-    strategy: str = field(default="gradients", metadata={"help": "gradients: sync SGD; parameters: local SGD."})
-    average_state_every: int = field(default=1, metadata={"help": "Average params + optimizer state every N epochs."})
-    reject_norm_factor: float = field(
-        default=1.1, metadata={"help": "Reject a received grad part with norm > factor * max_grad_norm."}
+    compression: str = field(default="fp16", metadata={"help": "Gradient wire format: fp16 | none (fp32)."})
+    aggregator: str = field(
+        default="trimmed_mean", metadata={"help": "Robust aggregation per coordinate: trimmed_mean | mean."}
+    )
+    trim_fraction: float = field(
+        default=0.25, metadata={"help": "trimmed_mean drops ceil(f*n) values per end (at most (n-1)//2)."}
+    )
+    straggler_timeout: float = field(
+        default=30.0, metadata={"help": "s the group waits for an expected member's contribution before going on."}
+    )
+    min_group: int = field(
+        default=1, metadata={"help": "A round waits (without timeout) until at least this many peers are ready."}
     )
 
 
@@ -107,23 +116,25 @@ class RunSpec:
     def __post_init__(self):
         if self.averaging.compression not in COMPRESSIONS:
             raise ConfigError(f"averaging.compression={self.averaging.compression!r}: use one of {COMPRESSIONS}")
-        if self.averaging.strategy not in STRATEGIES:
-            raise ConfigError(f"averaging.strategy={self.averaging.strategy!r}: use one of {STRATEGIES}")
+        if self.averaging.aggregator not in AGGREGATORS:
+            raise ConfigError(f"averaging.aggregator={self.averaging.aggregator!r}: use one of {AGGREGATORS}")
+        if not 0 <= self.averaging.trim_fraction < 0.5:
+            raise ConfigError(f"averaging.trim_fraction={self.averaging.trim_fraction}: use a value in [0, 0.5)")
+        decays = self.grpo.lr_scheduler_type not in ("constant", "constant_with_warmup")
+        if decays and self.grpo.total_epochs <= 0:
+            raise ConfigError(
+                f"grpo.lr_scheduler_type={self.grpo.lr_scheduler_type!r} needs grpo.total_epochs (the schedule length)"
+            )
         per_step = self.grpo.per_device_train_batch_size * self.grpo.gradient_accumulation_steps
         if per_step % self.grpo.num_generations:
             raise ConfigError(
                 f"grpo.per_device_train_batch_size*gradient_accumulation_steps={per_step} must be a multiple of "
                 f"grpo.num_generations={self.grpo.num_generations}"
             )
-        if self.averaging.target_global_batch < per_step:
-            raise ConfigError(
-                f"averaging.target_global_batch={self.averaging.target_global_batch} is below one local step "
-                f"({per_step} completions): raise it"
-            )
 
     @property
     def samples_per_local_step(self) -> int:
-        """Completions one peer contributes per optimizer step (one process)."""
+        """Completions one peer contributes per epoch (its assignment x group size): its max averaging weight."""
         return self.grpo.per_device_train_batch_size * self.grpo.gradient_accumulation_steps
 
     def canonical(self) -> dict[str, Any]:

@@ -1,26 +1,24 @@
-"""SwarmGRPOTrainer: TRL's GRPOTrainer whose optimizer step is a hivemind epoch.
+"""SwarmGRPOTrainer: TRL's GRPOTrainer whose optimizer step is one epoch of the run.
 
-`GRPOTrainer(optimizers=(hivemind.Optimizer(...), None))` fails (KeyError 'initial_lr': the
-Trainer wraps a scheduler around param groups it does not own). Here every piece of the Trainer's
-step is made to agree with hivemind deliberately:
+Every piece of the Trainer's step is made to agree with the swarm's epochs deliberately:
 
-1. **Optimizer** (`create_optimizer`): a SwarmOptimizer over the LoRA parameters only, built by the
-   `optimizer_factory` you pass (see collaborative_optimizer.build_collaborative_optimizer).
-   Every Trainer `optimizer.step()` is one *local* step: it adds this peer's gradients to the
-   accumulator; the parameters change only when the swarm reaches `target_global_batch`.
+1. **Optimizer** (`create_optimizer`): a ConsensusOptimizer over the LoRA parameters only, built by
+   the `optimizer_factory` you pass. One Trainer `optimizer.step()` = one epoch: the peer's whole
+   assignment is accumulated, averaged with the group (bit-identical result on every member), and
+   the model then holds the epoch's canonical state (coordination.swarm.consensus).
 2. **Clipping**: the Trainer clips to `max_grad_norm` *before* `optimizer.step()`, i.e. before the
-   gradients reach the averager; the robust averager relies on this bound to reject bad peers.
-3. **Accumulation**: `gradient_accumulation_steps` micro-batches make one local step, whose
-   `batch_size` is per_device_train_batch_size * gradient_accumulation_steps * world_size completions.
-4. **LR schedule** (`create_scheduler`): hivemind steps the real scheduler once per *epoch*; the
-   Trainer's `lr_scheduler.step()` per local step is a no-op view (`EpochLRView`) that reports the
-   current LR for logging.
-5. **Logging**: every log line gets `swarm/epoch`, `swarm/peers`, `swarm/global_samples_per_s` and
-   the last averaging round (group size, seconds, bytes estimate, rejected parts).
-6. **Stopping**: `max_epochs` hivemind epochs (the Trainer's max_steps is only a safety cap).
-7. **Per-epoch hook**: when the hivemind epoch advances, `on_epoch_end(record: EpochRecord)` gets the
-   epoch number, every rollout of it (prompt seed/index, prompt, completion, rewards), the LoRA state
-   that generated them, and the model (already updated).
+   gradients reach the averager; the robust aggregator bounds each coordinate by that norm.
+3. **Accumulation**: `gradient_accumulation_steps` micro-batches make one epoch's contribution of
+   per_device_train_batch_size * gradient_accumulation_steps completions.
+4. **LR schedule** (`create_scheduler`): the LR of epoch k is `lr_at(spec, k)`, fixed by the run spec;
+   the Trainer's `lr_scheduler.step()` is a no-op view (`EpochLRView`) that reports it for logging.
+5. **Logging**: every log line gets `swarm/epoch` and the last round (group size, seconds, bytes
+   estimate, whether our contribution entered it).
+6. **Stopping**: `max_epochs` epochs of the run (a restarted peer continues, it does not redo epochs).
+7. **Per-epoch hook**: when the epoch advances, `on_epoch_end(record: EpochRecord)` gets the epoch
+   number, every rollout of it (prompt seed/index, prompt, completion, rewards), the LoRA state
+   that generated them, the model (already updated) and the round's outcome (canonical CIDs, the
+   contribution's CID, whether it entered the round).
 
 Multi-process (`accelerate launch --num_processes k` inside one peer): only rank 0 talks to the
 swarm. DDP averages gradients across local ranks first; rank 0's SwarmOptimizer counts
@@ -32,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,7 +37,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from coordination.swarm.collaborative_optimizer import SwarmOptimizer, lora_parameters
+from coordination.swarm.consensus_optimizer import ConsensusOptimizer, lora_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +61,7 @@ class EpochRecord:
     model: torch.nn.Module  # the PEFT model, already updated to epoch + 1
     peer_id: str
     stats: dict = field(default_factory=dict)
+    outcome: object = None  # consensus.EpochOutcome of the round that ended this epoch (rank 0)
 
 
 class EpochLRView:
@@ -93,7 +91,7 @@ def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 class SwarmGRPOTrainer(GRPOTrainer):
     """GRPOTrainer + hivemind (see module docstring). Extra keyword arguments:
 
-    :param optimizer_factory: model -> SwarmOptimizer (called on rank 0 only).
+    :param optimizer_factory: model -> ConsensusOptimizer (called on rank 0 only).
     :param max_epochs: stop after this many hivemind epochs (None: the Trainer's max_steps decides).
     :param on_epoch_end: called with an EpochRecord after every hivemind epoch.
     :param on_local_step: called with the trainer after every local step (status line, DHT progress).
@@ -102,7 +100,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *args,
-        optimizer_factory: Callable[[torch.nn.Module], SwarmOptimizer],
+        optimizer_factory: Callable[[torch.nn.Module], ConsensusOptimizer],
         max_epochs: int | None = None,
         on_epoch_end: Callable[[EpochRecord], None] | None = None,
         on_local_step: Callable[[SwarmGRPOTrainer], None] | None = None,
@@ -110,7 +108,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
     ):
         self.optimizer_factory, self.max_epochs = optimizer_factory, max_epochs
         self.on_epoch_end, self.on_local_step = on_epoch_end, on_local_step
-        self.swarm_optimizer: SwarmOptimizer | None = None
+        self.swarm_optimizer: ConsensusOptimizer | None = None
         self._rollouts: list[Rollout] = []
         self._epoch_started_at, self._epoch_adapter = time.time(), None
         super().__init__(*args, **kwargs)
@@ -135,7 +133,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
 
     @property
     def swarm_epoch(self) -> int:
-        """This peer's hivemind epoch (rank 0; other ranks get it broadcast after each step)."""
+        """This peer's epoch of the run (rank 0; other ranks get it broadcast after each step)."""
         return self.swarm_optimizer.local_epoch if self.swarm_optimizer is not None else 0
 
     # 7. rollouts, recorded where GRPO scores them
@@ -168,16 +166,11 @@ class SwarmGRPOTrainer(GRPOTrainer):
         opt = self.swarm_optimizer
         if opt is None:
             return {}
-        progress = opt.tracker.global_progress
-        metrics = {
-            "swarm/epoch": float(opt.local_epoch),
-            "swarm/peers": float(progress.num_peers),
-            "swarm/global_samples_per_s": opt.global_samples_per_second,
-            "swarm/rejected_parts": float(opt.rejected_parts),
-        }
+        metrics = {"swarm/epoch": float(opt.local_epoch), "swarm/missed_rounds": float(opt.rejected_parts)}
         if opt.last_round is not None:
             metrics.update(
                 {
+                    "swarm/peers": float(opt.last_round.group_size),
                     "swarm/round_group_size": float(opt.last_round.group_size),
                     "swarm/round_seconds": float(opt.last_round.seconds),
                     "swarm/round_bytes_sent": float(opt.last_round.bytes_sent_estimate),
@@ -203,9 +196,14 @@ class SwarmGRPOTrainer(GRPOTrainer):
                         model=self.model,
                         peer_id=str(self.swarm_optimizer.dht.peer_id),
                         stats=self.swarm_metrics(),
+                        outcome=self._outcome_of(epoch),
                     )
                 )
         self._epoch_adapter, self._epoch_started_at = lora_state(self.model), time.time()
+
+    def _outcome_of(self, epoch: int):
+        outcomes = self.swarm_optimizer.consensus.outcomes if self.swarm_optimizer is not None else []
+        return next((o for o in reversed(outcomes) if o.epoch == epoch), None)
 
 
 class _SwarmEpochCallback(TrainerCallback):
@@ -221,7 +219,6 @@ class _SwarmEpochCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer
         epoch = _broadcast_lora(trainer)
-        _log_rejected_peers(trainer)
         if epoch != self.seen_epoch:
             trainer._finish_epochs(epoch)
             self.seen_epoch = epoch
@@ -245,12 +242,3 @@ def _broadcast_lora(trainer: SwarmGRPOTrainer) -> int:
         for param in lora_parameters(trainer.model):
             torch.distributed.broadcast(param.data, src=0)
     return int(epoch.item())
-
-
-def _log_rejected_peers(trainer: SwarmGRPOTrainer) -> None:
-    """Log, in the training process, every peer whose gradient parts the averager rejected since last time."""
-    averager = getattr(trainer.swarm_optimizer, "grad_averager", None)
-    if averager is None or not hasattr(averager, "rejections"):
-        return
-    for peer_id, count in Counter(averager.rejections.drain_peers()).items():
-        logger.warning(f"rejected {count} gradient part(s) from peer {peer_id} (non-finite or over the norm bound)")

@@ -38,7 +38,7 @@ def published(tmp_path_factory):
                 "name": "cli-test",
                 "task": {"name": "arithmetic", "seed": 5},
                 "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 5},
-                "averaging": {"target_global_batch": 2},
+                "averaging": {"matchmaking_time": 1.0},
             }
         )
     )

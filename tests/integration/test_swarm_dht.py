@@ -27,7 +27,7 @@ def test_joiner_with_a_different_spec_is_told_which_fields_differ(spec):
             other = dataclasses.replace(
                 spec,
                 grpo=dataclasses.replace(spec.grpo, learning_rate=1.0),
-                averaging=dataclasses.replace(spec.averaging, compression="8bit"),
+                averaging=dataclasses.replace(spec.averaging, compression="none"),
             )
             with pytest.raises(SwarmError) as info:
                 check_run_spec(joiner, other)

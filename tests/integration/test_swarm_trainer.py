@@ -9,14 +9,14 @@ from coordination.swarm.runspec import run_spec_from_dict
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
-def test_lr_schedule_hook_and_stop_follow_hivemind_epochs(tmp_path, monkeypatch):
+def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch):
     monkeypatch.setenv("HIVETUNE_HOME", str(tmp_path / "home"))
     torch.set_num_threads(1)
     spec = run_spec_from_dict(
         {
             "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8,
-                     "lr_scheduler_type": "linear", "learning_rate": 1e-3},
-            "averaging": {"target_global_batch": 16, "matchmaking_time": 1.0},
+                     "lr_scheduler_type": "linear", "learning_rate": 1e-3, "total_epochs": 3},
+            "averaging": {"matchmaking_time": 1.0},
         }
     )  # fmt: skip
     records, lrs = [], []
@@ -43,10 +43,11 @@ def test_lr_schedule_hook_and_stop_follow_hivemind_epochs(tmp_path, monkeypatch)
     assert result.epochs == 3
     assert [r.epoch for r in records] == [0, 1, 2]
     for r in records:
-        assert sum(1 for _ in r.rollouts) >= 16  # at least one global batch of completions per epoch
+        assert len(r.rollouts) == 8  # the peer's whole epoch assignment, one optimizer step
+        assert r.outcome.epoch == r.epoch and r.outcome.entered and r.outcome.group_size == 1
         assert all(x.epoch == r.epoch and isinstance(x.index, int) and x.completion is not None for x in r.rollouts)
         assert all(name.endswith(("lora_A.default.weight", "lora_B.default.weight")) for name in r.adapter_state)
-    # linear decay over 3 epochs, stepped once per epoch: lr(epoch e) = 1e-3 * (1 - e/3), constant within an epoch
+    # linear decay over the spec's 3 epochs: lr(epoch e) = 1e-3 * (1 - e/3), constant within an epoch
     for epoch, lr in lrs:
         assert lr == pytest.approx(1e-3 * (1 - epoch / 3), rel=1e-6)
     assert {e for e, _ in lrs} >= {1, 2}

@@ -46,9 +46,7 @@ def test_all_excluded_gives_zeros_not_nan():
     assert torch.equal(aggregate([torch.ones(2)], [0.0]), torch.zeros(2))
 
 
-fp16_vectors = st.lists(
-    st.lists(st.floats(-1, 1, width=16), min_size=6, max_size=6), min_size=2, max_size=6
-)
+fp16_vectors = st.lists(st.lists(st.floats(-1, 1, width=16), min_size=6, max_size=6), min_size=2, max_size=6)
 
 
 @settings(max_examples=60, deadline=None)
@@ -64,7 +62,10 @@ def test_result_does_not_depend_on_sender_order(rows, method, rnd):
 
 
 @settings(max_examples=60, deadline=None)
-@given(fp16_vectors, st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(float("nan")), st.just(float("inf"))), min_size=6, max_size=6))
+@given(
+    fp16_vectors,
+    st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(float("nan")), st.just(float("inf"))), min_size=6, max_size=6),
+)
 def test_trimmed_mean_stays_within_the_honest_range_with_t_attackers(rows, bad):
     honest = [torch.tensor(r, dtype=torch.float32) for r in rows]
     n = len(honest) + 1

@@ -1,15 +1,9 @@
-"""Pure parts of the collaborative optimizer: which parameters are averaged, wire sizes, the LR view."""
+"""Pure parts of the consensus optimizer: which parameters are averaged, wire sizes, the LR view."""
 
 import pytest
 import torch
-from hivemind.compression import Float16Compression, NoCompression, Uniform8BitQuantization
 
-from coordination.swarm.collaborative_optimizer import (
-    adapter_wire_bytes,
-    butterfly_bytes_sent,
-    grad_compression,
-    lora_parameters,
-)
+from coordination.swarm.consensus_optimizer import adapter_wire_bytes, butterfly_bytes_sent, lora_parameters
 from coordination.swarm.swarm_trainer import EpochLRView
 
 
@@ -39,15 +33,8 @@ def test_plain_model_is_rejected_with_a_fix_it_message():
 def test_wire_sizes_and_butterfly_volume():
     params = [torch.zeros(10, 10), torch.zeros(50)]
     assert adapter_wire_bytes(params, "fp16") == 300 and adapter_wire_bytes(params, "none") == 600
-    assert adapter_wire_bytes(params, "8bit") == 150
     assert butterfly_bytes_sent(1000, 1) == 0
     assert butterfly_bytes_sent(1000, 2) == 1000 and butterfly_bytes_sent(1000, 4) == 1500
-
-
-def test_compression_names_map_to_hivemind_codecs():
-    assert isinstance(grad_compression("fp16"), Float16Compression)
-    assert isinstance(grad_compression("8bit"), Uniform8BitQuantization)
-    assert isinstance(grad_compression("none"), NoCompression)
 
 
 def test_lr_view_reports_the_optimizer_lr_and_never_steps_it():
@@ -56,5 +43,5 @@ def test_lr_view_reports_the_optimizer_lr_and_never_steps_it():
     view.step()
     view.step()
     assert view.get_last_lr() == [0.5]
-    opt.param_groups[0]["lr"] = 0.25  # what hivemind's per-epoch scheduler does
+    opt.param_groups[0]["lr"] = 0.25  # what the consensus optimizer does at each epoch
     assert view.get_last_lr() == [0.25]

@@ -1,0 +1,392 @@
+"""One peer's way through the epochs of a run, so that every honest member of a round ends on one CID.
+
+For epoch k (the peer holds epoch k's canonical state):
+
+1. ``begin_epoch``: post "working on k" (owner-protected, `EpochBoard`), so the group waits for it.
+2. ``finish_epoch(grads)``: round the local (clipped) gradient to the wire format, store it
+   content-addressed (the *contribution*, served to anyone), post "ready" with its CID and weight:
+   the commitment is made before the round.
+3. Wait until every expected member (last round's group + whoever posted "working") is ready, or
+   ``straggler_timeout``; if the swarm already finished epoch k meanwhile, skip to step 6.
+4. One `ConsensusAverager` round on epoch k's matchmaking key: every member gets the same aggregate.
+5. Apply `adamw_update` at ``lr_at(spec, k)``, write the state dir, add it to the store (its CID),
+   announce ``(cid, group)`` for epoch k+1, wait for the group's announcements.
+6. The canonical CID of k+1 (`choose_canonical`) is what counts: a member that ended elsewhere (a
+   faulty reducer, a split group), a straggler or a failed round **never keeps local-only updates**:
+   it fetches the canonical state by CID from its holders, verified block by block
+   (`fetch_checkpoint`; a holder serving wrong blocks is skipped and named), and continues from it.
+
+``sync_with_swarm`` does step 6 at start-up, for a restarted peer or a late joiner: it adopts the
+canonical state of the swarm's head epoch (lower median of announced epochs), so nothing is
+replayed and a minority announcing epoch 10**6 is ignored.
+
+    consensus = EpochConsensus(model=peft_model, dht=dht, spec=spec, store=store, server=server)
+    consensus.sync_with_swarm(); consensus.begin_epoch()
+    ... loss.backward(); clip ...
+    outcome = consensus.finish_epoch(grads_by_name, weight=64)   # model now holds the canonical k+1 state
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from coordination.errors import SwarmError
+from coordination.swarm.aggregation import to_wire
+from coordination.swarm.consensus_averaging import AggregationRule, ConsensusAverager, epoch_group_bits
+from coordination.swarm.epoch_board import Canonical, EpochBoard
+from coordination.swarm.training_state import (
+    TrainingState,
+    adamw_update,
+    flatten,
+    lora_named_parameters,
+    lr_at,
+    read_state_dir,
+    unflatten,
+    write_state_dir,
+)
+
+logger = logging.getLogger(__name__)
+
+CONTRIBUTION_META = "contribution.json"
+ROUND_ATTEMPTS = 3
+
+
+@dataclass
+class EpochOutcome:
+    """What happened to this peer's work in the round that ended `epoch`."""
+
+    epoch: int  # the epoch whose rollouts and gradients this was (the state moved to epoch + 1)
+    start_cid: str | None  # canonical state the rollouts were generated with
+    cid: str  # canonical state of epoch + 1 (what the peer now holds)
+    contribution: str | None  # CID of the contribution this peer committed to
+    entered: bool  # whether that contribution is part of the canonical round
+    group_size: int  # members of the canonical round
+    seconds: float  # from ready to holding the canonical state
+    adopted: bool  # the peer fetched the canonical state instead of computing it
+
+
+class EpochConsensus:
+    """Drives one peer through epochs (module docstring). Keyword-only; one per peer process (rank 0).
+
+    :param store: CheckpointStore for epoch states and contributions; :param server: CheckpointServer
+        that announces and serves them (None: local only, e.g. a solo run).
+    :param straggler_timeout: s to wait for expected members; default from the run spec.
+    """
+
+    def __init__(
+        self, *, model, dht, spec, store, server=None, straggler_timeout: float | None = None, journal_path=None
+    ):
+        self.model, self.dht, self.spec, self.store, self.server = model, dht, spec, store, server
+        self.journal_path = None if journal_path is None else Path(journal_path)
+        avg = spec.averaging
+        self.straggler_timeout = avg.straggler_timeout if straggler_timeout is None else straggler_timeout
+        self.state = TrainingState.from_model(model)
+        self.names = [n for n, _ in lora_named_parameters(model)]
+        self.board = EpochBoard(dht=dht, run_id=spec.run_id)
+        self.peer_id = str(dht.peer_id)
+        self.rule = AggregationRule(
+            method=avg.aggregator,
+            trim_fraction=avg.trim_fraction,
+            max_weight=float(spec.samples_per_local_step),
+            value_bound=spec.grpo.max_grad_norm or None,
+        )
+        self._buffer = torch.zeros(self.state.numel(), dtype=torch.float32)
+        self.averager = _start_averager(self._buffer, dht, spec, self.rule)
+        self.canonical_cids: dict[int, str] = {}
+        self.rounds: dict[int, dict] = {}  # epoch -> the round that produced it (update_check.RoundRecord form)
+        self.outcomes: list[EpochOutcome] = []
+        self.last_group: tuple[bytes, ...] = ()
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @property
+    def start_cid(self) -> str | None:
+        return self.canonical_cids.get(self.epoch)
+
+    # -- start-up -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Resume from our journal (a restart) or publish the epoch-0 state, join the swarm's head, begin the epoch."""
+        resumed = self._resume_from_journal()
+        if not resumed:
+            cid = self.save_state()
+            self.board.announce(self.epoch, cid=cid, group=[self.board.owner], peer_id=self.peer_id, contribution=None)
+        self.sync_with_swarm()
+        self._write_journal()
+        self.begin_epoch()
+
+    def _resume_from_journal(self) -> bool:
+        import json
+
+        if self.journal_path is None or not self.journal_path.is_file():
+            return False
+        try:
+            journal = json.loads(self.journal_path.read_text())
+            epochs = (
+                {int(k): v for k, v in journal["epochs"].items()} if journal.get("run_id") == self.spec.run_id else {}
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.warning(f"{self.journal_path} is unreadable: starting from the swarm's state")
+            return False
+        for epoch in sorted(epochs, reverse=True):
+            if self.store.is_complete(epochs[epoch]):
+                self.canonical_cids.update(epochs)
+                self.adopt(Canonical(epoch, epochs[epoch], (), 0, ()))
+                logger.info(f"resumed from our epoch {epoch} state {epochs[epoch]}")
+                return True
+        return False
+
+    def _write_journal(self) -> None:
+        import json
+        import os
+
+        if self.journal_path is None:
+            return
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.journal_path.with_suffix(".tmp")
+        journal = {"run_id": self.spec.run_id, "epochs": self.canonical_cids, "rounds": self.rounds}
+        tmp.write_text(json.dumps(journal, indent=1))
+        os.replace(tmp, self.journal_path)
+
+    def sync_with_swarm(self) -> bool:
+        """Adopt the canonical state of the swarm's head epoch if it is ahead of ours. Returns whether it did."""
+        head = self.board.head()
+        if head is None or head.epoch <= self.epoch:
+            return False
+        logger.info(f"swarm is at epoch {head.epoch} ({head.cid}); we are at {self.epoch}: fetching its state")
+        self.adopt(head)
+        return True
+
+    def begin_epoch(self) -> None:
+        self.board.post_work(self.epoch, state="working", peer_id=self.peer_id)
+
+    # -- one epoch ----------------------------------------------------------------------------------
+    def finish_epoch(self, grads: dict[str, torch.Tensor], *, weight: float) -> EpochOutcome:
+        started, epoch, start_cid = time.monotonic(), self.epoch, self.start_cid
+        contribution = to_wire(flatten(grads, self.names), self.spec.averaging.compression)
+        contribution_cid = self.store_contribution(contribution, epoch=epoch, weight=weight)
+        self.board.post_work(epoch, state="ready", contribution=contribution_cid, weight=weight, peer_id=self.peer_id)
+        ours, canonical = None, None
+        for attempt in range(ROUND_ATTEMPTS):
+            canonical, ready = self._wait_for_group(epoch)
+            if canonical is not None:  # the swarm finished this epoch without us
+                break
+            # the first attempt insists on every peer known to be ready; a retry takes whoever is there
+            self.averager.set_min_group_size(max(1, len(ready)) if attempt == 0 else 1)
+            ours = self._round(epoch, contribution, contribution_cid, weight)
+            if ours is not None:
+                canonical = self.board.wait_canonical(
+                    epoch + 1, members=set(ours[1]), timeout=self.straggler_timeout
+                ) or self._wait_any_canonical(epoch + 1)
+                break
+            logger.warning(f"epoch {epoch}: averaging round failed (attempt {attempt + 1}/{ROUND_ATTEMPTS})")
+            canonical = self._wait_any_canonical(epoch + 1, timeout=self.spec.averaging.matchmaking_time * 2)
+            if canonical is not None:
+                break
+        if canonical is None:
+            raise SwarmError(
+                f"epoch {epoch}: no averaging round completed and no canonical state appeared after "
+                f"{ROUND_ATTEMPTS} attempts; check connectivity to the other peers (or --client-mode)"
+            )
+        adopted = ours is None or canonical.cid != ours[0]
+        if adopted:
+            if ours is not None:
+                logger.warning(
+                    f"epoch {epoch}: our state {ours[0]} lost to the canonical {canonical.cid}: adopting it"
+                )
+            self.adopt(canonical)
+        self.last_group = canonical.group
+        outcome = EpochOutcome(
+            epoch=epoch,
+            start_cid=start_cid,
+            cid=canonical.cid,
+            contribution=contribution_cid,
+            entered=not adopted,
+            group_size=len(canonical.group),
+            seconds=time.monotonic() - started,
+            adopted=adopted,
+        )
+        self.outcomes.append(outcome)
+        self._write_journal()
+        return outcome
+
+    def _wait_for_group(self, epoch: int) -> tuple[Canonical | None, set]:
+        """Wait until the expected members are ready: (None, ready owners), or (epoch+1's canonical, ...) if the
+        swarm already finished the epoch."""
+        deadline, min_group, said = time.monotonic() + self.straggler_timeout, self.spec.averaging.min_group, 0.0
+        while True:
+            done = self.board.canonical(epoch + 1)
+            if done is not None:
+                return done, set()
+            work = self.board.work(epoch)
+            ready = {owner for owner, status in work.items() if status.get("state") == "ready"}
+            expected = set(self.last_group) | set(work)
+            if len(ready) < min_group:
+                deadline = time.monotonic() + self.straggler_timeout  # the straggler clock starts at min_group
+                if time.monotonic() - said > 30:
+                    logger.info(f"epoch {epoch}: {len(ready)} of at least {min_group} peers ready; waiting")
+                    said = time.monotonic()
+            elif expected <= ready or time.monotonic() > deadline:
+                return None, ready
+            time.sleep(0.25)
+
+    def _wait_any_canonical(self, epoch: int, timeout: float | None = None) -> Canonical | None:
+        deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            found = self.board.canonical(epoch)
+            if found is not None:
+                return found
+            time.sleep(0.25)
+        return self.board.canonical(epoch)
+
+    def _round(self, epoch: int, contribution, contribution_cid: str, weight: float):
+        """One averaging round, update, store, announce. (cid, group) on success, None if the round failed."""
+        with self.averager.get_tensors() as tensors:
+            tensors[0].copy_(contribution)
+        self.averager.set_group_bits(epoch_group_bits(epoch))
+        gather = {"weight": weight, "owner": self.board.owner, "contribution": contribution_cid, "epoch": epoch}
+        avg = self.spec.averaging
+        try:
+            gathered = self.averager.step(gather=gather, weight=float(weight), timeout=avg.matchmaking_time * 4 + 10)
+        except Exception as exc:  # hivemind raises several types for a failed round
+            logger.warning(f"epoch {epoch}: round failed: {exc!r}")
+            return None
+        if not gathered:
+            return None
+        with self.averager.get_tensors() as tensors:
+            aggregate = tensors[0].clone()
+        group = sorted(
+            {m["owner"] for m in gathered.values() if isinstance(m, dict) and isinstance(m.get("owner"), bytes)}
+        )
+        adamw_update(self.state, unflatten(aggregate, self.state.params), lr=lr_at(self.spec, epoch))
+        self.state.epoch = epoch + 1
+        cid = self.save_state()
+        self.rounds[epoch + 1] = round_record(epoch, self.canonical_cids.get(epoch), cid, gathered)
+        self.board.announce(epoch + 1, cid=cid, group=group, peer_id=self.peer_id, contribution=contribution_cid)
+        logger.info(f"epoch {epoch} -> {epoch + 1}: {len(group)} peer(s), state {cid}")
+        return cid, group
+
+    # -- states and contributions --------------------------------------------------------------------
+    def save_state(self) -> str:
+        """Write the current state (into the model too), add it to the store, announce it; return its CID."""
+        with tempfile.TemporaryDirectory(prefix="hivetune-state-") as tmp:
+            write_state_dir(tmp, model=self.model, state=self.state, spec=self.spec)
+            cid = self.store.add_adapter(
+                tmp,
+                base_model=self.spec.model.base,
+                base_revision=self.spec.model.revision,
+                run_id=self.spec.run_id,
+                step=self.state.epoch,
+                parent=self.canonical_cids.get(self.state.epoch - 1),
+            )
+        self.canonical_cids[self.state.epoch] = cid
+        if self.server is not None:
+            self.server.announce(cid)
+        return cid
+
+    def store_contribution(self, contribution: torch.Tensor, *, epoch: int, weight: float) -> str:
+        """Add this round's contribution (wire-precision gradient by adapter names) to the store; return its CID."""
+        cid = write_contribution(self.store, self.model, self.state, contribution, epoch=epoch, weight=weight,
+                                 spec=self.spec)  # fmt: skip
+        if self.server is not None:
+            self.server.announce(cid)
+        return cid
+
+    def adopt(self, canonical: Canonical) -> None:
+        """Fetch (if needed), verify and load the canonical state; never trust a self-declared donor."""
+        from coordination.checkpoints.fetch import fetch_checkpoint
+
+        if not self.store.is_complete(canonical.cid):
+            fetch_checkpoint(self.dht, canonical.cid, self.store, prefix=self.spec.run_id, timeout=300.0)
+        state = read_state_dir(self.store.checkout(canonical.cid), self.model)
+        if state.epoch != canonical.epoch:
+            raise SwarmError(f"checkpoint {canonical.cid} holds epoch {state.epoch}, not {canonical.epoch}")
+        self.state = state
+        self.canonical_cids[state.epoch] = canonical.cid
+        if self.server is not None:
+            self.server.announce(canonical.cid)
+
+    def shutdown(self) -> None:
+        self.averager.shutdown()
+
+
+def round_record(epoch: int, parent: str | None, cid: str, gathered: dict) -> dict:
+    """What anyone needs to recompute the round that ended `epoch` (coordination.swarm.update_check)."""
+    members = []
+    for peer_id, meta in sorted(gathered.items(), key=lambda kv: str(kv[0])):
+        if isinstance(meta, dict):
+            members.append({"peer_id": str(peer_id), "contribution": meta.get("contribution"),
+                            "weight": meta.get("weight")})  # fmt: skip
+    return {"epoch": epoch, "parent": parent, "cid": cid, "members": members}
+
+
+def _start_averager(buffer, dht, spec, rule: AggregationRule) -> ConsensusAverager:
+    from hivemind.compression import Float16Compression, NoCompression
+
+    avg = spec.averaging
+    return ConsensusAverager(
+        [buffer],
+        dht,
+        rule=rule,
+        prefix=f"{spec.run_id}_consensus",
+        start=True,
+        min_group_size=1,
+        min_matchmaking_time=avg.matchmaking_time,
+        request_timeout=max(1.0, avg.matchmaking_time / 2),
+        allreduce_timeout=avg.averaging_timeout,
+        next_chunk_timeout=avg.averaging_timeout / 2,
+        compression=Float16Compression() if avg.compression == "fp16" else NoCompression(),
+    )
+
+
+def write_contribution(store, model, state: TrainingState, contribution, *, epoch: int, weight: float, spec) -> str:
+    """Store a contribution as an adapter-shaped dir (gradient tensors under the adapter's saved names, at wire
+    precision) + its metadata; return its CID. Never touches the live parameters."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from coordination.swarm.training_state import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_config_json
+
+    dtype = torch.float16 if spec.averaging.compression == "fp16" else torch.float32
+    grads = unflatten(contribution, state.params)
+    tensors = {_saved_name(n): t.to(dtype).contiguous() for n, t in grads.items()}
+    with tempfile.TemporaryDirectory(prefix="hivetune-contribution-") as tmp:
+        save_file(
+            {k: tensors[k] for k in sorted(tensors)}, str(Path(tmp) / ADAPTER_WEIGHTS), metadata={"format": "pt"}
+        )
+        (Path(tmp) / ADAPTER_CONFIG).write_text(adapter_config_json(getattr(model, "module", model), spec))
+        meta = {"kind": "contribution", "epoch": epoch, "weight": weight, "wire": spec.averaging.compression}
+        (Path(tmp) / CONTRIBUTION_META).write_text(json.dumps(meta, sort_keys=True) + "\n")
+        return store.add_adapter(tmp, base_model=spec.model.base, base_revision=spec.model.revision,
+                                 run_id=spec.run_id, step=epoch)  # fmt: skip
+
+
+def read_contribution(directory: Path | str, model) -> tuple[torch.Tensor, dict]:
+    """(flat contribution vector in parameter order, its metadata) from a stored contribution dir."""
+    import json
+
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    tensors = load_file(str(directory / "adapter_model.safetensors"))
+    names = [n for n, _ in lora_named_parameters(model)]
+    saved = {_saved_name(n): n for n in names}
+    by_param = {saved[k]: v for k, v in tensors.items() if k in saved}
+    if set(by_param) != set(names):
+        raise SwarmError(f"contribution {directory} does not cover the adapter's parameters")
+    return flatten({n: t.to(torch.float32) for n, t in by_param.items()}, names), json.loads(
+        (directory / CONTRIBUTION_META).read_text()
+    )
+
+
+def _saved_name(param_name: str) -> str:
+    """PEFT's saved key for a trainable parameter name (the adapter name is dropped)."""
+    return param_name.replace(".default.", ".")

@@ -1,0 +1,111 @@
+"""The update check: recomputing a round from its parent state and committed contributions gives its CID
+exactly; a swapped contribution, a corrupted contribution blob and a tampered claim are each flagged."""
+
+import dataclasses
+import tempfile
+
+import pytest
+import torch
+
+from coordination.checkpoints.store import CheckpointStore
+from coordination.swarm.aggregation import aggregate, to_wire
+from coordination.swarm.consensus import read_contribution, write_contribution
+from coordination.swarm.runspec import run_spec_from_dict
+from coordination.swarm.training_state import (
+    TrainingState,
+    adamw_update,
+    lr_at,
+    read_state_dir,
+    seeded_lora_init,
+    unflatten,
+    write_state_dir,
+)
+from coordination.swarm.update_check import Member, RoundRecord, check_round
+
+SPEC = run_spec_from_dict({"grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "learning_rate": 1e-2}})
+
+
+def tiny_model():
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    seeded_lora_init(model, SPEC.run_id)
+    return model
+
+
+def add_state(store, model, state, parent=None):
+    with tempfile.TemporaryDirectory() as tmp:
+        write_state_dir(tmp, model=model, state=state, spec=SPEC)
+        return store.add_adapter(tmp, base_model="tiny", run_id=SPEC.run_id, step=state.epoch, parent=parent)
+
+
+@pytest.fixture
+def round_setup(tmp_path):
+    store, model = CheckpointStore(tmp_path / "store"), tiny_model()
+    state = TrainingState.from_model(model)
+    parent = add_state(store, model, state)
+    vectors = []
+    for i in range(3):
+        v = torch.randn(state.numel(), generator=torch.Generator().manual_seed(i))
+        vectors.append(to_wire(v / v.norm() * 0.5, "fp16"))
+    members = tuple(
+        Member(f"peer{i}", write_contribution(store, model, state, v, epoch=0, weight=8, spec=SPEC), 8.0)
+        for i, v in enumerate(vectors)
+    )
+    # what the round's members compute (consensus.EpochConsensus._round), by hand
+    grads = to_wire(aggregate(vectors, [8, 8, 8], method="trimmed_mean", value_bound=1.0), "fp16")
+    adamw_update(state, unflatten(grads, state.params), lr=lr_at(SPEC, 0))
+    state.epoch = 1
+    claimed = add_state(store, model, state, parent=parent)
+    return store, model, RoundRecord(0, parent, claimed, members), vectors
+
+
+def test_contribution_round_trips_exactly(round_setup):
+    store, model, record, vectors = round_setup
+    vec, meta = read_contribution(store.checkout(record.members[1].contribution), model)
+    assert torch.equal(vec, vectors[1]) and meta["weight"] == 8 and meta["epoch"] == 0
+
+
+def test_recomputing_the_round_gives_its_cid(round_setup):
+    store, model, record, _ = round_setup
+    verdict = check_round(record, spec=SPEC, model=model, store=store)
+    assert verdict.ok and verdict.recomputed == record.cid
+    assert read_state_dir(store.checkout(record.cid), model).epoch == 1
+
+
+def test_a_swapped_contribution_is_flagged_naming_the_epoch(round_setup):
+    store, model, record, _ = round_setup
+    other = write_contribution(store, model, TrainingState.from_model(model), torch.zeros(
+        TrainingState.from_model(model).numel()), epoch=0, weight=8, spec=SPEC)  # fmt: skip
+    swapped = dataclasses.replace(record, members=(record.members[0], record.members[1], Member("peer2", other, 8)))
+    verdict = check_round(swapped, spec=SPEC, model=model, store=store)
+    assert not verdict.ok and "epoch 1" in verdict.reason and verdict.recomputed != record.cid
+
+
+def test_a_corrupted_contribution_blob_names_its_peer(round_setup):
+    store, model, record, _ = round_setup
+    target = record.members[2].contribution
+    others = [record.parent, *(m.contribution for m in record.members[:2])]  # identical small files share blocks
+    shared = {str(b) for cid in others for b in store.checkpoint_blocks(cid)}
+    for block in store.checkpoint_blocks(target):
+        if block.codec.name == "raw" and str(block) not in shared:
+            path = store.blocks.path_of(block)
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            path.write_bytes(bytes(data))
+    for checkout in store.checkouts_dir.glob("*"):
+        import shutil
+
+        shutil.rmtree(checkout)
+    verdict = check_round(record, spec=SPEC, model=model, store=store)
+    assert not verdict.ok and verdict.culprits == ["peer2"] and "does not verify" in verdict.reason
+
+
+def test_a_tampered_claim_is_flagged(round_setup):
+    store, model, record, _ = round_setup
+    verdict = check_round(dataclasses.replace(record, cid=record.parent), spec=SPEC, model=model, store=store)
+    assert not verdict.ok and verdict.recomputed == record.cid
