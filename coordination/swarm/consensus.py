@@ -303,6 +303,7 @@ class EpochConsensus:
         """Fetch (if needed), verify and load the canonical state; never trust a self-declared donor."""
         from coordination.checkpoints.fetch import fetch_checkpoint
 
+        logger.info(f"adopting the canonical epoch {canonical.epoch} state {canonical.cid}")
         if not self.store.is_complete(canonical.cid):
             fetch_checkpoint(self.dht, canonical.cid, self.store, prefix=self.spec.run_id, timeout=300.0)
         state = read_state_dir(self.store.checkout(canonical.cid), self.model)

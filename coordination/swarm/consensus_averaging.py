@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing as mp
+import queue
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,22 +71,64 @@ class AggregationRule:
         )
 
 
-def sender_weights(gathered: dict, sender_ids: Sequence, max_weight: float) -> list[float]:
+class FlagLog:
+    """(peer id, reason) of senders a reducer excluded, clamped or trimmed, readable across hivemind's process
+    boundary (the averager runs in its own process)."""
+
+    def __init__(self):
+        self._queue = mp.Queue()
+
+    def record(self, peer_id, reason: str) -> None:
+        logger.warning(f"peer {peer_id}: {reason}")
+        self._queue.put((str(peer_id), reason))
+
+    def drain(self) -> list[tuple[str, str]]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+
+def sender_weights(gathered: dict, sender_ids: Sequence, max_weight: float, flags: FlagLog | None = None):
     """Each sender's weight: the `weight` it announced in the round's metadata, clamped (0 = excluded)."""
     out = []
     for peer_id in sender_ids:
         meta = gathered.get(peer_id)
         claimed = meta.get("weight") if isinstance(meta, dict) else None
-        out.append(clamp_weight(claimed, max_weight))
+        weight = clamp_weight(claimed, max_weight)
+        if flags is not None and weight == 0:
+            flags.record(peer_id, f"weight {claimed!r} refused: its contribution is excluded")
+        elif flags is not None and weight != claimed:
+            flags.record(peer_id, f"weight {claimed!r} clamped to its assignment {max_weight:g}")
+        out.append(weight)
     return out
+
+
+def flag_outliers(slots, sender_ids, rule: AggregationRule, flags: FlagLog | None) -> None:
+    """Name senders whose part is objectively impossible for an honest, clipped gradient: non-finite values, or a
+    coordinate beyond the clip bound. (A norm-bounded outlier is bounded by the aggregator, not named: an honest
+    gradient of other prompts can point anywhere; the attestation audit recomputes it from its rollouts.)"""
+    if flags is None:
+        return
+    for peer_id, part in zip(sender_ids, slots, strict=True):
+        if not torch.isfinite(part).all():
+            flags.record(peer_id, "sent non-finite values (excluded coordinate by coordinate)")
+        elif rule.value_bound is not None and float(part.abs().max()) > rule.value_bound * (1 + 1e-3):
+            flags.record(peer_id, f"sent values beyond the clip bound {rule.value_bound:g} (clamped)")
 
 
 class ConsensusPartReducer:
     """Collects every sender's copy of each part, then aggregates once (the same interface hivemind's runner uses)."""
 
-    def __init__(self, part_shapes, num_senders: int, *, weights: Sequence[float], rule: AggregationRule, wire):
+    def __init__(
+        self, part_shapes, num_senders: int, *, weights: Sequence[float], rule: AggregationRule, wire,
+        sender_ids=(), flags: FlagLog | None = None,
+    ):  # fmt: skip
         self.part_shapes, self.num_senders, self.num_parts = tuple(part_shapes), num_senders, len(part_shapes)
         self.weights, self.rule, self.wire = list(weights), rule, wire
+        self.sender_ids, self.flags = list(sender_ids), flags
         self.finished = asyncio.Event()
         self._parts: dict[int, list] = {}
         self._futures: dict[int, asyncio.Future] = {}
@@ -109,6 +153,8 @@ class ConsensusPartReducer:
         future = self._future(part_index)
         if all(slot is not None for slot in slots):
             del self._parts[part_index]
+            if part_index == 0:  # once per round: name what this reducer sees
+                flag_outliers(slots, self.sender_ids, self.rule, self.flags)
             future.set_result(self.wire(self.rule.combine(slots, self.weights)))
         return await asyncio.shield(future)
 
@@ -131,7 +177,7 @@ class ConsensusPartReducer:
 class ConsensusAllReduceRunner(AllReduceRunner):
     """AllReduceRunner whose reducers return rounded aggregates and whose failures fail the round."""
 
-    def __init__(self, *, weights: Sequence[float], rule: AggregationRule, compression, **kwargs):
+    def __init__(self, *, weights: Sequence[float], rule: AggregationRule, compression, flags=None, **kwargs):
         super().__init__(compression=compression, **kwargs)
         self.wire_compression = compression
         self.tensor_part_container.return_deltas = False
@@ -142,6 +188,8 @@ class ConsensusAllReduceRunner(AllReduceRunner):
             weights=weights,
             rule=rule,
             wire=self.round_to_wire,
+            sender_ids=self.sender_peer_ids,
+            flags=flags,
         )
 
     def round_to_wire(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -219,7 +267,7 @@ class ConsensusAverager(DecentralizedAverager):
     """
 
     def __init__(self, averaged_tensors, dht, *, rule: AggregationRule, **kwargs):
-        self.rule = rule
+        self.rule, self.flags = rule, FlagLog()
         kwargs.setdefault("allow_state_sharing", False)
         super().__init__(averaged_tensors, dht, **kwargs)
 
@@ -248,9 +296,11 @@ class ConsensusAverager(DecentralizedAverager):
             ordered_peer_ids=group_info.peer_ids,
             weights=[],  # replaced below once the sender list is known
             rule=self.rule,
+            flags=self.flags,
             **kwargs,
         )
-        runner.tensor_part_reducer.weights = sender_weights(gathered, runner.sender_peer_ids, self.rule.max_weight)
+        weights = sender_weights(gathered, runner.sender_peer_ids, self.rule.max_weight, self.flags)
+        runner.tensor_part_reducer.weights = weights
         assert group_id in self._running_groups, f"Group id {group_id} was not registered"
         self._running_groups[group_id].set_result(runner)
         if runner.modes[group_info.peer_ids.index(self.peer_id)] == AveragingMode.AUX:

@@ -1,0 +1,50 @@
+"""Canonical CID selection and the head epoch against lying announcers (pure functions of the DHT records)."""
+
+from coordination.swarm.epoch_board import choose_canonical, head_epoch
+
+A, B, C, X = (f"[owner:{n}]".encode() for n in "abcx")
+HONEST = [A, B, C]
+
+
+def result(cid, group, peer="p"):
+    return {"cid": cid, "group": list(group), "peer_id": peer}
+
+
+def test_the_cid_of_the_groups_majority_is_canonical():
+    records = {A: result("good", HONEST), B: result("good", HONEST), C: result("good", HONEST)}
+    found = choose_canonical(4, records)
+    assert (found.cid, found.votes, found.group, found.epoch) == ("good", 3, tuple(sorted(HONEST)), 4)
+
+
+def test_one_member_announcing_another_cid_for_the_same_group_changes_nothing():
+    records = {A: result("good", HONEST), B: result("good", HONEST), C: result("evil", HONEST)}
+    assert choose_canonical(4, records).cid == "good"
+
+
+def test_an_attacker_claiming_a_group_of_its_own_loses_to_the_honest_group():
+    records = {A: result("good", [A, B]), B: result("good", [A, B]), X: result("evil", [X])}
+    assert choose_canonical(4, records).cid == "good"
+
+
+def test_no_majority_means_no_canonical():
+    records = {A: result("one", HONEST), B: result("two", HONEST), C: result("three", HONEST)}
+    assert choose_canonical(4, records) is None
+
+
+def test_a_writer_outside_the_group_it_names_is_ignored_and_malformed_records_are_skipped():
+    records = {
+        X: result("evil", [A, B]),  # votes for a group it is not in
+        A: result("good", [A]),
+        B: {"cid": 7, "group": "nope"},
+        C: "garbage",
+    }
+    found = choose_canonical(4, records)
+    assert found.cid == "good" and found.votes == 1
+
+
+def test_head_epoch_ignores_a_minority_announcing_epoch_10_to_the_6():
+    heads = {A: {"epoch": 7}, B: {"epoch": 7}, C: {"epoch": 6}, X: {"epoch": 10**6}}
+    assert head_epoch(heads) == 7
+    assert head_epoch({A: {"epoch": 3}, X: {"epoch": 10**6}}) == 3  # lower median: a 1-1 tie goes low
+    assert head_epoch({A: {"epoch": True}, X: {"epoch": -1}, B: {"epoch": "9"}}) is None
+    assert head_epoch({}) is None
