@@ -64,7 +64,7 @@ def join(
     identity: Annotated[str | None, typer.Option("--identity", help="libp2p key file (created if missing).")] = None,
     host_maddr: Annotated[list[str] | None, typer.Option("--host-maddr", help=HOST_HELP)] = None,
     max_epochs: Annotated[
-        int | None, typer.Option("--max-epochs", help="Stop after this many hivemind epochs.")
+        int | None, typer.Option("--max-epochs", help="Stop at this epoch of the run (restarts continue).")
     ] = None,
     output_dir: Annotated[
         str, typer.Option("--output-dir", help="Where the final adapter is saved.")
@@ -92,83 +92,62 @@ def join(
         bool, typer.Option("--serve/--no-serve", help="After training, keep serving checkpoints + records.")
     ] = False,
 ) -> None:
-    """Join a run: check the spec against the swarm, catch up from peers, train and average LoRA gradients.
+    """Join a run: check the spec against the swarm, join its head epoch, train and average LoRA gradients.
 
     With --key the peer is attested: it starts from the run's promoted checkpoint (fetched by CID and
     verified), works on its assigned prompts, and signs a work receipt every epoch.
     """
-    import dataclasses
-
-    from coordination.swarm.peer import run_peer
+    from coordination.checkpoints import CheckpointStore
+    from coordination.swarm.peer import Peer, PeerConfig
     from coordination.swarm.runspec import load_run_spec
 
     _log_info_to_stderr()
     spec = load_run_spec(run)
-    if key is not None:
-        _join_attested(
-            spec,
-            initial_peers=initial_peers,
-            key=key,
-            deployment=deployment,
-            rpc=rpc,
-            start=start,
-            store=store,
-            rollouts_dir=rollouts_dir or f"{output_dir}/rollouts",
-            serve=serve,
-            identity=identity,
-            host_maddrs=host_maddr or DEFAULT_HOST,
-            client_mode=client_mode,
-            max_epochs=max_epochs,
-            output_dir=output_dir,
-            report_to=report_to,
-            as_json=as_json,
-        )
-        return
-    result = run_peer(
-        spec,
-        initial_peers=initial_peers,
-        identity_path=identity,
-        host_maddrs=host_maddr or DEFAULT_HOST,
-        client_mode=client_mode,
-        max_epochs=max_epochs,
-        output_dir=output_dir,
-        report_to=report_to,
-    )
-    summary = {**dataclasses.asdict(result), "rounds": len(result.rounds)}
-    print(json.dumps(summary) if as_json else f"done: {summary}")
+    config = PeerConfig(initial_peers=tuple(initial_peers), host_maddrs=tuple(host_maddr or DEFAULT_HOST),
+                        identity_path=identity, client_mode=client_mode, max_epochs=max_epochs,
+                        output_dir=output_dir, report_to=report_to)  # fmt: skip
+    checkpoints = CheckpointStore(store) if store is not None else None
+    if key is None:
+        peer = Peer(spec, config, store=checkpoints)
+    else:
+        peer = _attested_peer(spec, config, key=key, deployment=deployment, rpc=rpc, start=start, store=checkpoints,
+                              rollouts_dir=rollouts_dir or f"{output_dir}/rollouts")  # fmt: skip
+    peer.run(on_ready=lambda result, dht: _report_and_serve(peer, result, dht, as_json=as_json, serve=serve))
 
 
-def _join_attested(spec, *, key, deployment, rpc, store, rollouts_dir, serve, as_json, **kw) -> None:
+def _attested_peer(spec, config, *, key, deployment, rpc, start, store, rollouts_dir):
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.chain.connect import account_from_key
     from coordination.checkpoints import CheckpointStore
-    from coordination.governance.joining import join_public_run
+    from coordination.governance.joining import attested_peer
 
     clients = None
     if deployment is not None:
         from coordination.chain.connect import connect
 
         _, _, clients = connect(rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545"), deployment)
+    account, rollouts = account_from_key(key), RolloutDirectory(rollouts_dir)
+    store = store or CheckpointStore()
+    return attested_peer(spec, config, account=account, clients=clients, store=store, rollouts=rollouts, start=start)
 
-    def ready(result, dht) -> None:
-        print(json.dumps(result.to_json()) if as_json else f"done: {result.to_json()}", flush=True)
-        if serve:
-            try:
-                while True:
-                    time.sleep(1.0)
-            except KeyboardInterrupt:
-                pass
 
-    join_public_run(
-        spec,
-        account=account_from_key(key),
-        clients=clients,
-        store=CheckpointStore(store),
-        rollouts=RolloutDirectory(rollouts_dir),
-        on_ready=ready,
-        identity_path=kw.pop("identity"),
-        **kw,
-    )
+def _report_and_serve(peer, result, dht, *, as_json: bool, serve: bool) -> None:
+    """Print the peer's summary (one JSON line with --json); with --serve keep serving until Ctrl-C."""
+    import dataclasses
+
+    from coordination.swarm.dht_node import visible_maddrs
+
+    summary = {**dataclasses.asdict(result), "rounds": len(result.rounds), "start_checkpoint": peer.start_cid,
+               "final_checkpoint": result.cids.get(str(result.epochs)), "maddrs": visible_maddrs(dht)}  # fmt: skip
+    if hasattr(peer.hook, "summary"):
+        summary.update(peer.hook.summary())
+    print(json.dumps(summary) if as_json else f"done: {summary}", flush=True)
+    if serve:
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
 
 
 def status(

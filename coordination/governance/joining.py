@@ -15,8 +15,9 @@ What `hivetune join --key ...` does on top of the plain swarm peer:
 4. **Final checkpoint.** The canonical state of the last epoch; with `serve`, the peer keeps
    serving checkpoints and rollout records until it is stopped.
 
-    result = join_public_run(spec, initial_peers=[maddr], account=acct, clients=clients,
-                             store=CheckpointStore(), rollouts=RolloutDirectory("rollouts"), max_epochs=4)
+    peer = attested_peer(spec, PeerConfig(initial_peers=(maddr,), max_epochs=4), account=acct, clients=clients,
+                         store=CheckpointStore(), rollouts=RolloutDirectory("rollouts"))
+    result = peer.run(); peer.hook.summary()
 """
 
 from __future__ import annotations
@@ -28,62 +29,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.attest.assignment import assigned_indices
-from coordination.swarm.swarm_trainer import SwarmGRPOTrainer
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Assignment:
-    """Which prompts a peer must work on: the run, the peer's address, the task and its seed."""
-
-    run_id: str
-    peer: str
-    task: object
-    task_seed: int
-
-    def row(self, epoch: int, slot: int) -> dict:
-        """The dataset row (as `trainer.grpo.prompt_dataset` builds it) of `slot` in `epoch`."""
-        index = assigned_indices(self.run_id, epoch, self.peer, slot + 1)[slot]
-        sample = self.task.sample(self.task_seed, index)
-        return {
-            "prompt": self.task.prompt(sample),
-            "answer": sample.answer,
-            "problem": sample.to_json(),
-            "seed": sample.seed,
-            "index": sample.index,
-        }
-
-
-class AssignedPromptsTrainer(SwarmGRPOTrainer):
-    """A SwarmGRPOTrainer whose prompts are the peer's assignment for the current hivemind epoch.
-
-    TRL's sampler hands over each prompt `num_generations` times in a row; every such group is
-    rewritten to the next slot of the epoch's assignment (slot 0 again when the epoch advances).
-    One process per peer: under `accelerate launch` ranks would draw the same slots.
-    """
-
-    def __init__(self, *args, assignment: Assignment, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.assignment = assignment
-        self._assign_epoch, self._next_slot = None, 0
-
-    def _generate_and_score_completions(self, inputs):
-        return super()._generate_and_score_completions(self.assigned_inputs(inputs))
-
-    def assigned_inputs(self, inputs: list[dict]) -> list[dict]:
-        epoch = self.swarm_epoch
-        if epoch != self._assign_epoch:
-            self._assign_epoch, self._next_slot = epoch, 0
-        out, previous, row = [], object(), None
-        for x in inputs:
-            key = (x.get("index"), x.get("prompt"))
-            if key != previous:
-                row, previous = self.assignment.row(epoch, self._next_slot), key
-                self._next_slot += 1
-            out.append({**x, **row})
-        return out
 
 
 @dataclass
@@ -209,139 +155,60 @@ def start_checkpoint(spec, *, clients, start: str | None) -> str | None:
     return current.cid
 
 
-def load_start_model(spec, cid: str | None, *, store, dht):
-    """(model, tokenizer): the base, with the checkpoint `cid` (fetched + verified) as trainable adapter."""
-    from trainer.models import load_model_and_tokenizer
+class AttestationHook:
+    """The attested peer's per-epoch hook: serve rollout records, sign a receipt under each epoch's canonical CID.
 
-    model, tokenizer = load_model_and_tokenizer(spec.model.base)
-    if cid is None:
-        return model, tokenizer
-    from peft import PeftModel
-
-    from coordination.checkpoints.resolve import resolve_adapter
-
-    adapter = resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer
-
-
-@dataclass
-class JoinResult:
-    peer: str
-    start_checkpoint: str | None
-    final_checkpoint: str | None
-    epochs: int
-    receipts: int
-    history: list
-    maddrs: list[str]
-
-    def to_json(self) -> dict:
-        return dict(vars(self))
-
-
-def join_public_run(
-    spec,
-    *,
-    initial_peers,
-    account,
-    store,
-    rollouts,
-    clients=None,
-    start: str | None = "promoted",
-    max_epochs: int | None = None,
-    output_dir: str = "outputs/peer",
-    host_maddrs=None,
-    identity_path: str | None = None,
-    client_mode: bool = False,
-    report_to: str | None = None,
-    show_status: bool = True,
-    on_ready=None,
-):
-    """Run one attested peer of a public run (see module docstring); returns a JoinResult.
-
-    `on_ready(result, dht)` is called after training with the final checkpoint announced, while
-    the DHT and servers are still up (the CLI uses it to keep serving until Ctrl-C).
+    `Peer` calls `bind(...)` once its DHT, store, server and tokenizer exist, `hook(record)` after every
+    epoch, and `close()` at the end.
     """
-    from coordination.attest.epoch_hook import EpochAttester
-    from coordination.attest.p2p_serving import RolloutServer
-    from coordination.attest.typed_data import attest_domain
-    from coordination.checkpoints.server import CheckpointServer
-    from coordination.swarm.dht_node import DEFAULT_HOST_MADDRS, check_run_spec, start_dht, visible_maddrs
-    from coordination.swarm.peer import run_peer
-    from trainer.tasks import get_task
 
-    dht = start_dht(
-        initial_peers=initial_peers,
-        host_maddrs=host_maddrs or DEFAULT_HOST_MADDRS,
-        identity_path=identity_path,
-        client_mode=client_mode,
-    )
-    servers = []
-    try:
-        check_run_spec(dht, spec)
-        cid = start_checkpoint(spec, clients=clients, start=start)
-        model, tokenizer = load_start_model(spec, cid, store=store, dht=dht)
-        task = get_task(spec.task.name, **spec.task.params)
-        domain = (
-            clients.ledger.domain().as_dict() if clients is not None else attest_domain(chain_id=spec_chain_id(spec))
-        )
-        ckpt_server = CheckpointServer(dht=dht, store=store, prefix=spec.run_id).start()
-        servers.append(ckpt_server)
-        if cid is not None:
-            ckpt_server.announce(cid)
-        servers.append(RolloutServer(dht=dht, store=rollouts, prefix=spec.run_id).start())
-        attester = EpochAttester(
-            account=account,
+    def __init__(self, *, account, rollouts, domain: dict, output_dir: str):
+        self.account, self.rollouts, self.domain, self.output_dir = account, rollouts, domain, output_dir
+        self.publisher, self.attester, self._server = None, None, None
+
+    def bind(self, *, dht, store, server, tokenizer, spec) -> None:
+        from coordination.attest.epoch_hook import EpochAttester
+        from coordination.attest.p2p_serving import RolloutServer
+        from trainer.tasks import get_task
+
+        self._server = RolloutServer(dht=dht, store=self.rollouts, prefix=spec.run_id).start()
+        self.attester = EpochAttester(
+            account=self.account,
             run_id=spec.run_id,
-            domain=domain,
-            task=task,
+            domain=self.domain,
+            task=get_task(spec.task.name, **spec.task.params),
             tokenizer=tokenizer,
-            store=rollouts,
-            checkpoint_cid=lambda epoch: publisher.cids[epoch],
+            store=self.rollouts,
+            checkpoint_cid=lambda epoch: self.publisher.cids[epoch],
             dht=dht,
         )
-        publisher = EpochPublisher(
-            spec=spec,
-            store=store,
-            server=ckpt_server,
-            attester=attester,
-            progress_path=Path(output_dir) / "progress.json",
-        )
-        assignment = Assignment(spec.run_id, account.address, task, spec.task.seed)
-        from functools import partial
+        self.publisher = EpochPublisher(spec=spec, store=store, server=server, attester=self.attester,
+                                        progress_path=Path(self.output_dir) / "progress.json")  # fmt: skip
 
-        peer = run_peer(
-            spec,
-            initial_peers=initial_peers,
-            dht=dht,
-            max_epochs=max_epochs,
-            on_epoch_end=publisher,
-            output_dir=output_dir,
-            model=model,
-            tokenizer=tokenizer,
-            peer_address=account.address,
-            report_to=report_to,
-            show_status=show_status,
-            store=store,
-            server=ckpt_server,
-            trainer_cls=partial(AssignedPromptsTrainer, assignment=assignment),
-        )
-        final = peer.cids.get(str(peer.epochs))  # the canonical state of the last epoch (already announced)
-        result = JoinResult(
-            peer=account.address,
-            start_checkpoint=cid,
-            final_checkpoint=final,
-            epochs=peer.epochs,
-            receipts=len(attester.published),
-            history=publisher.history,
-            maddrs=visible_maddrs(dht),
-        )
-        if on_ready is not None:
-            on_ready(result, dht)
-        return result
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        dht.shutdown()
+    def __call__(self, record) -> None:
+        self.publisher(record)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def summary(self) -> dict:
+        return {
+            "peer": self.account.address,
+            "receipts": len(self.attester.published) if self.attester else 0,
+            "history": self.publisher.history if self.publisher else [],
+        }
+
+
+def attested_peer(spec, config, *, account, store, rollouts, clients=None, start: str | None = "promoted"):
+    """The `Peer` of `hivetune join --key`: starts from `start` (promoted | CID | base), attests every epoch."""
+    from coordination.attest.typed_data import attest_domain
+    from coordination.swarm.peer import Peer
+
+    cid = start_checkpoint(spec, clients=clients, start=start)
+    domain = clients.ledger.domain().as_dict() if clients is not None else attest_domain(chain_id=spec_chain_id(spec))
+    hook = AttestationHook(account=account, rollouts=rollouts, domain=domain, output_dir=config.output_dir)
+    return Peer(spec, config, address=account.address, start_cid=cid, store=store, hook=hook)
 
 
 def spec_chain_id(spec) -> int:

@@ -1,13 +1,11 @@
-"""Peers of a run: the bootstrap (entry) node and a training peer. The CLI and the demo call these.
+"""Peers of a run: the bootstrap (entry) node and the training `Peer`. The CLI and the demo call these.
 
     node = start_bootstrap(spec, host_maddrs=["/ip4/0.0.0.0/tcp/31337"], identity_path="boot.key")
     print(node.maddrs)                      # share these; node.shutdown() when done
-    result = run_peer(spec, initial_peers=node.maddrs, max_epochs=20, on_epoch_end=print)
+    result = Peer(spec, PeerConfig(initial_peers=tuple(node.maddrs), max_epochs=20), hook=attester).run()
 
-A training peer: starts its DHT (retries, then a SwarmError saying what to check), checks that
-the swarm runs the same spec (else names the differing fields), loads model + LoRA + task from
-the spec, downloads the swarm's state if it is behind (late joiner), then trains with
-SwarmGRPOTrainer until `max_epochs` hivemind epochs, publishing its status to the DHT.
+`Peer` (below) is the one training peer: plain and attested peers differ only by the hook they pass
+(coordination.governance.joining builds the attestation hook and the start checkpoint).
 """
 
 from __future__ import annotations
@@ -172,136 +170,149 @@ def make_optimizer_factory(spec: RunSpec, dht, *, store, server, fresh_lora: boo
     return factory
 
 
-def run_peer(
-    spec: RunSpec,
-    *,
-    initial_peers: Sequence[str],
-    identity_path: str | None = None,
-    host_maddrs: Sequence[str] = DEFAULT_HOST_MADDRS,
-    client_mode: bool = False,
-    max_epochs: int | None = None,
-    on_epoch_end: Callable | None = None,
-    output_dir: str = "outputs/peer",
-    model=None,
-    tokenizer=None,
-    dataset=None,
-    reward_funcs=None,
-    peer_address: str | None = None,
-    num_prompts: int = 4096,
-    seed: int | None = None,
-    report_to: str | None = None,
-    show_status: bool = True,
-    dht=None,
-    store=None,
-    server=None,
-    consensus_overrides: dict | None = None,
-    grpo_overrides: dict | None = None,
-    trainer_cls: type | None = None,
-) -> PeerResult:
-    """Train one peer of `spec`'s run until `max_epochs` hivemind epochs.
+@dataclass(frozen=True, kw_only=True)
+class PeerConfig:
+    """How one peer process takes part in a run (the options of `hivetune join`)."""
 
-    :param on_epoch_end: called with an EpochRecord (epoch, rollouts with seed/index/completion/rewards,
-        the LoRA state that generated them, the model) after every epoch: the attestation hook.
-    :param model, tokenizer, dataset, reward_funcs: override what the spec would build (tests, demo).
-    :param peer_address: Ethereum address used for prompt assignment; default derived from the peer id.
-    :param dht: reuse a running DHT (it is then not shut down here).
-    :param store, server: CheckpointStore for epoch states and contributions (default: under output_dir) and the
-        CheckpointServer that serves them (default: one started here).
-    :param trainer_cls: a SwarmGRPOTrainer subclass (e.g. one that draws each epoch's assigned prompts);
-        a `model` that is already a PeftModel (a fetched checkpoint) is trained as is, without a new LoRA.
+    initial_peers: tuple[str, ...] = ()
+    host_maddrs: tuple[str, ...] = tuple(DEFAULT_HOST_MADDRS)
+    identity_path: str | None = None  # libp2p key file: the peer id (and its shared multiaddr) survive restarts
+    client_mode: bool = False  # behind NAT: outbound connections only, never a reducer
+    max_epochs: int | None = None  # stop at this epoch of the run (a restarted peer continues, it does not redo)
+    output_dir: str = "outputs/peer"  # journal (consensus.json), checkpoints, final adapter
+    report_to: str | None = None  # wandb | none (default: wandb, offline unless logged in)
+    show_status: bool = True
+
+
+class Peer:
+    """The one training peer of a run; `hivetune join` (plain or attested) and the demo all run this.
+
+    1. starts its DHT (retries, then a SwarmError saying what to check) and checks that the swarm runs
+       the same spec (else names the differing fields);
+    2. serves its checkpoint store over libp2p; loads the base, with `start_cid` (fetched by CID and
+       verified block by block) as the trainable adapter, or the run's seeded fresh LoRA;
+    3. joins the swarm's head epoch (restart, late joiner: coordination.swarm.consensus) and trains with
+       SwarmGRPOTrainer on its epoch-aware prompt assignment for `address` until `max_epochs`;
+    4. calls `hook(record)` after every epoch (the attestation hook; `hook.bind(...)` first, if it has
+       one), then `on_ready(result, dht)` while its servers are still up (e.g. keep serving).
+
+        result = Peer(spec, PeerConfig(initial_peers=[maddr], max_epochs=10), address="0x...").run()
     """
-    leader = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, only rank 0 joins the swarm
-    own_dht = dht is None and leader
-    if own_dht:
-        dht = start_dht(
-            initial_peers=initial_peers, host_maddrs=host_maddrs, identity_path=identity_path, client_mode=client_mode
-        )
-    status_line = StatusLine(enabled=show_status and leader)
-    own_server = server is None and leader
-    try:
-        if leader:
-            check_run_spec(dht, spec)
-        if store is None:
-            from coordination.checkpoints.store import CheckpointStore
 
-            store = CheckpointStore(Path(output_dir) / "checkpoints")
-        if own_server:
-            from coordination.checkpoints.server import CheckpointServer
+    def __init__(self, spec: RunSpec, config: PeerConfig, *, address: str | None = None, start_cid: str | None = None,
+                 store=None, hook=None, dht=None, parts: dict | None = None):  # fmt: skip
+        self.spec, self.config, self.address, self.start_cid = spec, config, address, start_cid
+        self.store, self.hook, self._dht = store, hook, dht
+        self.parts = dict(parts or {})  # tests: model, tokenizer, dataset, reward_funcs, grpo/consensus overrides
 
-            server = CheckpointServer(dht=dht, store=store, prefix=spec.run_id).start()
-        trainer = _build_trainer(
-            spec,
-            dht=dht,
-            max_epochs=max_epochs,
-            on_epoch_end=on_epoch_end,
-            output_dir=output_dir,
-            model=model,
-            tokenizer=tokenizer,
-            dataset=dataset,
-            reward_funcs=reward_funcs,
-            peer_address=peer_address,
-            num_prompts=num_prompts,
-            seed=seed,
-            report_to=report_to,
-            store=store,
-            server=server,
-            on_local_step=partial(
-                _report_progress, dht=dht, spec=spec, line=status_line, client_mode=client_mode, last={"t": 0.0}
-            ),
-            consensus_overrides=consensus_overrides or {},
-            grpo_overrides=grpo_overrides or {},
-            trainer_cls=trainer_cls,
-        )
+    def run(self, on_ready: Callable | None = None) -> PeerResult:
+        cfg, spec = self.config, self.spec
+        leader = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, only rank 0 joins the swarm
+        dht = self._dht
+        if dht is None and leader:
+            dht = start_dht(initial_peers=cfg.initial_peers, host_maddrs=cfg.host_maddrs,
+                            identity_path=cfg.identity_path, client_mode=cfg.client_mode)  # fmt: skip
+        status_line, server = StatusLine(enabled=cfg.show_status and leader), None
         try:
-            trainer.train()
-            return _finish(trainer, output_dir)
+            store = self.store or _default_store(cfg.output_dir)
+            if leader:
+                check_run_spec(dht, spec)
+                server = _start_server(dht, store, spec)
+            if self.start_cid and server is not None:
+                server.announce(self.start_cid)
+            model, tokenizer = self._start_model(dht, store)
+            if leader and hasattr(self.hook, "bind"):
+                self.hook.bind(dht=dht, store=store, server=server, tokenizer=tokenizer, spec=spec)
+            trainer = _build_trainer(spec, dht=dht, store=store, server=server, model=model, tokenizer=tokenizer,
+                                     address=self.address, config=cfg, hook=self.hook if leader else None,
+                                     status_line=status_line, parts=self.parts)  # fmt: skip
+            try:
+                trainer.train()
+                result = _finish(trainer, cfg.output_dir)
+            finally:
+                if trainer.swarm_optimizer is not None:
+                    trainer.swarm_optimizer.shutdown()
+            if on_ready is not None and leader:
+                on_ready(result, dht)
+            return result
         finally:
-            if trainer.swarm_optimizer is not None:
-                trainer.swarm_optimizer.shutdown()
-    finally:
-        status_line.close()
-        if own_server and server is not None:
-            server.stop()
-        if own_dht:
-            dht.shutdown()
+            status_line.close()
+            if hasattr(self.hook, "close"):
+                self.hook.close()
+            if server is not None:
+                server.stop()
+            if self._dht is None and dht is not None:
+                dht.shutdown()
+
+    def _start_model(self, dht, store):
+        if "model" in self.parts:
+            return self.parts["model"], self.parts.get("tokenizer")
+        return load_start_model(self.spec, self.start_cid, store=store, dht=dht)
 
 
-def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, dataset, reward_funcs, seed, **kw):
+def run_peer(spec: RunSpec, *, on_epoch_end: Callable | None = None, peer_address: str | None = None, dht=None,
+             store=None, parts: dict | None = None, **config) -> PeerResult:  # fmt: skip
+    """`Peer(spec, PeerConfig(**config), ...).run()`: one peer with a plain per-epoch callback."""
+    return Peer(spec, PeerConfig(**config), address=peer_address, store=store, hook=on_epoch_end, dht=dht,
+                parts=parts).run()  # fmt: skip
+
+
+def load_start_model(spec: RunSpec, cid: str | None, *, store, dht):
+    """(model, tokenizer): the base, with the checkpoint `cid` (fetched + verified) as trainable adapter."""
+    from trainer.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(spec.model.base)
+    if cid is None:
+        return model, tokenizer
+    from peft import PeftModel
+
+    from coordination.checkpoints.resolve import resolve_adapter
+
+    adapter = resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer
+
+
+def _default_store(output_dir: str):
+    from coordination.checkpoints.store import CheckpointStore
+
+    return CheckpointStore(Path(output_dir) / "checkpoints")
+
+
+def _start_server(dht, store, spec):
+    from coordination.checkpoints.server import CheckpointServer
+
+    return CheckpointServer(dht=dht, store=store, prefix=spec.run_id).start()
+
+
+def _build_trainer(spec, *, dht, store, server, model, tokenizer, address, config, hook, status_line, parts):
     from coordination.attest.assignment import assigned_indices
-    from coordination.swarm.swarm_trainer import SwarmGRPOTrainer
+    from coordination.swarm.swarm_trainer import Assignment, SwarmGRPOTrainer
     from trainer.grpo import build_grpo_trainer, prompt_dataset
     from trainer.tasks import get_task
 
     task = get_task(spec.task.name, **spec.task.params)
-    if model is None:
-        from trainer.models import load_model_and_tokenizer
-
-        model, loaded_tokenizer = load_model_and_tokenizer(spec.model.base)
-        tokenizer = tokenizer or loaded_tokenizer
-    report_to = kw["report_to"] or default_report_to()
+    report_to = config.report_to or default_report_to()
     grpo_config = grpo_config_from_spec(  # under accelerate this also sets up torch.distributed
-        spec, output_dir=kw["output_dir"], report_to=report_to, seed=seed, **kw["grpo_overrides"]
+        spec, output_dir=config.output_dir, report_to=report_to, **parts.get("grpo_overrides", {})
     )
-    if dataset is None:  # every rank of a peer draws from the peer's assignment (rank 0's id or the given address)
-        address = peer_address or _leader_value(peer_label_address(str(dht.peer_id)) if dht is not None else None)
-        dataset = prompt_dataset(task, spec.task.seed, assigned_indices(spec.run_id, 0, address, num_prompts))
-    world = max(1, grpo_config.world_size)
-    del world  # ranks of one peer share its assignment; the peer's weight is its assignment
+    # every rank of a peer works on the peer's assignment (rank 0's id or the given address), epoch by epoch
+    address = address or _leader_value(peer_label_address(str(dht.peer_id)) if dht is not None else None)
+    dataset = parts.get("dataset") or prompt_dataset(
+        task, spec.task.seed, assigned_indices(spec.run_id, 0, address, 64)
+    )
     factory = make_optimizer_factory(
-        spec,
-        dht,
-        store=kw["store"],
-        server=kw["server"],
-        fresh_lora=not _is_peft(model),
-        journal_path=Path(kw["output_dir"]) / "consensus.json",
-        **kw["consensus_overrides"],
-    )
+        spec, dht, store=store, server=server, fresh_lora=not _is_peft(model),
+        journal_path=Path(config.output_dir) / "consensus.json", **parts.get("consensus_overrides", {}),
+    )  # fmt: skip
     trainer_cls = partial(
-        kw.get("trainer_cls") or SwarmGRPOTrainer,
+        SwarmGRPOTrainer,
         optimizer_factory=factory,
-        max_epochs=kw["max_epochs"],
-        on_epoch_end=kw["on_epoch_end"],
-        on_local_step=kw["on_local_step"],
+        max_epochs=config.max_epochs,
+        on_epoch_end=hook,
+        on_local_step=partial(
+            _report_progress, dht=dht, spec=spec, line=status_line, client_mode=config.client_mode, last={"t": 0.0}
+        ),  # fmt: skip
+        assignment=Assignment(spec.run_id, address, task, spec.task.seed),
     )
     return build_grpo_trainer(
         model=model,
@@ -311,7 +322,7 @@ def _build_trainer(spec, *, dht, peer_address, num_prompts, model, tokenizer, da
         grpo_config=grpo_config,
         lora_config=None if _is_peft(model) else lora_config_from_spec(spec),  # a PeftModel brings its adapter
         trainer_cls=trainer_cls,
-        reward_funcs=reward_funcs,
+        reward_funcs=parts.get("reward_funcs"),
     )
 
 

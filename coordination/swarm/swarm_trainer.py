@@ -15,7 +15,11 @@ Every piece of the Trainer's step is made to agree with the swarm's epochs delib
 5. **Logging**: every log line gets `swarm/epoch` and the last round (group size, seconds, bytes
    estimate, whether our contribution entered it).
 6. **Stopping**: `max_epochs` epochs of the run (a restarted peer continues, it does not redo epochs).
-7. **Per-epoch hook**: when the epoch advances, `on_epoch_end(record: EpochRecord)` gets the epoch
+7. **Assigned prompts** (`assignment`): each GRPO group is rewritten to the next slot of the peer's
+   assignment for the current epoch, `assigned_indices(run id, epoch, peer address)`, so anyone can
+   recompute which prompts a peer worked on and nobody picks easy ones (ranks of one peer take
+   interleaved slots).
+8. **Per-epoch hook**: when the epoch advances, `on_epoch_end(record: EpochRecord)` gets the epoch
    number, every rollout of it (prompt seed/index, prompt, completion, rewards), the LoRA state
    that generated them, the model (already updated) and the round's outcome (canonical CIDs, the
    contribution's CID, whether it entered the round).
@@ -64,6 +68,30 @@ class EpochRecord:
     outcome: object = None  # consensus.EpochOutcome of the round that ended this epoch (rank 0)
 
 
+@dataclass
+class Assignment:
+    """Which prompts a peer must work on: the run, the peer's address, the task and its seed."""
+
+    run_id: str
+    peer: str
+    task: object
+    task_seed: int
+
+    def row(self, epoch: int, slot: int) -> dict:
+        """The dataset row (as `trainer.grpo.prompt_dataset` builds it) of `slot` in `epoch`."""
+        from coordination.attest.assignment import assigned_indices
+
+        index = assigned_indices(self.run_id, epoch, self.peer, slot + 1)[slot]
+        sample = self.task.sample(self.task_seed, index)
+        return {
+            "prompt": self.task.prompt(sample),
+            "answer": sample.answer,
+            "problem": sample.to_json(),
+            "seed": sample.seed,
+            "index": sample.index,
+        }
+
+
 class EpochLRView:
     """What the Trainer sees as its LR scheduler: step() does nothing, the LR comes from hivemind's epoch."""
 
@@ -95,6 +123,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
     :param max_epochs: stop after this many hivemind epochs (None: the Trainer's max_steps decides).
     :param on_epoch_end: called with an EpochRecord after every hivemind epoch.
     :param on_local_step: called with the trainer after every local step (status line, DHT progress).
+    :param assignment: the peer's epoch-aware prompt assignment (None: the dataset's prompts as they come).
     """
 
     def __init__(
@@ -104,6 +133,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
         max_epochs: int | None = None,
         on_epoch_end: Callable[[EpochRecord], None] | None = None,
         on_local_step: Callable[[SwarmGRPOTrainer], None] | None = None,
+        assignment: Assignment | None = None,
         **kwargs,
     ):
         self.optimizer_factory, self.max_epochs = optimizer_factory, max_epochs
@@ -111,7 +141,9 @@ class SwarmGRPOTrainer(GRPOTrainer):
         self.swarm_optimizer: ConsensusOptimizer | None = None
         self._rollouts: list[Rollout] = []
         self._epoch_started_at, self._epoch_adapter = time.time(), None
+        self.assignment, self._assign_epoch, self._next_slot = assignment, None, 0
         super().__init__(*args, **kwargs)
+        self._slot_offset, self._slot_stride = self.accelerator.process_index, self.accelerator.num_processes
         self.add_callback(_SwarmEpochCallback(self))
 
     # 1. optimizer
@@ -136,7 +168,28 @@ class SwarmGRPOTrainer(GRPOTrainer):
         """This peer's epoch of the run (rank 0; other ranks get it broadcast after each step)."""
         return self.swarm_optimizer.local_epoch if self.swarm_optimizer is not None else 0
 
-    # 7. rollouts, recorded where GRPO scores them
+    # 7. assigned prompts
+    def _generate_and_score_completions(self, inputs):
+        if self.assignment is not None:
+            inputs = self.assigned_inputs(inputs)
+        return super()._generate_and_score_completions(inputs)
+
+    def assigned_inputs(self, inputs: list[dict]) -> list[dict]:
+        """TRL hands each prompt `num_generations` times in a row: every such group becomes the next slot."""
+        epoch = self.swarm_epoch
+        if epoch != self._assign_epoch:
+            self._assign_epoch, self._next_slot = epoch, 0
+        offset, stride = getattr(self, "_slot_offset", 0), getattr(self, "_slot_stride", 1)
+        out, previous, row = [], object(), None
+        for x in inputs:
+            key = (x.get("index"), x.get("prompt"))
+            if key != previous:
+                row, previous = self.assignment.row(epoch, self._next_slot * stride + offset), key
+                self._next_slot += 1
+            out.append({**x, **row})
+        return out
+
+    # 8. rollouts, recorded where GRPO scores them
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         start = self.accelerator.process_index * len(prompts)

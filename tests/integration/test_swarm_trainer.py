@@ -37,7 +37,7 @@ def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch):
     monkeypatch.setattr(swarm_trainer.SwarmGRPOTrainer, "log", spy_log)
     with start_bootstrap(spec, host_maddrs=["/ip4/127.0.0.1/tcp/0"]) as node:
         result = run_peer(
-            spec, initial_peers=node.maddrs, host_maddrs=["/ip4/127.0.0.1/tcp/0"], max_epochs=3,
+            spec, initial_peers=tuple(node.maddrs), host_maddrs=("/ip4/127.0.0.1/tcp/0",), max_epochs=3,
             on_epoch_end=on_epoch_end, output_dir=str(tmp_path / "peer"), report_to="none", show_status=False,
         )  # fmt: skip
     assert result.epochs == 3

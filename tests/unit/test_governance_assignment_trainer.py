@@ -1,9 +1,10 @@
-"""AssignedPromptsTrainer rewrites each GRPO group to the next slot of the epoch's assignment."""
+"""SwarmGRPOTrainer rewrites each GRPO group to the next slot of the epoch's assignment."""
 
 from types import SimpleNamespace
 
 from coordination.attest.assignment import assigned_indices
-from coordination.governance.joining import AssignedPromptsTrainer, Assignment
+from coordination.swarm.swarm_trainer import Assignment
+from coordination.swarm.swarm_trainer import SwarmGRPOTrainer as AssignedPromptsTrainer
 from trainer.tasks import get_task
 
 PEER = "0x" + "ab" * 20
