@@ -28,6 +28,7 @@ replayed and a minority announcing epoch 10**6 is ignored.
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -39,7 +40,7 @@ import torch
 from coordination.errors import SwarmError
 from coordination.swarm.aggregation import to_wire
 from coordination.swarm.consensus_averaging import AggregationRule, ConsensusAverager, epoch_group_bits
-from coordination.swarm.epoch_board import Canonical, EpochBoard
+from coordination.swarm.epoch_board import Canonical, EpochBoard, choose_canonical, support
 from coordination.swarm.training_state import (
     TrainingState,
     adamw_update,
@@ -180,12 +181,16 @@ class EpochConsensus:
                 break
             # the first attempt insists on every peer known to be ready; a retry takes whoever is there
             self.averager.set_min_group_size(max(1, len(ready)) if attempt == 0 else 1)
+            before = copy.deepcopy(self.state)
             ours = self._round(epoch, contribution, contribution_cid, weight)
             if ours is not None:
-                canonical = self.board.wait_canonical(
-                    epoch + 1, members=set(ours[1]), timeout=self.straggler_timeout
-                ) or self._wait_any_canonical(epoch + 1)
-                break
+                canonical = self._resolve_after_round(epoch, ours)
+                if canonical is not None:
+                    break
+                logger.warning(f"epoch {epoch}: the group's members disagree on the result (no majority): retrying")
+                self._roll_back(before)
+                ours = None
+                continue
             logger.warning(f"epoch {epoch}: averaging round failed (attempt {attempt + 1}/{ROUND_ATTEMPTS})")
             canonical = self._wait_any_canonical(epoch + 1, timeout=self.spec.averaging.matchmaking_time * 2)
             if canonical is not None:
@@ -218,16 +223,16 @@ class EpochConsensus:
         return outcome
 
     def _wait_for_group(self, epoch: int) -> tuple[Canonical | None, set]:
-        """Wait until the expected members are ready: (None, ready owners), or (epoch+1's canonical, ...) if the
-        swarm already finished the epoch."""
+        """Wait until the expected members are ready: (None, ready owners), or (epoch+1's canonical, ...) if a
+        majority of the expected members already finished the epoch without us (a lone announcer never counts)."""
         deadline, min_group, said = time.monotonic() + self.straggler_timeout, self.spec.averaging.min_group, 0.0
         while True:
-            done = self.board.canonical(epoch + 1)
-            if done is not None:
-                return done, set()
             work = self.board.work(epoch)
+            expected = set(self.last_group) | set(work) | {self.board.owner}
+            done = self.board.canonical(epoch + 1)
+            if done is not None and 2 * done.votes > len(expected):
+                return done, set()
             ready = {owner for owner, status in work.items() if status.get("state") == "ready"}
-            expected = set(self.last_group) | set(work)
             if len(ready) < min_group:
                 deadline = time.monotonic() + self.straggler_timeout  # the straggler clock starts at min_group
                 if time.monotonic() - said > 30:
@@ -236,6 +241,23 @@ class EpochConsensus:
             elif expected <= ready or time.monotonic() > deadline:
                 return None, ready
             time.sleep(0.25)
+
+    def _resolve_after_round(self, epoch: int, ours) -> Canonical:
+        """Epoch+1's canonical once our group announced: ours unless another candidate has strictly more votes."""
+        cid, group = ours
+        self.board.wait_canonical(epoch + 1, members=set(group), timeout=self.straggler_timeout)
+        results = self.board.results(epoch + 1)
+        best, mine = choose_canonical(epoch + 1, results), support(epoch + 1, results, cid, group)
+        if 2 * mine.votes > len(mine.group) and (best is None or best.votes <= mine.votes):
+            return mine  # ties go to the result we computed ourselves
+        return best  # a larger agreeing group, or None: no majority anywhere
+
+    def _roll_back(self, before: TrainingState) -> None:
+        """Undo a round whose result found no majority: back to the epoch's canonical state."""
+        self.canonical_cids.pop(before.epoch + 1, None)
+        self.rounds.pop(before.epoch + 1, None)
+        self.state = before
+        self.state.load_into(self.model)
 
     def _wait_any_canonical(self, epoch: int, timeout: float | None = None) -> Canonical | None:
         deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)

@@ -64,6 +64,13 @@ def choose_canonical(epoch: int, records: dict[bytes, dict]) -> Canonical | None
     return Canonical(epoch, cid, group, count, tuple(holders[(cid, group)]))
 
 
+def support(epoch: int, records: dict[bytes, dict], cid: str, group) -> Canonical:
+    """The votes for one (cid, group) candidate among `records` (0 votes if nobody announced it)."""
+    key = (cid, tuple(sorted(set(group))))
+    voters = [r for o, r in records.items() if _parse_result(o, r) == key]
+    return Canonical(epoch, cid, key[1], len(voters), tuple(str(r.get("peer_id", "")) for r in voters))
+
+
 def _neg(cid: str) -> tuple:
     return tuple(-ord(c) for c in cid)
 
