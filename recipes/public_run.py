@@ -557,6 +557,15 @@ def plot(summary: dict, path: Path) -> Path:
     return path
 
 
+def epoch_cid_agreement(peers: list[dict]) -> dict:
+    """Epochs for which the peers' journals name one CID (no two peers hold different states of one epoch)."""
+    journals = [p.get("cids", {}) for p in peers]
+    epochs = sorted(set().union(*journals), key=int) if journals else []
+    agree = sum(1 for e in epochs if len({j[e] for j in journals if e in j}) == 1)
+    held_by_all = sum(1 for e in epochs if all(e in j for j in journals))
+    return {"epochs": len(epochs), "agree": agree, "held_by_all": held_by_all}
+
+
 def print_summary(summary: dict, console) -> None:
     from rich.table import Table
 
@@ -568,6 +577,8 @@ def print_summary(summary: dict, console) -> None:
     table.add_row("transparent eval (validators, chain seed)", summary["transparent_eval"])
     table.add_row("promoted checkpoint (on chain)", summary["promoted"])
     table.add_row("newcomer started from", summary["newcomer_start"])
+    agree = summary["epoch_cids"]
+    table.add_row("epochs where every peer holds one CID", f"{agree['agree']}/{agree['epochs']}")
     for peer, paid in summary["rewards"].items():
         table.add_row(
             f"reward paid to {peer[:10]}…", f"{paid / TOKEN:.4f} HIVE ({summary['units'].get(peer, 0)} units)"
@@ -646,6 +657,7 @@ def run_demo(cfg: PublicRunConfig) -> dict:
             "reward_curve": reward_curve(peers),
             "trained_checkpoint": cid,
             "peer_checkpoints": [p["final_checkpoint"] for p in peers],
+            "epoch_cids": epoch_cid_agreement(peers),
             "promoted": current.cid,
             "promoted_eval_digest": "0x" + current.eval_digest.hex(),
             "transparent_eval": "{correct}/{total} on seed {seed}".format(**promotion["eval"]),

@@ -81,10 +81,20 @@ class EpochConsensus:
     """
 
     def __init__(
-        self, *, model, dht, spec, store, server=None, straggler_timeout: float | None = None, journal_path=None
+        self,
+        *,
+        model,
+        dht,
+        spec,
+        store,
+        server=None,
+        straggler_timeout: float | None = None,
+        journal_path=None,
+        address: str | None = None,
     ):
         self.model, self.dht, self.spec, self.store, self.server = model, dht, spec, store, server
         self.journal_path = None if journal_path is None else Path(journal_path)
+        self.address = address  # the peer's (Ethereum) address: receipts name it, rounds list it
         avg = spec.averaging
         self.straggler_timeout = avg.straggler_timeout if straggler_timeout is None else straggler_timeout
         self.state = TrainingState.from_model(model)
@@ -273,7 +283,8 @@ class EpochConsensus:
         with self.averager.get_tensors() as tensors:
             tensors[0].copy_(contribution)
         self.averager.set_group_bits(epoch_group_bits(epoch))
-        gather = {"weight": weight, "owner": self.board.owner, "contribution": contribution_cid, "epoch": epoch}
+        gather = {"weight": weight, "owner": self.board.owner, "contribution": contribution_cid, "epoch": epoch,
+                  "address": self.address}  # fmt: skip
         avg = self.spec.averaging
         try:
             gathered = self.averager.step(gather=gather, weight=float(weight), timeout=avg.matchmaking_time * 4 + 10)
@@ -290,8 +301,10 @@ class EpochConsensus:
         adamw_update(self.state, unflatten(aggregate, self.state.params), lr=lr_at(self.spec, epoch))
         self.state.epoch = epoch + 1
         cid = self.save_state()
-        self.rounds[epoch + 1] = round_record(epoch, self.canonical_cids.get(epoch), cid, gathered)
-        self.board.announce(epoch + 1, cid=cid, group=group, peer_id=self.peer_id, contribution=contribution_cid)
+        record = round_record(epoch, self.canonical_cids.get(epoch), cid, gathered)
+        self.rounds[epoch + 1] = record
+        self.board.announce(epoch + 1, cid=cid, group=group, peer_id=self.peer_id, contribution=contribution_cid,
+                            members=record["members"], parent=record["parent"])  # fmt: skip
         logger.info(f"epoch {epoch} -> {epoch + 1}: {len(group)} peer(s), state {cid}")
         return cid, group
 
@@ -346,7 +359,7 @@ def round_record(epoch: int, parent: str | None, cid: str, gathered: dict) -> di
     for peer_id, meta in sorted(gathered.items(), key=lambda kv: str(kv[0])):
         if isinstance(meta, dict):
             members.append({"peer_id": str(peer_id), "contribution": meta.get("contribution"),
-                            "weight": meta.get("weight")})  # fmt: skip
+                            "weight": meta.get("weight"), "address": meta.get("address")})  # fmt: skip
     return {"epoch": epoch, "parent": parent, "cid": cid, "members": members}
 
 

@@ -134,8 +134,13 @@ class EpochBoard:
         return {o: v for o, v in self._read(self._key("work", epoch)).items() if isinstance(v, dict)}
 
     # -- round results ----------------------------------------------------------------------------
-    def announce(self, epoch: int, *, cid: str, group: list[bytes], peer_id: str, contribution: str | None) -> bool:
-        value = {"cid": cid, "group": sorted(group), "peer_id": peer_id, "contribution": contribution}
+    def announce(self, epoch: int, *, cid: str, group: list[bytes], peer_id: str, contribution: str | None,
+                 members: list | None = None, parent: str | None = None) -> bool:  # fmt: skip
+        """Announce our result of the round that ended epoch-1; `members` (peer id, address, contribution, weight of
+        each member) and `parent` let anyone recompute it (coordination.swarm.update_check) and see whose work
+        entered it."""
+        value = {"cid": cid, "group": sorted(group), "peer_id": peer_id, "contribution": contribution,
+                 "members": members or [], "parent": parent}  # fmt: skip
         ok = self._store(self._key("epoch", epoch), value)
         self._store(self._key("head"), {"epoch": epoch, "cid": cid, "peer_id": peer_id})
         return ok
@@ -145,6 +150,22 @@ class EpochBoard:
 
     def canonical(self, epoch: int) -> Canonical | None:
         return choose_canonical(epoch, self.results(epoch))
+
+    def round_of(self, epoch: int) -> dict | None:
+        """The canonical round that produced `epoch` (its members' contributions), as its announcers recorded it."""
+        found = self.canonical(epoch)
+        if found is None:
+            return None
+        for owner, record in self.results(epoch).items():
+            if owner in found.group and record.get("cid") == found.cid and record.get("members"):
+                return {"epoch": epoch - 1, "parent": record.get("parent"), "cid": found.cid,
+                        "members": record["members"]}  # fmt: skip
+        return None
+
+    def entered(self, epoch: int, contribution: str) -> bool:
+        """Whether `contribution` is one of the contributions of the canonical round that ended `epoch`."""
+        found = self.round_of(epoch + 1)
+        return found is not None and any(m.get("contribution") == contribution for m in found["members"])
 
     def heads(self) -> dict[bytes, dict]:
         return self._read(self._key("head"))

@@ -148,7 +148,9 @@ def lora_config_from_spec(spec: RunSpec):
     )
 
 
-def make_optimizer_factory(spec: RunSpec, dht, *, store, server, fresh_lora: bool, journal_path=None, **kw):
+def make_optimizer_factory(
+    spec: RunSpec, dht, *, store, server, fresh_lora: bool, journal_path=None, address=None, **kw
+):
     """model -> ConsensusOptimizer; first joins the swarm's head epoch (restart, late joiner) by fetching its state.
 
     :param fresh_lora: the adapter is new (not loaded from a checkpoint): give it the run's seeded init, so every
@@ -162,7 +164,14 @@ def make_optimizer_factory(spec: RunSpec, dht, *, store, server, fresh_lora: boo
         if fresh_lora:
             seeded_lora_init(model, spec.run_id)
         consensus = EpochConsensus(
-            model=model, dht=dht, spec=spec, store=store, server=server, journal_path=journal_path, **kw
+            model=model,
+            dht=dht,
+            spec=spec,
+            store=store,
+            server=server,
+            journal_path=journal_path,
+            address=address,
+            **kw,
         )
         consensus.start()
         return ConsensusOptimizer(consensus, weight=spec.samples_per_local_step)
@@ -302,7 +311,8 @@ def _build_trainer(spec, *, dht, store, server, model, tokenizer, address, confi
     )
     factory = make_optimizer_factory(
         spec, dht, store=store, server=server, fresh_lora=not _is_peft(model),
-        journal_path=Path(config.output_dir) / "consensus.json", **parts.get("consensus_overrides", {}),
+        journal_path=Path(config.output_dir) / "consensus.json", address=address,
+        **parts.get("consensus_overrides", {}),
     )  # fmt: skip
     trainer_cls = partial(
         SwarmGRPOTrainer,
