@@ -138,11 +138,12 @@ def _report_and_serve(peer, result, dht, *, as_json: bool, serve: bool) -> None:
     from coordination.swarm.dht_node import visible_maddrs
 
     summary = {**dataclasses.asdict(result), "rounds": len(result.rounds), "start_checkpoint": peer.start_cid,
-               "final_checkpoint": result.cids.get(str(result.epochs)), "maddrs": visible_maddrs(dht)}  # fmt: skip
+               "final_checkpoint": result.cids.get(str(result.epochs)),
+               "maddrs": visible_maddrs(dht) if dht is not None else []}  # fmt: skip
     if hasattr(peer.hook, "summary"):
         summary.update(peer.hook.summary())
     print(json.dumps(summary) if as_json else f"done: {summary}", flush=True)
-    if serve:
+    if serve and dht is not None:
         try:
             while True:
                 time.sleep(1.0)

@@ -241,7 +241,7 @@ class Peer:
             finally:
                 if trainer.swarm_optimizer is not None:
                     trainer.swarm_optimizer.shutdown()
-            if on_ready is not None and leader:
+            if on_ready is not None:  # every rank reports (followers with dht=None)
                 on_ready(result, dht)
             return result
         finally:
