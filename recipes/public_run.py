@@ -547,7 +547,7 @@ def plot(summary: dict, path: Path) -> Path:
     ax.plot([r["epoch"] for r in rewards], [r["reward"] for r in rewards], label="mean reward (train)", alpha=0.6)
     acc = summary["accuracy_curve"]
     ax.plot([a["epoch"] for a in acc], [a["accuracy"] for a in acc], "o-", label="held-out pass@1 (greedy)")
-    ax.set_xlabel("hivemind epoch")
+    ax.set_xlabel("epoch")
     ax.set_ylim(0, max(1.0, max((r["reward"] for r in rewards), default=1.0)))
     ax.set_title(f"hivetune demo: {summary['peers']} peers, promoted {summary['promoted'][:16]}...")
     ax.legend(loc="lower right")

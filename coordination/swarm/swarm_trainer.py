@@ -25,8 +25,8 @@ Every piece of the Trainer's step is made to agree with the swarm's epochs delib
    contribution's CID, whether it entered the round).
 
 Multi-process (`accelerate launch --num_processes k` inside one peer): only rank 0 talks to the
-swarm. DDP averages gradients across local ranks first; rank 0's SwarmOptimizer counts
-k * local batch; after each local step rank 0 broadcasts the LoRA parameters to the other ranks
+swarm. DDP averages gradients across local ranks first; rank 0 contributes them with the peer's
+assignment weight; after each epoch rank 0 broadcasts the LoRA parameters to the other ranks
 (which hold a zero-LR placeholder optimizer). One peer = one machine = one DHT identity.
 """
 
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Rollout:
-    epoch: int  # hivemind epoch during which it was generated (= whose update it contributes to)
+    epoch: int  # epoch of the run during which it was generated (= whose update it contributes to)
     seed: int | None
     index: int | None
     prompt: str
@@ -120,8 +120,8 @@ class SwarmGRPOTrainer(GRPOTrainer):
     """GRPOTrainer + hivemind (see module docstring). Extra keyword arguments:
 
     :param optimizer_factory: model -> ConsensusOptimizer (called on rank 0 only).
-    :param max_epochs: stop after this many hivemind epochs (None: the Trainer's max_steps decides).
-    :param on_epoch_end: called with an EpochRecord after every hivemind epoch.
+    :param max_epochs: stop after this many epoch of the runs (None: the Trainer's max_steps decides).
+    :param on_epoch_end: called with an EpochRecord after every epoch of the run.
     :param on_local_step: called with the trainer after every local step (status line, DHT progress).
     :param assignment: the peer's epoch-aware prompt assignment (None: the dataset's prompts as they come).
     """
@@ -260,7 +260,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
 
 
 class _SwarmEpochCallback(TrainerCallback):
-    """Detects hivemind epoch changes after each local step; syncs ranks; stops at max_epochs."""
+    """Detects epoch of the run changes after each local step; syncs ranks; stops at max_epochs."""
 
     def __init__(self, trainer: SwarmGRPOTrainer):
         self.trainer, self.seen_epoch = trainer, None

@@ -61,14 +61,6 @@ def warm_base(tmp_path_factory):
     return str(ensure_warm_start("arithmetic", tmp_path_factory.mktemp("warm") / "model", max_steps=60))
 
 
-@pytest.fixture
-def run_yaml(tmp_path, warm_base):
-    path = tmp_path / "run.yaml"
-    spec = {**SPEC, "model": {"base": warm_base}}
-    path.write_text("# hivetune join --run run.yaml --initial-peers ...\n" + yaml.safe_dump(spec))
-    return str(path)
-
-
 def wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
