@@ -189,8 +189,10 @@ class EpochConsensus:
             canonical, ready = self._wait_for_group(epoch)
             if canonical is not None:  # the swarm finished this epoch without us
                 break
-            # the first attempt insists on every peer known to be ready; a retry takes whoever is there
-            self.averager.set_min_group_size(max(1, len(ready)) if attempt == 0 else 1)
+            # the first attempt insists on every peer known to be ready; a retry takes whoever is there, but
+            # never fewer than the run's min_group (so a retry cannot make one peer's gradient the update)
+            floor = max(1, self.spec.averaging.min_group)
+            self.averager.set_min_group_size(max(floor, len(ready)) if attempt == 0 else floor)
             before = copy.deepcopy(self.state)
             ours = self._round(epoch, contribution, contribution_cid, weight)
             if ours is not None:
@@ -238,7 +240,8 @@ class EpochConsensus:
         deadline, min_group, said = time.monotonic() + self.straggler_timeout, self.spec.averaging.min_group, 0.0
         while True:
             work = self.board.work(epoch)
-            expected = set(self.last_group) | set(work) | {self.board.owner}
+            finished = {owner for owner, status in work.items() if status.get("state") == "done"}
+            expected = (set(self.last_group) | set(work) | {self.board.owner}) - finished
             done = self.board.canonical(epoch + 1)
             if done is not None and 2 * done.votes > len(expected):
                 return done, set()
@@ -340,7 +343,7 @@ class EpochConsensus:
 
         logger.info(f"adopting the canonical epoch {canonical.epoch} state {canonical.cid}")
         if not self.store.is_complete(canonical.cid):
-            fetch_checkpoint(self.dht, canonical.cid, self.store, prefix=self.spec.run_id, timeout=300.0)
+            self._fetch_with_retries(canonical.cid, fetch_checkpoint)
         state = read_state_dir(self.store.checkout(canonical.cid), self.model)
         if state.epoch != canonical.epoch:
             raise SwarmError(f"checkpoint {canonical.cid} holds epoch {state.epoch}, not {canonical.epoch}")
@@ -348,6 +351,39 @@ class EpochConsensus:
         self.canonical_cids[state.epoch] = canonical.cid
         if self.server is not None:
             self.server.announce(canonical.cid)
+
+    def linger(self, timeout: float | None = None) -> set:
+        """Stop training at our epoch E, but keep serving E's state until every peer of our last round holds
+        epoch E (it finished E too, or adopted it), or `timeout` (default: straggler_timeout) passes, so a
+        straggler of the last round can still fetch the state it must adopt. Returns the owners still behind."""
+        epoch = self.epoch
+        self.board.post_work(epoch, state="done", peer_id=self.peer_id)
+        deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)
+        behind = set(self.last_group) - {self.board.owner}
+        while behind:
+            behind -= set(self.board.work(epoch))  # any status at epoch E: that peer holds E's state
+            if not behind or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if behind:
+            logger.warning(f"epoch {epoch}: {len(behind)} peer(s) of the last round never reached it; stopping anyway")
+        return behind
+
+    def _fetch_with_retries(self, cid: str, fetch_checkpoint) -> None:
+        """Fetch `cid` from whichever holders announce it; a holder can leave or come up late, so retry (with
+        fresh provider lookups) until straggler_timeout before giving up with the fetch's own error."""
+        from coordination.errors import FetchError
+
+        deadline = time.monotonic() + max(self.straggler_timeout, 30.0)
+        while True:
+            try:
+                fetch_checkpoint(self.dht, cid, self.store, prefix=self.spec.run_id, timeout=300.0)
+                return
+            except FetchError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning(f"fetching {cid}: {exc}; retrying")
+                time.sleep(2.0)
 
     def shutdown(self) -> None:
         self.averager.shutdown()

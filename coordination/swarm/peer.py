@@ -227,9 +227,9 @@ class Peer:
             if leader:
                 check_run_spec(dht, spec)
                 server = _start_server(dht, store, spec)
+            model, tokenizer = self._start_model(dht, store)  # fetches + verifies start_cid first
             if self.start_cid and server is not None:
                 server.announce(self.start_cid)
-            model, tokenizer = self._start_model(dht, store)
             if leader and hasattr(self.hook, "bind"):
                 self.hook.bind(dht=dht, store=store, server=server, tokenizer=tokenizer, spec=spec)
             trainer = _build_trainer(spec, dht=dht, store=store, server=server, model=model, tokenizer=tokenizer,
@@ -238,6 +238,8 @@ class Peer:
             try:
                 trainer.train()
                 result = _finish(trainer, cfg.output_dir)
+                if trainer.swarm_optimizer is not None:  # stragglers of our last round may still need its state
+                    trainer.swarm_optimizer.consensus.linger()
             finally:
                 if trainer.swarm_optimizer is not None:
                     trainer.swarm_optimizer.shutdown()

@@ -66,3 +66,58 @@ def test_after_our_round_ties_go_to_our_result_and_a_larger_group_wins():
 def test_no_majority_for_our_group_gives_none_so_the_round_is_retried():
     split = FakeBoard(A, results={4: {A: res("a", [A, B, C]), B: res("b", [A, B, C]), C: res("c", [A, B, C])}})
     assert consensus(split)._resolve_after_round(3, ("a", [A, B, C])) is None
+
+
+class RecordingAverager:
+    """Fails every round and records the min group size each attempt asked for."""
+
+    def __init__(self):
+        self.min_groups = []
+
+    def set_min_group_size(self, n):
+        self.min_groups.append(n)
+
+
+def failing_consensus(min_group):
+    import torch
+
+    c = consensus(FakeBoard(A, work={3: {A: READY, B: READY, C: READY}}))
+    c.spec = SimpleNamespace(averaging=SimpleNamespace(min_group=min_group, compression="none", matchmaking_time=0.0))
+    c.averager, c.names, c.state = RecordingAverager(), ["w"], SimpleNamespace(epoch=3)
+    c.canonical_cids, c.peer_id = {}, "pa"
+    c.store_contribution = lambda *a, **k: "contribution-cid"
+    c.board.post_work = lambda *a, **k: True
+    c._round = lambda *a, **k: None  # every round fails
+    c._wait_any_canonical = lambda *a, **k: None
+    return c
+
+
+def test_a_retried_round_never_goes_below_the_runs_min_group():
+    import pytest
+    import torch
+
+    from coordination.errors import SwarmError
+
+    c = failing_consensus(min_group=2)
+    with pytest.raises(SwarmError, match="no averaging round completed"):
+        c.finish_epoch({"w": torch.zeros(4)}, weight=1.0)
+    assert c.averager.min_groups[0] == 3  # the first attempt insists on every ready peer
+    assert c.averager.min_groups[1:] and set(c.averager.min_groups[1:]) == {2}  # retries: min_group, never 1
+
+
+def test_peers_that_stopped_at_this_epoch_are_not_waited_for():
+    board = FakeBoard(A, work={3: {A: READY, B: {"state": "done"}}})
+    done, ready = consensus(board, last_group=(A, B))._wait_for_group(3)
+    assert done is None and ready == {A}  # B stopped (max_epochs): no straggler wait for it
+
+
+def test_linger_returns_once_every_peer_of_the_last_round_reached_the_epoch():
+    posted = []
+    board = FakeBoard(A, work={5: {B: {"state": "working"}}})
+    board.post_work = lambda epoch, **status: posted.append((epoch, status["state"]))
+    c = consensus(board, last_group=(A, B, C))
+    c.state, c.peer_id, c.straggler_timeout = SimpleNamespace(epoch=5), "pa", 0.0
+    assert c.linger(timeout=0.0) == {C}  # C never reached epoch 5
+    board._work[5][C] = {"state": "working"}
+    assert c.linger(timeout=5.0) == set()
+    assert posted == [(5, "done"), (5, "done")]
