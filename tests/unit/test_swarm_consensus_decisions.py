@@ -79,7 +79,6 @@ class RecordingAverager:
 
 
 def failing_consensus(min_group):
-    import torch
 
     c = consensus(FakeBoard(A, work={3: {A: READY, B: READY, C: READY}}))
     c.spec = SimpleNamespace(averaging=SimpleNamespace(min_group=min_group, compression="none", matchmaking_time=0.0))
