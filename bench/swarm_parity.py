@@ -1,16 +1,17 @@
 """Benchmark: learning parity of a 2-peer swarm vs 1 peer, same total samples and seed schedule.
 
-    python bench/swarm_parity.py           # 30 epochs x 64 completions -> outputs/bench/swarm_parity.{json,png}
-    python bench/swarm_parity.py --epochs 10 --eval-n 100
+    python bench/swarm_parity.py     # 3 seeds x 30 epochs x 64 completions -> outputs/bench/swarm_parity.{json,png}
+    python bench/swarm_parity.py --epochs 10 --eval-n 100 --seeds 0 1
 
 Both arms start from the same warm start (trainer.sft.ensure_warm_start, cached) and run the same
-code path (`hivetune join` processes around a `start_bootstrap` node, hivemind.Optimizer):
+code path (`hivetune join` processes around a `start_bootstrap` node, swarm consensus rounds):
   single = 1 peer, per_device_train_batch_size = B: one local step per epoch;
   swarm  = 2 peers, per_device_train_batch_size = B/2 each: one local step each per epoch.
-target_global_batch = B in both, the same LR, GRPO settings and grpo.seed, so each epoch applies
-one AdamW update computed from B completions: synchronous data-parallel SGD vs its single-peer
-equivalent. Held-out greedy accuracy (trainer.eval.evaluate, eval split, fixed seed) before and
-after; reported: gain = after - before for both arms and the ratio swarm/single (goal >= 0.9).
+The same LR, GRPO settings and grpo.seed, so each epoch applies one AdamW update computed from B
+completions (the mean of two B/2 gradients, weights = samples): synchronous data-parallel SGD vs
+its single-peer equivalent. Held-out greedy accuracy (trainer.eval.evaluate, eval split, fixed
+seed) before and after; reported per seed: gain = after - before for both arms, and the ratio of
+mean gains swarm/single with a bootstrap 95% CI over seeds (goal >= 0.9).
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
             "num_generations": 8,
             "max_completion_length": args.max_completion,
             "temperature": 0.7,
-            "seed": 0,
+            "seed": args.seed,
         },
-        "averaging": {"target_global_batch": batch, "matchmaking_time": 1.0, "averaging_timeout": 20.0},
+        "averaging": {"matchmaking_time": 1.0, "averaging_timeout": 20.0},
     }
 
 
@@ -97,6 +98,7 @@ def accuracy(base: str, adapter_dir: str | None, n: int, digits: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="grpo.seed of each repetition")
     parser.add_argument("--batch", type=int, default=64, help="completions per epoch (global)")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--eval-n", type=int, default=200)
@@ -130,32 +132,61 @@ def main() -> None:
         )
         progress.update(task, description="eval warm start")
         before = accuracy(base, None, args.eval_n, args.digits)
-        work = Path(tempfile.mkdtemp(prefix="swarm_parity_"))
-        progress.update(task, description="single peer")
-        single, single_s = run_arm("single", spec_dict(base, args.batch, args.batch, args), 1, args.epochs, work)
-        progress.update(task, description="2-peer swarm")
-        swarm, swarm_s = run_arm("swarm", spec_dict(base, args.batch // 2, args.batch, args), 2, args.epochs, work)
-        progress.update(task, description="eval")
-        after_single = accuracy(base, single[0]["adapter_dir"], args.eval_n, args.digits)
-        after_swarm = [accuracy(base, s["adapter_dir"], args.eval_n, args.digits) for s in swarm]
+        runs = []
+        for seed in args.seeds:
+            args.seed = seed
+            work = Path(tempfile.mkdtemp(prefix=f"swarm_parity_s{seed}_"))
+            progress.update(task, description=f"seed {seed}: single peer")
+            single, single_s = run_arm("single", spec_dict(base, args.batch, args.batch, args), 1, args.epochs, work)
+            progress.update(task, description=f"seed {seed}: 2-peer swarm")
+            swarm, swarm_s = run_arm("swarm", spec_dict(base, args.batch // 2, args.batch, args), 2, args.epochs, work)
+            progress.update(task, description=f"seed {seed}: eval")
+            after_single = accuracy(base, single[0]["adapter_dir"], args.eval_n, args.digits)
+            after_swarm = accuracy(base, swarm[0]["adapter_dir"], args.eval_n, args.digits)
+            same = swarm[0]["cids"] == swarm[1]["cids"]
+            runs.append({"seed": seed, "after_single": after_single, "after_swarm": after_swarm,
+                         "gain_single": after_single - before, "gain_swarm": after_swarm - before,
+                         "swarm_peers_same_cids": same, "wall_s_single": single_s, "wall_s_swarm": swarm_s,
+                         "swarm_rounds": [s["rounds"] for s in swarm]})  # fmt: skip
+            console.print(f"seed {seed}: single gain {after_single - before:+.3f}, swarm gain "
+                          f"{after_swarm - before:+.3f}, swarm peers hold one CID per epoch: {same}")  # fmt: skip
 
-    gain_single, gain_swarm = after_single - before, after_swarm[0] - before
-    ratio = gain_swarm / gain_single if gain_single > 0 else float("nan")
+    ratio, low, high = ratio_ci([r["gain_swarm"] for r in runs], [r["gain_single"] for r in runs])
     result = {
-        "epochs": args.epochs, "global_batch": args.batch, "total_samples": args.epochs * args.batch,
-        "eval_n": args.eval_n, "before": before, "after_single": after_single, "after_swarm_per_peer": after_swarm,
-        "gain_single": gain_single, "gain_swarm": gain_swarm, "ratio": ratio,
-        "wall_s_single": single_s, "wall_s_swarm": swarm_s,
-        "swarm_rounds": [s["rounds"] for s in swarm], "epochs_reached": [s["epochs"] for s in single + swarm],
-        "goal": "ratio >= 0.9",
+        "epochs": args.epochs, "global_batch": args.batch, "total_samples_per_arm": args.epochs * args.batch,
+        "eval_n": args.eval_n, "seeds": args.seeds, "before": before, "runs": runs,
+        "ratio": ratio, "ratio_ci95": [low, high], "goal": "ratio >= 0.9",
     }  # fmt: skip
     (OUT / "swarm_parity.json").write_text(json.dumps(result, indent=2))
     plot(result, OUT / "swarm_parity.png")
     console.print(
-        f"held-out accuracy: before {before:.3f} | single {after_single:.3f} (gain {gain_single:+.3f}) | "
-        f"swarm {after_swarm[0]:.3f} (gain {gain_swarm:+.3f}) | ratio swarm/single {ratio:.2f} (goal >= 0.9)"
+        f"held-out accuracy before {before:.3f}; mean gain single {mean(r['gain_single'] for r in runs):+.3f}, "
+        f"swarm {mean(r['gain_swarm'] for r in runs):+.3f}; ratio swarm/single {ratio:.2f} "
+        f"[95% CI {low:.2f}, {high:.2f}] over {len(runs)} seeds (goal >= 0.9)"
     )
-    console.print(f"wall: single {single_s:.0f}s, swarm {swarm_s:.0f}s; written {OUT / 'swarm_parity.json'}")
+    console.print(f"written {OUT / 'swarm_parity.json'}")
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def ratio_ci(swarm: list[float], single: list[float], n_boot: int = 10_000) -> tuple[float, float, float]:
+    """Ratio of mean gains and its percentile bootstrap 95% CI (seeds resampled in pairs)."""
+    import random
+
+    point = mean(swarm) / mean(single) if mean(single) > 0 else float("nan")
+    rng, ratios = random.Random(0), []
+    for _ in range(n_boot):
+        idx = [rng.randrange(len(swarm)) for _ in swarm]
+        denominator = mean(single[i] for i in idx)
+        if denominator > 0:
+            ratios.append(mean(swarm[i] for i in idx) / denominator)
+    ratios.sort()
+    if not ratios:
+        return point, float("nan"), float("nan")
+    return point, ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
 
 
 def plot(result: dict, path: Path) -> None:
@@ -165,11 +196,17 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    names = ["warm start", "1 peer", "2-peer swarm"]
-    values = [result["before"], result["after_single"], result["after_swarm_per_peer"][0]]
-    ax.bar(names, values, color=["grey", "tab:blue", "tab:orange"])
+    seeds = [r["seed"] for r in result["runs"]]
+    ax.axhline(result["before"], color="grey", linestyle="--", label="warm start")
+    ax.plot(seeds, [r["after_single"] for r in result["runs"]], "o", color="tab:blue", label="1 peer")
+    ax.plot(seeds, [r["after_swarm"] for r in result["runs"]], "s", color="tab:orange", label="2-peer swarm")
+    ax.set_xlabel("seed")
     ax.set_ylabel("held-out greedy accuracy")
-    ax.set_title(f"same {result['total_samples']} samples: gain ratio {result['ratio']:.2f}")
+    low, high = result["ratio_ci95"]
+    ax.set_title(
+        f"same {result['total_samples_per_arm']} samples: gain ratio {result['ratio']:.2f} [{low:.2f}, {high:.2f}]"
+    )
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
