@@ -6,9 +6,9 @@
 Both arms start from the same warm start (trainer.sft.ensure_warm_start, cached) and run the same
 code path (`hivetune join` processes around a `start_bootstrap` node, swarm consensus rounds):
   single = 1 peer, per_device_train_batch_size = B: one local step per epoch;
-  swarm  = 2 peers, per_device_train_batch_size = B/2 each: one local step each per epoch.
+  swarm  = n peers (2 and 3), per_device_train_batch_size = B/n each: one local step each per epoch.
 The same LR, GRPO settings and grpo.seed, so each epoch applies one AdamW update computed from B
-completions (the mean of two B/2 gradients, weights = samples): synchronous data-parallel SGD vs
+completions (the aggregate of n B/n gradients, weights = samples): synchronous data-parallel SGD vs
 its single-peer equivalent. Held-out greedy accuracy (trainer.eval.evaluate, eval split, fixed
 seed) before and after; reported per seed: gain = after - before for both arms, and the ratio of
 mean gains swarm/single with a bootstrap 95% CI over seeds (goal >= 0.9).
@@ -98,7 +98,8 @@ def accuracy(base: str, adapter_dir: str | None, n: int, digits: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="grpo.seed of each repetition")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="grpo.seed per repetition")
+    parser.add_argument("--peers", type=int, nargs="+", default=[2, 3], help="swarm sizes compared with 1 peer")
     parser.add_argument("--batch", type=int, default=64, help="completions per epoch (global)")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--eval-n", type=int, default=200)
@@ -138,33 +139,51 @@ def main() -> None:
             work = Path(tempfile.mkdtemp(prefix=f"swarm_parity_s{seed}_"))
             progress.update(task, description=f"seed {seed}: single peer")
             single, single_s = run_arm("single", spec_dict(base, args.batch, args.batch, args), 1, args.epochs, work)
-            progress.update(task, description=f"seed {seed}: 2-peer swarm")
-            swarm, swarm_s = run_arm("swarm", spec_dict(base, args.batch // 2, args.batch, args), 2, args.epochs, work)
-            progress.update(task, description=f"seed {seed}: eval")
-            after_single = accuracy(base, single[0]["adapter_dir"], args.eval_n, args.digits)
-            after_swarm = accuracy(base, swarm[0]["adapter_dir"], args.eval_n, args.digits)
-            same = swarm[0]["cids"] == swarm[1]["cids"]
-            runs.append({"seed": seed, "after_single": after_single, "after_swarm": after_swarm,
-                         "gain_single": after_single - before, "gain_swarm": after_swarm - before,
-                         "swarm_peers_same_cids": same, "wall_s_single": single_s, "wall_s_swarm": swarm_s,
-                         "swarm_rounds": [s["rounds"] for s in swarm]})  # fmt: skip
-            console.print(f"seed {seed}: single gain {after_single - before:+.3f}, swarm gain "
-                          f"{after_swarm - before:+.3f}, swarm peers hold one CID per epoch: {same}")  # fmt: skip
+            row = {"seed": seed, "after_single": accuracy(base, single[0]["adapter_dir"], args.eval_n, args.digits),
+                   "wall_s_single": single_s}  # fmt: skip
+            row["gain_single"] = row["after_single"] - before
+            for n in args.peers:
+                progress.update(task, description=f"seed {seed}: {n}-peer swarm")
+                spec = spec_dict(base, args.batch // n, args.batch, args)
+                swarm, swarm_s = run_arm(f"swarm{n}_", spec, n, args.epochs, work)
+                after = accuracy(base, swarm[0]["adapter_dir"], args.eval_n, args.digits)
+                groups = [g for s in swarm for g in s["round_groups"]]
+                entered = [e for s in swarm for e in s["round_entered"]]
+                row[f"swarm{n}"] = {
+                    "after": after,
+                    "gain": after - before,
+                    "peers_same_cids": all(s["cids"] == swarm[0]["cids"] for s in swarm),
+                    "full_group_share": mean(g == n for g in groups) if groups else 0.0,
+                    "discarded_share": mean(not e for e in entered) if entered else 0.0,
+                    "wall_s": swarm_s,
+                }
+                same = row[f"swarm{n}"]["peers_same_cids"]
+                console.print(f"seed {seed}: single gain {row['gain_single']:+.3f}, {n}-peer gain "
+                              f"{after - before:+.3f}, one CID per epoch on every peer: {same}")  # fmt: skip
+            runs.append(row)
 
-    ratio, low, high = ratio_ci([r["gain_swarm"] for r in runs], [r["gain_single"] for r in runs])
     result = {
         "epochs": args.epochs, "global_batch": args.batch, "total_samples_per_arm": args.epochs * args.batch,
         "eval_n": args.eval_n, "seeds": args.seeds, "before": before, "runs": runs,
-        "ratio": ratio, "ratio_ci95": [low, high], "goal": "ratio >= 0.9",
+        "goal": "ratio >= 0.9, CI low >= 0.8", "arms": {},
     }  # fmt: skip
+    for n in args.peers:
+        ratio, low, high = ratio_ci([r[f"swarm{n}"]["gain"] for r in runs], [r["gain_single"] for r in runs])
+        result["arms"][f"{n}_peers"] = {
+            "ratio": ratio, "ratio_ci95": [low, high],
+            "mean_gain": mean(r[f"swarm{n}"]["gain"] for r in runs),
+            "full_group_share": mean(r[f"swarm{n}"]["full_group_share"] for r in runs),
+            "discarded_share": mean(r[f"swarm{n}"]["discarded_share"] for r in runs),
+        }  # fmt: skip
+        console.print(
+            f"{n} peers vs 1: ratio of mean gains {ratio:.2f} [95% CI {low:.2f}, {high:.2f}] over {len(runs)} seeds; "
+            f"rounds with the full group {result['arms'][f'{n}_peers']['full_group_share']:.0%}, "
+            f"discarded local steps {result['arms'][f'{n}_peers']['discarded_share']:.0%}"
+        )
+    console.print(f"warm start {before:.3f}; mean single gain {mean(r['gain_single'] for r in runs):+.3f}")
     (OUT / "swarm_parity.json").write_text(json.dumps(result, indent=2))
     plot(result, OUT / "swarm_parity.png")
-    console.print(
-        f"held-out accuracy before {before:.3f}; mean gain single {mean(r['gain_single'] for r in runs):+.3f}, "
-        f"swarm {mean(r['gain_swarm'] for r in runs):+.3f}; ratio swarm/single {ratio:.2f} "
-        f"[95% CI {low:.2f}, {high:.2f}] over {len(runs)} seeds (goal >= 0.9)"
-    )
-    console.print(f"written {OUT / 'swarm_parity.json'}")
+    console.print(f"written {OUT / 'swarm_parity.json'} and .png")
 
 
 def mean(values) -> float:
@@ -195,18 +214,19 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
     seeds = [r["seed"] for r in result["runs"]]
     ax.axhline(result["before"], color="grey", linestyle="--", label="warm start")
-    ax.plot(seeds, [r["after_single"] for r in result["runs"]], "o", color="tab:blue", label="1 peer")
-    ax.plot(seeds, [r["after_swarm"] for r in result["runs"]], "s", color="tab:orange", label="2-peer swarm")
+    ax.plot(seeds, [r["after_single"] for r in result["runs"]], "o", label="1 peer")
+    for arm, stats in result["arms"].items():
+        n = arm.split("_")[0]
+        low, high = stats["ratio_ci95"]
+        label = f"{n} peers (ratio {stats['ratio']:.2f} [{low:.2f}, {high:.2f}])"
+        ax.plot(seeds, [r[f"swarm{n}"]["after"] for r in result["runs"]], "s", label=label)
     ax.set_xlabel("seed")
     ax.set_ylabel("held-out greedy accuracy")
-    low, high = result["ratio_ci95"]
-    ax.set_title(
-        f"same {result['total_samples_per_arm']} samples: gain ratio {result['ratio']:.2f} [{low:.2f}, {high:.2f}]"
-    )
-    ax.legend()
+    ax.set_title(f"equal samples ({result['total_samples_per_arm']} completions per arm)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -138,6 +138,7 @@ def _report_and_serve(peer, result, dht, *, as_json: bool, serve: bool) -> None:
     from coordination.swarm.dht_node import visible_maddrs
 
     summary = {**dataclasses.asdict(result), "rounds": len(result.rounds), "start_checkpoint": peer.start_cid,
+               "round_groups": [r.group_size for r in result.rounds], "round_entered": [r.ok for r in result.rounds],
                "final_checkpoint": result.cids.get(str(result.epochs)),
                "maddrs": visible_maddrs(dht) if dht is not None else []}  # fmt: skip
     if hasattr(peer.hook, "summary"):
