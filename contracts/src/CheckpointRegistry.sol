@@ -2,14 +2,20 @@
 pragma solidity ^0.8.24;
 
 /// @title CheckpointRegistry
-/// @notice Each run's lineage of promoted checkpoints. Only the governor (RunGovernor, after a
-/// successful stake vote) can promote. A checkpoint is named by its CID string (CIDv1, e.g. "bafy...")
-/// and carries the digest of the eval attestations it was promoted on.
+/// @notice Each run's lineage of promoted checkpoints. Only the governor address (the run's RunTimelock,
+/// which executes what a RunGovernor vote decided, after its delay) can promote or roll back.
 ///
-/// Nomination: anyone may `nominate` a checkpoint once per run; the block it is mined in is recorded,
-/// and validators derive the transparent-eval seed from that block's hash, which nobody knew when the
-/// nomination was sent. The registry does not require a nomination to promote: the vote decides,
-/// and voters see the eval (and its seed) in the proposal.
+/// Promotion pipeline, one checkpoint at a time:
+/// 1. `nominate(runId, cid, weightsHash)`: anyone names a checkpoint by its manifest CID and the sha2-256
+///    content hash of its adapter weights. Nominations are deduplicated by weights hash, so K byte-different
+///    manifests of the same weights make one nomination and one eval seed (no seed grinding).
+/// 2. `fixSeed(runId, cid)`: anyone, from the block after the nomination's and within 256 blocks, fixes
+///    the transparent-eval seed to the hash of the block *after* the nomination block, which nobody knew
+///    when the nomination was sent.
+/// 3. `recordEval(runId, cid, evalDigest)`: the digest of the eval attestations run on that seed goes on
+///    chain (once the seed is fixed); voters compare it with the validators' signed results.
+/// 4. `promote(runId, cid, evalDigest)` (governor only) accepts only a nominated CID whose seed is fixed and
+///    whose `evalDigest` was recorded; `rollback(runId, index)` makes an earlier lineage entry current again.
 contract CheckpointRegistry {
     struct Checkpoint {
         string cid;
@@ -17,37 +23,105 @@ contract CheckpointRegistry {
         uint64 promotedAt;
     }
 
+    struct Nomination {
+        bytes32 weightsHash;
+        uint64 blockNumber;
+        bytes32 seed;
+        address nominator;
+    }
+
     address private immutable _governor;
     mapping(bytes32 runId => Checkpoint[]) private _lineage;
     mapping(bytes32 runId => mapping(bytes32 cidHash => bool)) private _promoted;
-    mapping(bytes32 runId => mapping(bytes32 cidHash => uint256 blockNumber)) private _nominatedAt;
+    mapping(bytes32 runId => mapping(bytes32 cidHash => Nomination)) private _nominations;
+    mapping(bytes32 runId => mapping(bytes32 weightsHash => string cid)) private _cidOfWeights;
+    mapping(bytes32 runId => mapping(bytes32 cidHash => mapping(bytes32 evalDigest => bool))) private _evals;
 
     error NotGovernor(address caller);
     error ZeroAddress();
     error EmptyCid();
+    error ZeroWeightsHash();
+    error ZeroEvalDigest();
     error CheckpointAlreadyPromoted(bytes32 runId, string cid);
     error NoCheckpoint(bytes32 runId);
     error IndexOutOfRange(bytes32 runId, uint256 index, uint256 length);
     error AlreadyNominated(bytes32 runId, string cid, uint256 blockNumber);
+    error WeightsAlreadyNominated(bytes32 runId, bytes32 weightsHash, string cid);
     error NotNominated(bytes32 runId, string cid);
+    error SeedNotYetAvailable(bytes32 runId, string cid, uint256 seedBlock);
+    error SeedAlreadyFixed(bytes32 runId, string cid, bytes32 seed);
+    error SeedExpired(bytes32 runId, string cid, uint256 seedBlock);
+    error SeedNotFixed(bytes32 runId, string cid);
+    error EvalNotRecorded(bytes32 runId, string cid, bytes32 evalDigest);
 
+    event CheckpointNominated(
+        bytes32 indexed runId, string cid, bytes32 indexed weightsHash, address indexed nominator, uint256 blockNumber
+    );
+    event SeedFixed(bytes32 indexed runId, string cid, bytes32 seed, uint256 seedBlock);
+    event EvalRecorded(bytes32 indexed runId, string cid, bytes32 evalDigest, address indexed recorder);
     event CheckpointPromoted(
         bytes32 indexed runId, uint256 indexed index, string cid, bytes32 evalDigest, string parentCid
     );
-
-    event CheckpointNominated(bytes32 indexed runId, string cid, address indexed nominator, uint256 blockNumber);
+    event CheckpointRolledBack(bytes32 indexed runId, uint256 indexed index, string cid, uint256 fromIndex);
 
     constructor(address governor_) {
         if (governor_ == address(0)) revert ZeroAddress();
         _governor = governor_;
     }
 
-    /// @notice Append `cid` to `runId`'s lineage; its parent is the previously promoted checkpoint.
-    function promote(bytes32 runId, string calldata cid, bytes32 evalDigest) external {
+    modifier onlyGovernor() {
         if (msg.sender != _governor) revert NotGovernor(msg.sender);
+        _;
+    }
+
+    // ---------------------------------------------------------------- nomination and eval
+
+    /// @notice Nominate `cid` (whose adapter weights hash to `weightsHash`) as a promotion candidate.
+    function nominate(bytes32 runId, string calldata cid, bytes32 weightsHash) external {
+        if (bytes(cid).length == 0) revert EmptyCid();
+        if (weightsHash == bytes32(0)) revert ZeroWeightsHash();
+        bytes32 cidHash = keccak256(bytes(cid));
+        if (_promoted[runId][cidHash]) revert CheckpointAlreadyPromoted(runId, cid);
+        uint256 previous = _nominations[runId][cidHash].blockNumber;
+        if (previous != 0) revert AlreadyNominated(runId, cid, previous);
+        string storage other = _cidOfWeights[runId][weightsHash];
+        if (bytes(other).length != 0) revert WeightsAlreadyNominated(runId, weightsHash, other);
+        _nominations[runId][cidHash] = Nomination(weightsHash, uint64(block.number), bytes32(0), msg.sender);
+        _cidOfWeights[runId][weightsHash] = cid;
+        emit CheckpointNominated(runId, cid, weightsHash, msg.sender, block.number);
+    }
+
+    /// @notice Fix `cid`'s eval seed to the hash of the block after its nomination block.
+    function fixSeed(bytes32 runId, string calldata cid) external returns (bytes32 seed) {
+        Nomination storage n = _nomination(runId, cid);
+        if (n.seed != bytes32(0)) revert SeedAlreadyFixed(runId, cid, n.seed);
+        uint256 seedBlock = uint256(n.blockNumber) + 1;
+        if (block.number <= seedBlock) revert SeedNotYetAvailable(runId, cid, seedBlock);
+        seed = blockhash(seedBlock);
+        if (seed == bytes32(0)) revert SeedExpired(runId, cid, seedBlock);
+        n.seed = seed;
+        emit SeedFixed(runId, cid, seed, seedBlock);
+    }
+
+    /// @notice Put the digest of `cid`'s eval attestations (run on its fixed seed) on chain.
+    function recordEval(bytes32 runId, string calldata cid, bytes32 evalDigest) external {
+        if (evalDigest == bytes32(0)) revert ZeroEvalDigest();
+        Nomination storage n = _nomination(runId, cid);
+        if (n.seed == bytes32(0)) revert SeedNotFixed(runId, cid);
+        _evals[runId][keccak256(bytes(cid))][evalDigest] = true;
+        emit EvalRecorded(runId, cid, evalDigest, msg.sender);
+    }
+
+    // ---------------------------------------------------------------- governor only
+
+    /// @notice Append `cid` to `runId`'s lineage; its parent is the previously current checkpoint.
+    function promote(bytes32 runId, string calldata cid, bytes32 evalDigest) external onlyGovernor {
         if (bytes(cid).length == 0) revert EmptyCid();
         bytes32 cidHash = keccak256(bytes(cid));
         if (_promoted[runId][cidHash]) revert CheckpointAlreadyPromoted(runId, cid);
+        Nomination storage n = _nomination(runId, cid);
+        if (n.seed == bytes32(0)) revert SeedNotFixed(runId, cid);
+        if (!_evals[runId][cidHash][evalDigest]) revert EvalNotRecorded(runId, cid, evalDigest);
         Checkpoint[] storage lineage = _lineage[runId];
         string memory parent = lineage.length == 0 ? "" : lineage[lineage.length - 1].cid;
         _promoted[runId][cidHash] = true;
@@ -55,22 +129,34 @@ contract CheckpointRegistry {
         emit CheckpointPromoted(runId, lineage.length - 1, cid, evalDigest, parent);
     }
 
-    /// @notice Record `cid` as a promotion candidate of `runId` at this block (once; promoted CIDs excluded).
-    function nominate(bytes32 runId, string calldata cid) external {
-        if (bytes(cid).length == 0) revert EmptyCid();
-        bytes32 cidHash = keccak256(bytes(cid));
-        if (_promoted[runId][cidHash]) revert CheckpointAlreadyPromoted(runId, cid);
-        uint256 previous = _nominatedAt[runId][cidHash];
-        if (previous != 0) revert AlreadyNominated(runId, cid, previous);
-        _nominatedAt[runId][cidHash] = block.number;
-        emit CheckpointNominated(runId, cid, msg.sender, block.number);
+    /// @notice Make lineage entry `index` current again (appended, so the history stays readable).
+    function rollback(bytes32 runId, uint256 index) external onlyGovernor {
+        Checkpoint[] storage lineage = _lineage[runId];
+        uint256 length = lineage.length;
+        if (index >= length) revert IndexOutOfRange(runId, index, length);
+        Checkpoint memory target = lineage[index];
+        lineage.push(Checkpoint(target.cid, target.evalDigest, uint64(block.timestamp)));
+        emit CheckpointRolledBack(runId, length, target.cid, index);
     }
 
-    /// @notice The block `cid` was nominated in (its hash seeds the transparent eval).
+    // ---------------------------------------------------------------- views
+
+    /// @notice The block `cid` was nominated in (the seed is the hash of the next block).
     function nominationBlock(bytes32 runId, string calldata cid) external view returns (uint256) {
-        uint256 blockNumber = _nominatedAt[runId][keccak256(bytes(cid))];
-        if (blockNumber == 0) revert NotNominated(runId, cid);
-        return blockNumber;
+        return _nomination(runId, cid).blockNumber;
+    }
+
+    function nominationOf(bytes32 runId, string calldata cid) external view returns (Nomination memory) {
+        return _nomination(runId, cid);
+    }
+
+    /// @notice The CID nominated for `weightsHash` ("" if none).
+    function cidOfWeights(bytes32 runId, bytes32 weightsHash) external view returns (string memory) {
+        return _cidOfWeights[runId][weightsHash];
+    }
+
+    function evalRecorded(bytes32 runId, string calldata cid, bytes32 evalDigest) external view returns (bool) {
+        return _evals[runId][keccak256(bytes(cid))][evalDigest];
     }
 
     function governor() external view returns (address) {
@@ -96,5 +182,10 @@ contract CheckpointRegistry {
 
     function isPromoted(bytes32 runId, string calldata cid) external view returns (bool) {
         return _promoted[runId][keccak256(bytes(cid))];
+    }
+
+    function _nomination(bytes32 runId, string calldata cid) private view returns (Nomination storage n) {
+        n = _nominations[runId][keccak256(bytes(cid))];
+        if (n.blockNumber == 0) revert NotNominated(runId, cid);
     }
 }
