@@ -23,6 +23,11 @@ from coordination.verify.validator import Validator
 from coordination.verify.verdicts import Finding, SignedVerdict, Status
 
 
+def slash_evidence(receipt_digest: bytes, kind: int) -> bytes:
+    """The evidence hash `Staking.slash` consumes once: keccak(abi.encode(bytes32 receipt, uint8 kind))."""
+    return keccak(encode(["bytes32", "uint8"], [bytes(receipt_digest), int(kind)]))
+
+
 @dataclass
 class ReceiptOutcome:
     """The agreed ruling on one receipt, with every validator's signed verdict."""
@@ -38,14 +43,13 @@ class ReceiptOutcome:
         return self.receipt.receipt.peer
 
     def evidence(self, domain: dict) -> bytes:
-        """32-byte slash evidence: keccak(abi.encode(receipt digest, kind, finding digest)); one use on chain."""
+        """32-byte slash evidence keyed on (receipt, kind): keccak(abi.encode(receipt digest, kind)).
+
+        Not on the cited record: any reproducible evidence of the same kind on the same receipt is the same
+        case, so a receipt is slashed at most once per kind however many records validators cite.
+        """
         assert self.finding is not None, "only a ruled-against receipt has evidence"
-        return keccak(
-            encode(
-                ["bytes32", "uint8", "bytes32"],
-                [self.receipt.receipt.digest(domain), int(self.finding.kind), self.finding.digest()],
-            )
-        )
+        return slash_evidence(self.receipt.receipt.digest(domain), int(self.finding.kind))
 
     def signers(self, domain: dict) -> list[str]:
         return [v.signer(domain) for v in self.verdicts]
