@@ -1,8 +1,13 @@
 """Transparent evaluation of a checkpoint proposed for promotion.
 
-1. The eval seed is fixed by the chain *after* the checkpoint is nominated
-   (`CheckpointRegistry.nominate` records the block; the seed hashes that block's hash with the
-   run id and CID), so nobody could have trained on the eval set in advance.
+1. The eval seed is fixed by the chain *after* the checkpoint is nominated: `CheckpointRegistry.fixSeed`
+   stores the hash of the block after the nomination block, and `eval_seed` hashes it with the run id
+   and CID. Nominations are deduplicated by the adapter weights' hash, so nobody can nominate K
+   byte-different manifests of one adapter and keep the luckiest of K seeds.
+   The problems (`eval_problems`) come from that seed and only from the task's eval split, which is
+   disjoint from the training partition by construction (a hash of each problem's key decides its
+   split; the trainer's sampler rejects eval problems): a checkpoint tuned on a fixed public eval set
+   meets problems nobody knew before the seed, and training never draws from this space.
 2. A validator runs greedy pass@1 on `n` held-out samples at that seed and commits to every
    per-sample record (prompt, reasoning trace, extracted answer, verdict) in an OZ
    StandardMerkleTree (leaf: `(uint256 index, bytes32 keccak(prompt), bytes32 keccak(completion), bool verdict)`).
@@ -48,7 +53,11 @@ def eval_domain(chain_id: int, registry_address: str) -> dict:
 
 
 def eval_seed(block_hash: bytes, run_key: bytes, cid: str) -> int:
-    """The eval seed of a nominated checkpoint: 63 bits of keccak(block hash, run, cid)."""
+    """The eval seed of a nominated checkpoint: 63 bits of keccak(chain seed, run, cid).
+
+    `block_hash` is the registry's fixed seed (`RegistryClient.eval_seed`): the hash of the block after
+    the nomination's.
+    """
     return (
         int.from_bytes(keccak(encode(["bytes32", "bytes32", "string"], [bytes(block_hash), run_key, cid]))[:8], "big")
         >> 1
@@ -161,16 +170,32 @@ class EvalBundle:
             ) from exc
 
 
-def run_transparent_eval(model, tokenizer, task, *, cid: str, seed: int, n: int, batch_size: int = 64) -> EvalBundle:
-    """Greedy pass@1 on `n` held-out samples at `seed`; every sample kept as a committed record."""
-    from trainer.eval import generate_greedy
+def eval_problems(task, seed: int, n: int) -> list:
+    """`n` problems of `task`'s eval split drawn at `seed` (never a training-partition problem)."""
+    samples = [task.sample(seed, i, split="eval") for i in range(n)]
+    assert all(s.split == "eval" for s in samples), "the task returned a problem outside its eval split"
+    return samples
+
+
+def run_transparent_eval(
+    model, tokenizer, task, *, cid: str, seed: int, n: int, batch_size: int = 64, generate=None
+) -> EvalBundle:
+    """Greedy pass@1 on `n` eval problems at `seed`; every sample kept as a committed record.
+
+    `generate(prompts) -> completions` replaces greedy decoding of `model` (tests, other backends).
+    """
     from trainer.tasks.base import extract_answer
 
-    samples = [task.sample(seed, i, split="eval") for i in range(n)]
+    samples = eval_problems(task, seed, n)
     prompts = [task.prompt(s) for s in samples]
-    completions = generate_greedy(
-        model, tokenizer, prompts, max_new_tokens=task.max_completion_chars(), batch_size=batch_size
-    )
+    if generate is None:
+        from trainer.eval import generate_greedy
+
+        completions = generate_greedy(
+            model, tokenizer, prompts, max_new_tokens=task.max_completion_chars(), batch_size=batch_size
+        )
+    else:
+        completions = list(generate(prompts))
     records = [
         EvalRecord(i, p, c, extract_answer(c), bool(task.verify(c, s)))
         for i, (s, p, c) in enumerate(zip(samples, prompts, completions, strict=True))
