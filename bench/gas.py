@@ -127,11 +127,13 @@ def scaling_gas(box: Sandbox, progress: Progress) -> tuple[dict, dict, dict]:
 
 def governance_gas(box: Sandbox) -> dict[str, int]:
     c, proposer = box.c, box.accounts[1].address
-    cid, digest = "bafkrei-bench", keccak(text="eval")
-    gas = {"CheckpointRegistry.nominate": c.registry.nominate("bench", cid, keccak(text="w"), sender=proposer)["gasUsed"]}
+    cid, reg = "bafkrei-bench", c.registry
+    gas = {"CheckpointRegistry.nominate": reg.nominate("bench", cid, keccak(text="w"), sender=proposer)["gasUsed"]}
     advance_time(box.w3, 1)
-    gas["CheckpointRegistry.fixSeed"] = c.registry.fix_seed("bench", cid, sender=proposer)["gasUsed"]
-    gas["CheckpointRegistry.recordEval"] = c.registry.record_eval("bench", cid, digest, sender=proposer)["gasUsed"]
+    gas["CheckpointRegistry.fixSeed"] = reg.fix_seed("bench", cid, sender=proposer)["gasUsed"]
+    recorded = reg.record_eval("bench", cid, 40, 64, keccak(text="records"), sender=proposer)
+    gas["CheckpointRegistry.recordEval"] = recorded["gasUsed"]
+    digest = reg.events("EvalRecorded", recorded)[0]["evalDigest"]
     proposal = promotion_proposal(c.registry.address, "bench", cid, digest)
     gas["RunGovernor.propose (promote)"] = c.governor._send(
         "propose", *proposal.as_args(), proposal.description, sender=proposer

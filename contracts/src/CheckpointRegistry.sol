@@ -12,8 +12,12 @@ pragma solidity ^0.8.24;
 /// 2. `fixSeed(runId, cid)`: anyone, from the block after the nomination's and within 256 blocks, fixes
 ///    the transparent-eval seed to the hash of the block *after* the nomination block, which nobody knew
 ///    when the nomination was sent.
-/// 3. `recordEval(runId, cid, evalDigest)`: the digest of the eval attestations run on that seed goes on
-///    chain (once the seed is fixed); voters compare it with the validators' signed results.
+/// 3. `recordEval(runId, cid, correct, total, recordsRoot)`: the score of the transparent eval and the Merkle
+///    root of its per-sample records go on chain; the registry itself derives the eval seed
+///    (`evalSeed`: 63 bits of keccak256(abi.encode(chain seed, runId, cid))) and the eval digest
+///    keccak256(abi.encode(cid, evalSeed, correct, total, recordsRoot)), so a recorded digest is
+///    bound to the chain's seed: an eval run on any other seed has another digest. Voters read the score
+///    here (`evalResult`), never from a proposal's description.
 /// 4. `promote(runId, cid, evalDigest)` (governor only) accepts only a nominated CID whose seed is fixed and
 ///    whose `evalDigest` was recorded; `rollback(runId, index)` makes an earlier lineage entry current again.
 contract CheckpointRegistry {
@@ -21,6 +25,13 @@ contract CheckpointRegistry {
         string cid;
         bytes32 evalDigest;
         uint64 promotedAt;
+    }
+
+    struct EvalResult {
+        uint64 correct;
+        uint64 total;
+        bytes32 recordsRoot;
+        bool recorded;
     }
 
     struct Nomination {
@@ -35,13 +46,13 @@ contract CheckpointRegistry {
     mapping(bytes32 runId => mapping(bytes32 cidHash => bool)) private _promoted;
     mapping(bytes32 runId => mapping(bytes32 cidHash => Nomination)) private _nominations;
     mapping(bytes32 runId => mapping(bytes32 weightsHash => string cid)) private _cidOfWeights;
-    mapping(bytes32 runId => mapping(bytes32 cidHash => mapping(bytes32 evalDigest => bool))) private _evals;
+    mapping(bytes32 runId => mapping(bytes32 cidHash => mapping(bytes32 evalDigest => EvalResult))) private _evals;
 
     error NotGovernor(address caller);
     error ZeroAddress();
     error EmptyCid();
     error ZeroWeightsHash();
-    error ZeroEvalDigest();
+    error InvalidEvalScore(uint256 correct, uint256 total);
     error CheckpointAlreadyPromoted(bytes32 runId, string cid);
     error NoCheckpoint(bytes32 runId);
     error IndexOutOfRange(bytes32 runId, uint256 index, uint256 length);
@@ -58,7 +69,9 @@ contract CheckpointRegistry {
         bytes32 indexed runId, string cid, bytes32 indexed weightsHash, address indexed nominator, uint256 blockNumber
     );
     event SeedFixed(bytes32 indexed runId, string cid, bytes32 seed, uint256 seedBlock);
-    event EvalRecorded(bytes32 indexed runId, string cid, bytes32 evalDigest, address indexed recorder);
+    event EvalRecorded(
+        bytes32 indexed runId, string cid, bytes32 evalDigest, uint256 correct, uint256 total, address indexed recorder
+    );
     event CheckpointPromoted(
         bytes32 indexed runId, uint256 indexed index, string cid, bytes32 evalDigest, string parentCid
     );
@@ -103,13 +116,23 @@ contract CheckpointRegistry {
         emit SeedFixed(runId, cid, seed, seedBlock);
     }
 
-    /// @notice Put the digest of `cid`'s eval attestations (run on its fixed seed) on chain.
-    function recordEval(bytes32 runId, string calldata cid, bytes32 evalDigest) external {
-        if (evalDigest == bytes32(0)) revert ZeroEvalDigest();
-        Nomination storage n = _nomination(runId, cid);
-        if (n.seed == bytes32(0)) revert SeedNotFixed(runId, cid);
-        _evals[runId][keccak256(bytes(cid))][evalDigest] = true;
-        emit EvalRecorded(runId, cid, evalDigest, msg.sender);
+    /// @notice Record `cid`'s transparent-eval score on its fixed seed; returns the eval digest to promote with.
+    function recordEval(bytes32 runId, string calldata cid, uint256 correct, uint256 total, bytes32 recordsRoot)
+        external
+        returns (bytes32 evalDigest)
+    {
+        if (total == 0 || correct > total || total > type(uint64).max) revert InvalidEvalScore(correct, total);
+        uint256 seed = evalSeed(runId, cid);
+        evalDigest = keccak256(abi.encode(cid, seed, correct, total, recordsRoot));
+        _evals[runId][keccak256(bytes(cid))][evalDigest] = EvalResult(uint64(correct), uint64(total), recordsRoot, true);
+        emit EvalRecorded(runId, cid, evalDigest, correct, total, msg.sender);
+    }
+
+    /// @notice The transparent-eval seed of `cid`: 63 bits of keccak256(abi.encode(chain seed, runId, cid)).
+    function evalSeed(bytes32 runId, string calldata cid) public view returns (uint256) {
+        bytes32 chainSeed = _nomination(runId, cid).seed;
+        if (chainSeed == bytes32(0)) revert SeedNotFixed(runId, cid);
+        return uint256(keccak256(abi.encode(chainSeed, runId, cid))) >> 193;
     }
 
     // ---------------------------------------------------------------- governor only
@@ -121,7 +144,7 @@ contract CheckpointRegistry {
         if (_promoted[runId][cidHash]) revert CheckpointAlreadyPromoted(runId, cid);
         Nomination storage n = _nomination(runId, cid);
         if (n.seed == bytes32(0)) revert SeedNotFixed(runId, cid);
-        if (!_evals[runId][cidHash][evalDigest]) revert EvalNotRecorded(runId, cid, evalDigest);
+        if (!_evals[runId][cidHash][evalDigest].recorded) revert EvalNotRecorded(runId, cid, evalDigest);
         Checkpoint[] storage lineage = _lineage[runId];
         string memory parent = lineage.length == 0 ? "" : lineage[lineage.length - 1].cid;
         _promoted[runId][cidHash] = true;
@@ -155,7 +178,11 @@ contract CheckpointRegistry {
         return _cidOfWeights[runId][weightsHash];
     }
 
-    function evalRecorded(bytes32 runId, string calldata cid, bytes32 evalDigest) external view returns (bool) {
+    function evalResult(bytes32 runId, string calldata cid, bytes32 evalDigest)
+        external
+        view
+        returns (EvalResult memory)
+    {
         return _evals[runId][keccak256(bytes(cid))][evalDigest];
     }
 

@@ -251,6 +251,14 @@ class PromotedCheckpoint:
 
 
 @dataclass(frozen=True)
+class EvalResult:
+    correct: int
+    total: int
+    records_root: bytes
+    recorded: bool
+
+
+@dataclass(frozen=True)
 class Nomination:
     weights_hash: bytes
     block_number: int
@@ -287,8 +295,16 @@ class RegistryClient(ContractClient):
         """Fix `cid`'s eval seed (the hash of the block after its nomination); anyone may call."""
         return self._send("fixSeed", run_key(run_id), cid, sender=sender)
 
-    def record_eval(self, run_id, cid: str, eval_digest: bytes, *, sender: Sender):
-        return self._send("recordEval", run_key(run_id), cid, bytes(eval_digest), sender=sender)
+    def record_eval(self, run_id, cid: str, correct: int, total: int, records_root: bytes, *, sender: Sender):
+        """Record an eval score on `cid`'s fixed seed; the registry derives the digest (see `eval_digest`)."""
+        return self._send("recordEval", run_key(run_id), cid, correct, total, bytes(records_root), sender=sender)
+
+    def eval_seed_int(self, run_id, cid: str) -> int:
+        """The eval seed the registry derives (equals `transparent_eval.eval_seed(chain seed, run, cid)`)."""
+        return self._call("evalSeed", run_key(run_id), cid)
+
+    def eval_result(self, run_id, cid: str, eval_digest: bytes) -> EvalResult:
+        return EvalResult(*self._call("evalResult", run_key(run_id), cid, bytes(eval_digest)))
 
     def nomination_block(self, run_id, cid: str) -> int:
         """Block number of `cid`'s nomination; ChainError (NotNominated) if it never was."""
@@ -306,7 +322,7 @@ class RegistryClient(ContractClient):
         return self._call("cidOfWeights", run_key(run_id), bytes(weights_hash))
 
     def eval_recorded(self, run_id, cid: str, eval_digest: bytes) -> bool:
-        return self._call("evalRecorded", run_key(run_id), cid, bytes(eval_digest))
+        return self.eval_result(run_id, cid, eval_digest).recorded
 
     def governor(self) -> str:
         return self._call("governor")

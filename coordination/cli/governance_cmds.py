@@ -268,6 +268,7 @@ def proposal_rows(infos) -> list[dict]:
                 "state": info.state.name.lower(),
                 "executes": "; ".join(a.summary() for a in info.actions),
                 "cid": facts.get("cid"),
+                "eval": f"{facts['correct']}/{facts['total']}" if facts.get("eval_recorded") else None,
                 "eval_digest": facts.get("eval_digest"),
                 "nominated": facts.get("nominated"),
                 "eval_recorded": facts.get("eval_recorded"),
@@ -283,7 +284,7 @@ def print_proposal_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    columns = ("proposal", "state", "executes", "nominated", "eval_recorded", "for", "against", "abstain")
+    columns = ("proposal", "state", "executes", "nominated", "eval", "for", "against", "abstain")
     table = Table(title="promotion proposals")
     for col in columns:
         table.add_column(col, overflow="fold")

@@ -95,7 +95,9 @@ def propose_promotion(
         quorum=quorum,
     )
     if not clients.registry.eval_recorded(run_id, cid, bundle.digest):
-        clients.registry.record_eval(run_id, cid, bundle.digest, sender=sender)
+        clients.registry.record_eval(run_id, cid, bundle.correct, bundle.total, bundle.root, sender=sender)
+    if not clients.registry.eval_recorded(run_id, cid, bundle.digest):  # the registry derived another digest
+        raise ChainError(f"the registry's eval digest of {cid} differs from the bundle's: the seed does not match")
     text = description or f"Promote checkpoint {cid}: eval {bundle.correct}/{bundle.total} on seed {bundle.seed}"
     proposal = promotion_proposal(clients.registry.address, run_id, cid, bundle.digest, text)
     return clients.governor.propose(proposal, sender=sender)
@@ -132,13 +134,17 @@ def action_facts(clients, action: Action) -> dict | None:
             clients.registry.nomination(run, cid)
         except ChainError:
             nominated = False
+        result = clients.registry.eval_result(run, cid, digest) if nominated else None
+        recorded = bool(result and result.recorded)
         return {
             "action": "promote",
             "run_id": "0x" + bytes(run).hex(),
             "cid": cid,
             "eval_digest": "0x" + digest.hex(),
             "nominated": nominated,
-            "eval_recorded": nominated and clients.registry.eval_recorded(run, cid, digest),
+            "eval_recorded": recorded,
+            "correct": result.correct if recorded else None,
+            "total": result.total if recorded else None,
         }
     if action.function == "rollback":
         return {"action": "rollback", "run_id": "0x" + bytes(action.args["runId"]).hex(), "index": action.args["index"]}

@@ -123,11 +123,12 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     assert json.loads(result.output)["withdrawn"] == 200 * TOKEN
 
     # promotion: nominate, fix the seed a block later, record the eval, vote, queue, timelock, execute
-    cid, digest = "bafkrei-anvil-ckpt", keccak(text="eval")
+    cid = "bafkrei-anvil-ckpt"
     c.registry.nominate(RUN, cid, keccak(text="weights"), sender=staker)
     advance_time(w3, 1)
     c.registry.fix_seed(RUN, cid, sender=deployer)
-    c.registry.record_eval(RUN, cid, digest, sender=deployer)
+    recorded = c.registry.record_eval(RUN, cid, 3, 4, keccak(text="records"), sender=deployer)
+    digest = c.registry.events("EvalRecorded", recorded)[0]["evalDigest"]
     advance_time(w3, 1)
     proposal = promotion_proposal(c.registry.address, RUN, cid, digest)
     pid = c.governor.propose(proposal, sender=staker)

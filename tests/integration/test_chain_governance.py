@@ -29,7 +29,8 @@ PARAMS = DeployParams(
 RUN = "bafy-run-governance"
 CID1, CID2 = "bafkreicid1", "bafkreicid2"
 W1, W2 = keccak(text="weights 1"), keccak(text="weights 2")
-DIGEST = keccak(text="eval attestations")
+DIGEST = keccak(text="eval attestations")  # a digest nobody recorded
+ROOT = keccak(text="eval records root")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +54,13 @@ def addr(box, i):
     return box.accounts[i].address
 
 
-def ready(box, cid, weights, digest=DIGEST):
-    """Nominate, let a block pass, fix the seed, record the eval digest."""
+def ready(box, cid, weights, correct=3, total=5):
+    """Nominate, let a block pass, fix the seed, record the eval score; returns the eval digest to promote with."""
     box.c.registry.nominate(RUN, cid, weights, sender=addr(box, 3))
     advance_time(box.w3, 1)
     box.c.registry.fix_seed(RUN, cid, sender=addr(box, 4))
-    box.c.registry.record_eval(RUN, cid, digest, sender=addr(box, 4))
+    receipt = box.c.registry.record_eval(RUN, cid, correct, total, ROOT, sender=addr(box, 4))
+    return box.c.registry.events("EvalRecorded", receipt)[0]["evalDigest"]
 
 
 def open_vote(box, proposal):
@@ -97,9 +99,11 @@ def promote_via_vote(box, cid, digest=DIGEST, description=""):
 def test_promotion_end_to_end_builds_lineage(box):
     gov, registry = box.c.governor, box.c.registry
     assert registry.current(RUN) is None
+    digests = []
     for i, (cid, weights) in enumerate([(CID1, W1), (CID2, W2)]):
-        ready(box, cid, weights)
-        proposal = promotion_proposal(registry.address, RUN, cid, DIGEST)
+        digest = ready(box, cid, weights)
+        digests.append(digest)
+        proposal = promotion_proposal(registry.address, RUN, cid, digest)
         pid = open_vote(box, proposal)
         gov.cast_vote(pid, Support.FOR, sender=addr(box, 0))
         gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 2), reason="eval too weak")
@@ -114,19 +118,18 @@ def test_promotion_end_to_end_builds_lineage(box):
                 "runId": run_key(RUN),
                 "index": i,
                 "cid": cid,
-                "evalDigest": DIGEST,
+                "evalDigest": digest,
                 "parentCid": "" if i == 0 else CID1,
             }
         ]
     assert [c.cid for c in registry.lineage(RUN)] == [CID1, CID2]
-    assert registry.current(RUN).eval_digest == DIGEST
+    assert registry.current(RUN).eval_digest == digests[1]
     assert registry.is_promoted(RUN, CID1) and not registry.is_promoted("other run", CID1)
 
 
 def test_a_later_vote_rolls_a_promotion_back(box):
     for cid, weights in ((CID1, W1), (CID2, W2)):
-        ready(box, cid, weights)
-        promote_via_vote(box, cid)
+        promote_via_vote(box, cid, ready(box, cid, weights))
     proposal = rollback_proposal(box.c.registry.address, RUN, 0)
     pass_vote(box, proposal)
     receipt = box.c.governor.execute(proposal, sender=addr(box, 4))
@@ -145,8 +148,8 @@ def test_a_later_vote_rolls_a_promotion_back(box):
 
 
 def test_the_timelock_delay_is_enforced(box):
-    ready(box, CID1, W1)
-    proposal = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
+    digest = ready(box, CID1, W1)
+    proposal = promotion_proposal(box.c.registry.address, RUN, CID1, digest)
     pid = open_vote(box, proposal)
     box.c.governor.cast_vote(pid, Support.FOR, sender=addr(box, 0))
     close_vote(box)
@@ -165,11 +168,11 @@ def test_the_timelock_delay_is_enforced(box):
 
 
 def test_only_the_timelock_may_promote_and_only_the_governor_may_queue(box):
-    ready(box, CID1, W1)
+    digest = ready(box, CID1, W1)
     assert box.c.registry.governor() == box.c.timelock.address
     assert box.c.governor.timelock() == box.c.timelock.address
     with expect_revert("NotGovernor", addr(box, 0)):
-        box.c.registry._send("promote", run_key(RUN), CID1, DIGEST, sender=addr(box, 0))
+        box.c.registry._send("promote", run_key(RUN), CID1, digest, sender=addr(box, 0))
     assert box.c.timelock.has_role("PROPOSER_ROLE", box.c.governor.address)
     assert not box.c.timelock.has_role("PROPOSER_ROLE", box.deployer)
     assert not box.c.timelock.has_role("DEFAULT_ADMIN_ROLE", box.deployer)  # the deployer renounced
@@ -194,18 +197,42 @@ def test_promote_needs_the_fixed_seed_and_the_recorded_digest(box):
     with expect_revert("SeedNotFixed", run_key(RUN), CID1):
         box.c.governor.execute(unfixed, sender=addr(box, 4))
     box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
-    other = keccak(text="a digest nobody recorded")
-    box.c.registry.record_eval(RUN, CID1, DIGEST, sender=addr(box, 3))
-    wrong = promotion_proposal(box.c.registry.address, RUN, CID1, other, "promote with another digest")
+    box.c.registry.record_eval(RUN, CID1, 3, 5, ROOT, sender=addr(box, 3))
+    wrong = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST, "promote with another digest")
     pass_vote(box, wrong)
-    with expect_revert("EvalNotRecorded", run_key(RUN), CID1, other):
+    with expect_revert("EvalNotRecorded", run_key(RUN), CID1, DIGEST):
         box.c.governor.execute(wrong, sender=addr(box, 4))
 
 
+def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
+    """The registry derives the seed and the digest itself: an eval on a precomputed seed cannot be recorded."""
+    from eth_abi import encode
+
+    from coordination.governance.transparent_eval import eval_seed
+
+    reg = box.c.registry
+    reg.nominate(RUN, CID1, W1, sender=addr(box, 3))
+    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
+        reg.eval_seed_int(RUN, CID1)
+    advance_time(box.w3, 1)
+    reg.fix_seed(RUN, CID1, sender=addr(box, 3))
+    seed = reg.eval_seed_int(RUN, CID1)
+    assert seed == eval_seed(reg.eval_seed(RUN, CID1), run_key(RUN), CID1) < 2**63
+    receipt = reg.record_eval(RUN, CID1, 4, 7, ROOT, sender=addr(box, 4))
+    [event] = reg.events("EvalRecorded", receipt)
+    expected = keccak(encode(["string", "uint256", "uint256", "uint256", "bytes32"], [CID1, seed, 4, 7, ROOT]))
+    assert event["evalDigest"] == expected and (event["correct"], event["total"]) == (4, 7)
+    result = reg.eval_result(RUN, CID1, expected)
+    assert (result.correct, result.total, result.records_root, result.recorded) == (4, 7, ROOT, True)
+    for correct, total in ((8, 7), (0, 0)):
+        with expect_revert("InvalidEvalScore", correct, total):
+            reg.record_eval(RUN, CID1, correct, total, ROOT, sender=addr(box, 4))
+
+
 def test_registry_rejects_duplicates_and_empty_cids(box):
-    ready(box, CID1, W1)
-    promote_via_vote(box, CID1)
-    dup = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST, "promote cid1 again")
+    digest = ready(box, CID1, W1)
+    promote_via_vote(box, CID1, digest)
+    dup = promotion_proposal(box.c.registry.address, RUN, CID1, digest, "promote cid1 again")
     pass_vote(box, dup)
     with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
         box.c.governor.execute(dup, sender=addr(box, 4))
@@ -253,7 +280,7 @@ def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
     with expect_revert("SeedNotYetAvailable", run_key(RUN), CID1, block + 1):
         reg.fix_seed(RUN, CID1, sender=addr(box, 3))
     with expect_revert("SeedNotFixed", run_key(RUN), CID1):
-        reg.record_eval(RUN, CID1, DIGEST, sender=addr(box, 3))
+        reg.record_eval(RUN, CID1, 1, 2, ROOT, sender=addr(box, 3))
     advance_time(box.w3, 1)
     receipt = reg.fix_seed(RUN, CID1, sender=addr(box, 4))
     expected = bytes(box.w3.eth.get_block(block + 1)["hash"])
@@ -263,15 +290,12 @@ def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
     ]
     with expect_revert("SeedAlreadyFixed", run_key(RUN), CID1, expected):
         reg.fix_seed(RUN, CID1, sender=addr(box, 4))
-    with expect_revert("ZeroEvalDigest"):
-        reg.record_eval(RUN, CID1, bytes(32), sender=addr(box, 4))
     with expect_revert("NotNominated", run_key(RUN), CID2):
         reg.fix_seed(RUN, CID2, sender=addr(box, 4))
 
 
 def test_a_promoted_checkpoint_cannot_be_nominated(box):
-    ready(box, CID1, W1)
-    promote_via_vote(box, CID1)
+    promote_via_vote(box, CID1, ready(box, CID1, W1))
     with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
         box.c.registry.nominate(RUN, CID1, W2, sender=addr(box, 0))
 

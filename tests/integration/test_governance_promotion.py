@@ -108,7 +108,10 @@ def test_promotion_end_to_end(box):
         "eval_digest": "0x" + bundle.digest.hex(),
         "nominated": True,
         "eval_recorded": True,
+        "correct": 3,
+        "total": 5,
     }
+    assert proposal_rows([info])[0]["eval"] == "3/5"  # the score as the registry recorded it
 
     advance_time(box.w3, PARAMS.voting_delay + 1)
     vote(box.c, pid, "for", sender=box.accounts[0].address)
