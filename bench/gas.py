@@ -26,14 +26,12 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from coordination.chain.clock import advance_time  # noqa: E402
+from coordination.chain.clock import advance_time, chain_now  # noqa: E402
 from coordination.chain.deploy import DeployParams, deploy_contract  # noqa: E402
+from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash  # noqa: E402
 from coordination.chain.governance import Support, promotion_proposal  # noqa: E402
 from coordination.chain.merkle import StandardMerkleTree  # noqa: E402
-from coordination.chain.sandbox import Sandbox  # noqa: E402
-from coordination.chain.clock import chain_now  # noqa: E402
-from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash  # noqa: E402
-from coordination.chain.sandbox import activate_validators  # noqa: E402
+from coordination.chain.sandbox import Sandbox, activate_validators  # noqa: E402
 
 OUT = Path("outputs/bench")
 PARAMS = DeployParams(

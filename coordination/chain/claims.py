@@ -131,8 +131,18 @@ def tickets_for(
     for i, (peer, units) in enumerate(tree.values):
         out.append(
             ClaimTicket(
-                s.run_id, s.period, to_checksum_address(peer), int(units), tuple(tree.proof(i)), bytes(tree.root),
-                s.total_units, s.reward, s.first_epoch, s.last_epoch, s.snapshot, chain_id,
+                s.run_id,
+                s.period,
+                to_checksum_address(peer),
+                int(units),
+                tuple(tree.proof(i)),
+                bytes(tree.root),
+                s.total_units,
+                s.reward,
+                s.first_epoch,
+                s.last_epoch,
+                s.snapshot,
+                chain_id,
                 to_checksum_address(ledger),
             )
         )

@@ -147,7 +147,9 @@ def recover_struct_signer(domain, primary: str, fields, message: dict, signature
     try:
         return Account.recover_message(_signable(domain, primary, fields, message), signature=bytes(signature))
     except Exception as exc:  # eth-keys raises several types for bad r/s/v
-        raise AttestationError(f"malformed EIP-712 signature over {primary}: {exc}; ask the signer to re-sign") from exc
+        raise AttestationError(
+            f"malformed EIP-712 signature over {primary}: {exc}; ask the signer to re-sign"
+        ) from exc
 
 
 # ---------------------------------------------------------------- ledger and staking messages

@@ -147,7 +147,11 @@ def action_facts(clients, action: Action) -> dict | None:
             "total": result.total if recorded else None,
         }
     if action.function == "rollback":
-        return {"action": "rollback", "run_id": "0x" + bytes(action.args["runId"]).hex(), "index": action.args["index"]}
+        return {
+            "action": "rollback",
+            "run_id": "0x" + bytes(action.args["runId"]).hex(),
+            "index": action.args["index"],
+        }
     return None
 
 

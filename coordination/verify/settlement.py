@@ -17,7 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coordination.chain.claims import BadClaimFile, ClaimTicket, tickets_for, write_claim_files  # noqa: F401
-from coordination.chain.eip712 import PeriodSettlement, order_by_signer, require_quorum_offchain, sign_period, sign_slash
+from coordination.chain.eip712 import (
+    PeriodSettlement,
+    order_by_signer,
+    require_quorum_offchain,
+    sign_period,
+    sign_slash,
+)
 from coordination.errors import AttestationError
 from coordination.verify.contributions import contribution_tree
 from coordination.verify.reconcile import ReceiptOutcome
@@ -47,7 +53,13 @@ def sign_contribution_period(account, domain, settlement: PeriodSettlement) -> t
 
 
 def settle_period(
-    ledger, staking, settlement: PeriodSettlement, table: dict[str, int], signed: Sequence[tuple[str, bytes]], *, sender
+    ledger,
+    staking,
+    settlement: PeriodSettlement,
+    table: dict[str, int],
+    signed: Sequence[tuple[str, bytes]],
+    *,
+    sender,
 ) -> list[ClaimTicket]:
     """Order the signatures, pre-check them like the contract at the snapshot, submit; returns the tickets."""
     check_table_matches(settlement, table)

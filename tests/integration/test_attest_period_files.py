@@ -75,8 +75,16 @@ def test_documents_settle_the_period_pay_exactly_and_slash_the_fraud(chain, tmp_
     snapshot = chain_now(box.w3) - 1
     docs = [
         sign_period_document(
-            account=v, reports=reps, clients=box.c, run_key=RUN_KEY, period=4, first_epoch=0, last_epoch=0,
-            reward=REWARD, snapshot=snapshot, slash_bps=5_000,
+            account=v,
+            reports=reps,
+            clients=box.c,
+            run_key=RUN_KEY,
+            period=4,
+            first_epoch=0,
+            last_epoch=0,
+            reward=REWARD,
+            snapshot=snapshot,
+            slash_bps=5_000,
         )
         for v in validators
     ]
@@ -101,8 +109,15 @@ def test_one_validators_document_is_not_a_quorum(chain, tmp_path):
     box, validators, peers = chain
     reps = reports(box, validators, peers)
     doc = sign_period_document(
-        account=validators[0], reports=reps, clients=box.c, run_key=RUN_KEY, period=1, first_epoch=0, last_epoch=0,
-        reward=REWARD, snapshot=chain_now(box.w3) - 1,
+        account=validators[0],
+        reports=reps,
+        clients=box.c,
+        run_key=RUN_KEY,
+        period=1,
+        first_epoch=0,
+        last_epoch=0,
+        reward=REWARD,
+        snapshot=chain_now(box.w3) - 1,
     )
     with pytest.raises(QuorumRejected) as err:
         submit_period_documents([doc], clients=box.c, sender=box.deployer, claims_dir=tmp_path)

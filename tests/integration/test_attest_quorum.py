@@ -3,11 +3,18 @@
 import pytest
 from eth_account import Account
 
-from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.clock import chain_now
-from coordination.chain.eip712 import Eip712Domain, PeriodSettlement, ledger_domain, sign_period
+from coordination.chain.deploy import TOKEN, DeployParams
+from coordination.chain.eip712 import (
+    SECP256K1_HALF_N,
+    Eip712Domain,
+    PeriodSettlement,
+    QuorumRejected,
+    ledger_domain,
+    require_quorum_offchain,
+    sign_period,
+)
 from coordination.errors import ChainError
-from coordination.chain.eip712 import SECP256K1_HALF_N, QuorumRejected, require_quorum_offchain
 
 pytestmark = pytest.mark.chain
 

@@ -18,10 +18,10 @@ from coordination.chain.claims import tickets_for
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.devnet import Devnet, find_anvil
+from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period
 from coordination.chain.governance import ProposalState, Support, promotion_proposal
 from coordination.chain.merkle import StandardMerkleTree
 from coordination.chain.sandbox import expect_revert
-from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period
 from coordination.errors import ChainError
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -103,7 +103,9 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     # settle with a quorum, wait out the window, claim with the CLI from a claim file
     sigs = quorum_signatures([v1, v2], lambda a: sign_period(a, domain, s))
     c.ledger.submit_period(s, sigs, sender=deployer)
-    ticket = next(t for t in tickets_for(s, tree, chain_id=w3.eth.chain_id, ledger=c.ledger.address) if t.peer == peer_a.address)
+    ticket = next(
+        t for t in tickets_for(s, tree, chain_id=w3.eth.chain_id, ledger=c.ledger.address) if t.peer == peer_a.address
+    )
     ticket_path = ticket.save(tmp_path / "claim.json")
     early = cli("claim", "--claim-file", ticket_path, *common, "--key", "0x" + peer_a.key.hex())
     assert isinstance(early.exception, ChainError) and early.exception.error_name == "ChallengeWindowOpen"

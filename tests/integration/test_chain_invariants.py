@@ -18,9 +18,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams
+from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash, sign_void
 from coordination.chain.merkle import StandardMerkleTree
 from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
-from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash, sign_void
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 

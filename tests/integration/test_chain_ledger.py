@@ -129,7 +129,12 @@ def test_submit_period_reserves_reward_and_records_range_and_snapshot(box):
     ]
     info = box.c.ledger.get_period(RUN, 0)
     assert (info.root, info.total_units, info.reward, info.paid, info.first_epoch, info.last_epoch) == (
-        tree.root, 60, 600, 0, 0, 9
+        tree.root,
+        60,
+        600,
+        0,
+        0,
+        9,
     )
     assert (info.snapshot, info.challenge_ends_at, info.voided, info.swept) == (s.snapshot, ends, False, False)
     assert box.c.ledger.next_epoch(RUN) == 10

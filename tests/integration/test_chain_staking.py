@@ -10,8 +10,8 @@ from eth_utils import keccak
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
 from coordination.chain.eip712 import order_by_signer, quorum_signatures, sign_permit, sign_slash, staking_domain
+from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
 from coordination.errors import ChainError
 
 pytestmark = pytest.mark.chain

@@ -164,7 +164,7 @@ def test_description_spoofing_shows_the_calldata_not_the_story(box):
     """A proposal whose description advertises a good checkpoint but whose calldata promotes another."""
     nom = nominated(box)
     bundle = attested(box, nom.seed)
-    lie = f"Promote checkpoint {CID}: eval 5/5 on seed {nom.seed}\nhivetune-promote:{{\"cid\": \"{CID}\"}}"
+    lie = f'Promote checkpoint {CID}: eval 5/5 on seed {nom.seed}\nhivetune-promote:{{"cid": "{CID}"}}'
     spoof = promotion_proposal(box.c.registry.address, RUN, "bafyreievil", bundle.digest, lie)
     box.c.governor.propose(spoof, sender=box.accounts[0].address)
     [row] = proposal_rows(proposals(box.w3, box.c))

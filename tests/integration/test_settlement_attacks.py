@@ -107,7 +107,9 @@ def honest_reports(box, validators, peers, attack):
     reports = []
     for i, v in enumerate(validators):
         slot = i if attack is Attack.SPLIT_EVIDENCE else 0
-        kind = (Kind.WRONG_REWARD, Kind.WRONG_LOGPROBS)[i % 2] if attack is Attack.SPLIT_EVIDENCE else Kind.WRONG_REWARD
+        kind = (
+            (Kind.WRONG_REWARD, Kind.WRONG_LOGPROBS)[i % 2] if attack is Attack.SPLIT_EVIDENCE else Kind.WRONG_REWARD
+        )
         entries = [verdict(box, v, receipts["cheater"], wrong(slot, kind))]
         for name in UNITS:
             framed = attack is Attack.MINORITY_FRAMING and i < 2 and name == "honest0"
@@ -236,8 +238,16 @@ def test_framing_without_recheck_still_needs_a_stake_quorum(fresh, tmp_path):
     snapshot = chain_now(box.w3) - 1
     docs = [
         sign_period_document(
-            account=v, reports=reports, clients=box.c, run_key=RUN_KEY, period=0, first_epoch=0, last_epoch=0,
-            reward=REWARD, snapshot=snapshot, slash_bps=SLASH_BPS,
+            account=v,
+            reports=reports,
+            clients=box.c,
+            run_key=RUN_KEY,
+            period=0,
+            first_epoch=0,
+            last_epoch=0,
+            reward=REWARD,
+            snapshot=snapshot,
+            slash_bps=SLASH_BPS,
         )
         for v in validators
     ]
@@ -253,7 +263,9 @@ def test_slash_signatures_bind_their_evidence_and_snapshot(fresh):
 
     box, validators, peers, _ = fresh
     t, evidence, honest = chain_now(box.w3) - 1, b"\x01" * 32, peers["honest0"].address
-    sigs = quorum_signatures(validators[2:], lambda a: sign_slash(a, box.c.staking.domain(), honest, 5_000, evidence, t))
+    sigs = quorum_signatures(
+        validators[2:], lambda a: sign_slash(a, box.c.staking.domain(), honest, 5_000, evidence, t)
+    )
     for other_evidence, other_t in ((b"\x02" * 32, t), (evidence, t - 1)):
         with pytest.raises(ChainError) as err:
             box.c.staking.slash(honest, 5_000, other_evidence, other_t, sigs, sender=box.deployer)

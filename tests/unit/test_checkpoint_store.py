@@ -22,7 +22,9 @@ def literal_adapter(directory: Path) -> Path:
     directory.mkdir(parents=True)
     (directory / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4, "target_modules": ["q_proj"]}')
     # 251 does not divide 1 MiB, so no two chunks are equal (repeated chunk links are refused)
-    (directory / "adapter_model.safetensors").write_bytes((bytes(range(251)) * (2 * CHUNK_SIZE // 251 + 1))[: 2 * CHUNK_SIZE] + b"tail!")
+    (directory / "adapter_model.safetensors").write_bytes(
+        (bytes(range(251)) * (2 * CHUNK_SIZE // 251 + 1))[: 2 * CHUNK_SIZE] + b"tail!"
+    )
     return directory
 
 
