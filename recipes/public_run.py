@@ -472,8 +472,6 @@ class PublicRun:
                 "--run",
                 run,
                 *sum((["--eval", b] for b in bundles), []),
-                "--quorum",
-                2,
                 *chain,
                 "--key",
                 self.key(roles.operator),

@@ -4,7 +4,7 @@
     hivetune fix-seed CID --run run.yaml                 # anyone, a block later: fixes the eval seed
     hivetune eval-attest CID --run run.yaml --out eval.json   # a validator: eval on that seed, sign it
     hivetune eval-verify --bundle eval.json --sample 3   # anyone: Merkle proof + recomputed verdict
-    hivetune propose CID --run run.yaml --eval eval.json [--eval other-validator.json]
+    hivetune propose CID --run run.yaml --eval eval.json [--eval other-validator.json]   # a stake quorum of evals
     hivetune vote PROPOSAL for|against|abstain
     hivetune promote PROPOSAL                            # queue a succeeded vote; again after the timelock: execute
     hivetune proposals                                   # proposals decoded from their calldata, tallies
@@ -176,18 +176,18 @@ def propose_cmd(
     cid: str = typer.Argument(..., help="the nominated checkpoint CID"),
     run: Path = RUN,
     evals: list[Path] = typer.Option(..., "--eval", help="eval bundle(s) from validators (same seed and records)"),
-    quorum: int = typer.Option(1, "--quorum", help="validator attestations required"),
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     key: str = KEY,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Propose promoting CID, attaching its eval attestations (refused when missing, forged or mismatched)."""
+    """Propose promoting CID with its eval attestations (refused when missing, forged, mismatched, or signed by
+    less than a validator stake quorum); records the eval score on chain first."""
     from coordination.governance.promotion import propose_promotion
 
     bundle = merge_bundles(evals)
     w3, clients, account = _open(rpc, deployment, key)
-    pid = propose_promotion(w3, clients, run_id=_run_id(run), cid=cid, bundle=bundle, sender=account, quorum=quorum)
+    pid = propose_promotion(w3, clients, run_id=_run_id(run), cid=cid, bundle=bundle, sender=account)
     payload = {"proposal": str(pid), "cid": cid, "correct": bundle.correct, "total": bundle.total}
     typer.echo(json.dumps(payload) if as_json else f"proposal {pid}: promote {cid} ({bundle.correct}/{bundle.total})")
 

@@ -81,18 +81,21 @@ def _is_dev_chain(w3) -> bool:
     return w3.eth.chain_id == 31337
 
 
-def propose_promotion(
-    w3, clients, *, run_id: str, cid: str, bundle: EvalBundle, sender, quorum: int = 1, description: str = ""
-) -> int:
-    """Check the eval attestations against the chain, record the eval digest, propose; returns the proposal id."""
+def propose_promotion(w3, clients, *, run_id: str, cid: str, bundle: EvalBundle, sender, description: str = "") -> int:
+    """Check the eval attestations against the chain (a validator stake quorum at the last second), record the
+    eval score, propose; returns the proposal id."""
+    from coordination.chain.clock import chain_now
+
     nomination = nomination_seed(w3, clients, run_id, cid)
+    snapshot = chain_now(w3) - 1
+    named = [a.get("validator", "0x" + "00" * 20) for a in bundle.attestations]
     check_attestations(
         bundle,
         cid=cid,
         seed=nomination.seed,
         domain=eval_domain(w3.eth.chain_id, clients.registry.address),
-        is_validator=clients.staking.is_validator,
-        quorum=quorum,
+        stakes=clients.staking.validator_stakes_at(named, snapshot) if named else {},
+        required=clients.staking.required_quorum_stake_at(snapshot),
     )
     if not clients.registry.eval_recorded(run_id, cid, bundle.digest):
         clients.registry.record_eval(run_id, cid, bundle.correct, bundle.total, bundle.root, sender=sender)

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -219,9 +220,13 @@ def attestation_signers(bundle: EvalBundle, domain: dict) -> list[str]:
 
 
 def check_attestations(
-    bundle: EvalBundle, *, cid: str, seed: int, domain: dict, is_validator, quorum: int = 1
+    bundle: EvalBundle, *, cid: str, seed: int, domain: dict, stakes: Mapping[str, int], required: int
 ) -> list[str]:
-    """Raise AttestationError unless `bundle` is for `cid` at `seed` and carries >= `quorum` validator signatures."""
+    """Raise AttestationError unless `bundle` is for `cid` at `seed` and signed by `required` validator stake.
+
+    `stakes`: validator -> weight at a recent snapshot (`StakingClient.validator_stakes_at`); a signer
+    with no weight is not a validator. Weighed by stake, never by the number of signatures.
+    """
     if bundle.cid != cid:
         raise AttestationError(f"eval bundle is for checkpoint {bundle.cid}, not {cid}: attach the eval of {cid}")
     if bundle.seed != seed:
@@ -234,11 +239,13 @@ def check_attestations(
     signers = attestation_signers(bundle, domain)
     if len(set(signers)) != len(signers):
         raise AttestationError(f"eval of {cid} lists validator(s) twice: {sorted(signers)}; drop the duplicates")
-    outsiders = [s for s in signers if not is_validator(s)]
+    stakes = {to_checksum_address(a): int(w) for a, w in stakes.items()}
+    outsiders = [s for s in signers if stakes.get(s, 0) <= 0]
     if outsiders:
         raise AttestationError(f"eval of {cid} is signed by non-validators {outsiders}: only staked validators count")
-    if len(signers) < quorum:
-        raise AttestationError(f"eval of {cid} has {len(signers)} validator attestation(s), needs {quorum}")
+    weight = sum(stakes[s] for s in signers)
+    if weight < required:
+        raise AttestationError(f"eval of {cid} is signed by {weight} validator stake, needs {required}")
     return signers
 
 

@@ -97,7 +97,7 @@ def test_promotion_end_to_end(box):
     assert nom.block_number == box.c.registry.nomination_block(RUN, CID) and nom.weights_hash == WEIGHTS
     bundle = attested(box, nom.seed)
     pid = propose_promotion(
-        box.w3, box.c, run_id=RUN, cid=CID, bundle=bundle, sender=box.accounts[0].address, quorum=2
+        box.w3, box.c, run_id=RUN, cid=CID, bundle=bundle, sender=box.accounts[0].address
     )
     [info] = proposals(box.w3, box.c)
     assert info.proposal_id == pid and info.state == ProposalState.PENDING
@@ -133,7 +133,9 @@ def test_promotion_end_to_end(box):
     assert proposals(box.w3, box.c)[0].state == ProposalState.EXECUTED
 
 
-@pytest.mark.parametrize("fault", ["missing", "forged", "other_cid", "precomputed_seed", "non_validator"])
+@pytest.mark.parametrize(
+    "fault", ["missing", "forged", "other_cid", "precomputed_seed", "non_validator", "below_stake_quorum"]
+)
 def test_bad_eval_attestations_block_the_proposal(box, fault):
     nom = nominated(box)
     if fault == "missing":
@@ -145,8 +147,10 @@ def test_bad_eval_attestations_block_the_proposal(box, fault):
         bundle = attested(box, nom.seed, cid="bafyreiother")
     elif fault == "precomputed_seed":
         bundle = attested(box, 12345)  # an eval run before the chain fixed the seed
-    else:
+    elif fault == "non_validator":
         bundle = attested(box, nom.seed, signers=(0,))  # a staker, not a registered validator
+    else:
+        bundle = attested(box, nom.seed, signers=(1,))  # one of two equal validators: 50% < the 66.67% quorum
     with pytest.raises(AttestationError):
         propose_promotion(box.w3, box.c, run_id=RUN, cid=CID, bundle=bundle, sender=box.accounts[0].address)
     assert proposals(box.w3, box.c) == []
