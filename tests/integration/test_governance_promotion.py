@@ -96,9 +96,7 @@ def test_promotion_end_to_end(box):
     nom = nominated(box)
     assert nom.block_number == box.c.registry.nomination_block(RUN, CID) and nom.weights_hash == WEIGHTS
     bundle = attested(box, nom.seed)
-    pid = propose_promotion(
-        box.w3, box.c, run_id=RUN, cid=CID, bundle=bundle, sender=box.accounts[0].address
-    )
+    pid = propose_promotion(box.w3, box.c, run_id=RUN, cid=CID, bundle=bundle, sender=box.accounts[0].address)
     [info] = proposals(box.w3, box.c)
     assert info.proposal_id == pid and info.state == ProposalState.PENDING
     assert info.facts == {
