@@ -155,6 +155,16 @@ def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path):
         "withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json", "--key", "0x" + "11" * 32
     )
     assert "no chain answers at http://127.0.0.1:9" in str(down.exception)
+    other = json.loads((tmp_path / "d.json").read_text()) | {"chain_id": 1}
+    (tmp_path / "other-chain.json").write_text(json.dumps(other))
+    wrong = cli(
+        "withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "other-chain.json", "--key", "0x" + "11" * 32
+    )
+    assert "is for chain 1 but" in str(wrong.exception)
+    gone = json.loads((tmp_path / "d.json").read_text()) | {"registry": "0x" + "77" * 20}
+    (tmp_path / "gone.json").write_text(json.dumps(gone))
+    empty = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "gone.json", "--key", "0x" + "11" * 32)
+    assert "no contract code for registry" in str(empty.exception)
 
 
 def test_devnet_command_writes_deployment_and_stops_anvil_on_sigint(tmp_path):

@@ -294,6 +294,13 @@ def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
         reg.fix_seed(RUN, CID2, sender=addr(box, 4))
 
 
+def test_a_seed_left_unfixed_for_256_blocks_expires(box):
+    block = box.c.registry.nominate(RUN, CID1, W1, sender=addr(box, 3))["blockNumber"]
+    box.w3.testing.mine(300)
+    with expect_revert("SeedExpired", run_key(RUN), CID1, block + 1):
+        box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
+
+
 def test_a_promoted_checkpoint_cannot_be_nominated(box):
     promote_via_vote(box, CID1, ready(box, CID1, W1))
     with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
