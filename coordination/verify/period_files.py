@@ -7,7 +7,8 @@
 
 Everything is weighed by validator stake at the period's `snapshot` (a past timestamp all validators
 sign), never by signer count. A document holds the epoch range, the contribution table of the receipts
-audited for epochs in that range, its root, the validator's `Period` signature, and one `Slash`
+audited for epochs in that range (peers without the ledger's minimum bond at
+the snapshot left out), its root, the validator's `Period` signature, and one `Slash`
 signature per peer with a FRAUD ruling: `slash_bps` of whatever the peer holds (active + unbonding)
 when the slash executes, so every validator signs the same message whatever the peer does with its stake.
 A validator passes `recheck(receipt, evidence) -> bool` (its own re-run of a cited check; see
@@ -97,7 +98,7 @@ def sign_period_document(
         for o in rulings(reports, attest, stakes=stakes, required=required, recheck=recheck)
         if first_epoch <= o.epoch <= last_epoch
     ]
-    table = contribution_table(outcomes)
+    table = bonded_only(contribution_table(outcomes), clients, snapshot)
     s = period_settlement(run_key, period, first_epoch, last_epoch, table, reward, snapshot)
     return {
         "validator": account.address,
@@ -113,6 +114,15 @@ def sign_period_document(
         "signature": "0x" + sign_period(account, clients.ledger.domain(), s).hex(),
         "slashes": slash_entries(account, outcomes, clients, slash_bps, snapshot),
     }
+
+
+def bonded_only(table: dict[str, int], clients, snapshot: int) -> dict[str, int]:
+    """The rows of peers that held the ledger's minimum bond at `snapshot` (the ledger pays no one else)."""
+    need = max(1, clients.ledger.min_peer_bond())
+    kept = {p: u for p, u in table.items() if clients.staking.stake_at(p, snapshot) >= need}
+    for peer in set(table) - set(kept):
+        logger.warning(f"{peer} held no bond of {need} at snapshot {snapshot}: left out of the period")
+    return kept
 
 
 def document_settlement(d: dict) -> PeriodSettlement:

@@ -124,3 +124,16 @@ def test_one_validators_document_is_not_a_quorum(chain, tmp_path):
     assert err.value.error_name == "QuorumNotReached"
     with pytest.raises(AttestationError):
         submit_period_documents([], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
+
+
+def test_a_peer_without_a_bond_at_the_snapshot_is_left_out_and_the_others_share_its_part(chain, tmp_path):
+    box, validators, peers = chain
+    reps = reports(box, validators, peers)
+    box.c.staking.request_unstake(10 * TOKEN, sender=peers[1].address)  # peers[1] drops its bond...
+    advance_time(box.w3, 1)
+    snapshot = chain_now(box.w3) - 1  # ...before the period's snapshot
+    doc = sign_period_document(
+        account=validators[0], reports=reps, clients=box.c, run_key=RUN_KEY, period=2, first_epoch=0,
+        last_epoch=0, reward=REWARD, snapshot=snapshot,
+    )  # fmt: skip
+    assert doc["table"] == {peers[0].address: 6} and doc["totalUnits"] == 6
