@@ -116,6 +116,16 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     assert json.loads(result.output)["amount"] == 300 * TOKEN
     assert c.token.balance_of(peer_a.address) == before + 300 * TOKEN
 
+    # peer_b never claims: after the claim window anyone sweeps its share back to the pool
+    pool = c.ledger.reward_pool()
+    early = cli("sweep", "--period", 0, "--run-id", RUN, *common, "--key", "0x" + staker.key.hex())
+    assert isinstance(early.exception, ChainError) and early.exception.error_name == "ClaimWindowOpen"
+    advance_time(w3, c.ledger.claim_window())
+    result = cli("sweep", "--period", 0, "--run-id", RUN, *common, "--key", "0x" + staker.key.hex(), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["returned"] == 100 * TOKEN
+    assert c.ledger.reward_pool() == pool + 100 * TOKEN
+
     # unstake + withdraw through the CLI
     key = ["--key", "0x" + staker.key.hex()]
     assert cli("stake", "500", *common, *key).exit_code == 0
