@@ -28,10 +28,18 @@ from rich.table import Table  # noqa: E402
 
 from coordination.chain.clock import advance_time, chain_now  # noqa: E402
 from coordination.chain.deploy import DeployParams, deploy_contract  # noqa: E402
-from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash  # noqa: E402
+from coordination.chain.eip712 import (  # noqa: E402
+    PeriodSettlement,
+    quorum_signatures,
+    run_key,
+    sign_period,
+    sign_slash,
+    sign_struct,
+)
 from coordination.chain.governance import Support, promotion_proposal  # noqa: E402
 from coordination.chain.merkle import StandardMerkleTree  # noqa: E402
 from coordination.chain.sandbox import Sandbox, activate_validators  # noqa: E402
+from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain  # noqa: E402
 
 OUT = Path("outputs/bench")
 PARAMS = DeployParams(
@@ -129,8 +137,14 @@ def governance_gas(box: Sandbox) -> dict[str, int]:
     gas = {"CheckpointRegistry.nominate": reg.nominate("bench", cid, keccak(text="w"), sender=proposer)["gasUsed"]}
     advance_time(box.w3, 1)
     gas["CheckpointRegistry.fixSeed"] = reg.fix_seed("bench", cid, sender=proposer)["gasUsed"]
-    recorded = reg.record_eval("bench", cid, 40, 64, keccak(text="records"), sender=proposer)
-    gas["CheckpointRegistry.recordEval"] = recorded["gasUsed"]
+    root, t = keccak(text="records"), chain_now(box.w3) - 1
+    message = {"checkpoint": cid, "seed": reg.eval_seed_int("bench", cid), "correct": 40, "total": 64}
+    message["recordsRoot"] = root
+    domain = eval_domain(box.w3.eth.chain_id, reg.address)
+    sign = lambda a: sign_struct(a, domain, "EvalAttestation", EVAL_ATTESTATION_FIELDS, message)  # noqa: E731
+    sigs = quorum_signatures(box.accounts[1:4], sign)
+    recorded = reg.record_eval("bench", cid, 40, 64, root, t, sigs, sender=proposer)
+    gas["CheckpointRegistry.recordEval (3 signatures)"] = recorded["gasUsed"]
     digest = reg.events("EvalRecorded", recorded)[0]["evalDigest"]
     proposal = promotion_proposal(c.registry.address, "bench", cid, digest)
     gas["RunGovernor.propose (promote)"] = c.governor._send(
@@ -153,7 +167,7 @@ def deploy_gas(box: Sandbox) -> dict[str, int]:
     led = deploy_contract(box.w3, "ContributionLedger", stk[0], 1, 1, 1, 1, sender=d)
     tl = deploy_contract(box.w3, "RunTimelock", 1, [], ["0x" + "00" * 20], d, sender=d)
     gov = deploy_contract(box.w3, "RunGovernor", stk[0], tl[0], 1, 10, 1, 4, sender=d)
-    reg = deploy_contract(box.w3, "CheckpointRegistry", tl[0], sender=d)
+    reg = deploy_contract(box.w3, "CheckpointRegistry", tl[0], stk[0], sender=d)
     return {
         f"deploy {n}": g
         for n, (_, g) in zip(

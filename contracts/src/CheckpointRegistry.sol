@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+
+import {Staking} from "./Staking.sol";
+
 /// @title CheckpointRegistry
 /// @notice Each run's lineage of promoted checkpoints. Only the governor address (the run's RunTimelock,
 /// which executes what a RunGovernor vote decided, after its delay) can promote or roll back.
@@ -12,15 +16,21 @@ pragma solidity ^0.8.24;
 /// 2. `fixSeed(runId, cid)`: anyone, from the block after the nomination's and within 256 blocks, fixes
 ///    the transparent-eval seed to the hash of the block *after* the nomination block, which nobody knew
 ///    when the nomination was sent.
-/// 3. `recordEval(runId, cid, correct, total, recordsRoot)`: the score of the transparent eval and the Merkle
-///    root of its per-sample records go on chain; the registry itself derives the eval seed
-///    (`evalSeed`: 63 bits of keccak256(abi.encode(chain seed, runId, cid))) and the eval digest
-///    keccak256(abi.encode(cid, evalSeed, correct, total, recordsRoot)), so a recorded digest is
-///    bound to the chain's seed: an eval run on any other seed has another digest. Voters read the score
+/// 3. `recordEval(runId, cid, correct, total, recordsRoot, snapshot, signatures)`: the score of the transparent
+///    eval and the Merkle root of its per-sample records go on chain, signed by a validator stake quorum at
+///    `snapshot` (EIP-712 `EvalAttestation(checkpoint, seed, correct, total, recordsRoot)`, domain
+///    ("HivetuneCheckpointEval", "1", chainid, this registry), checked by `Staking.requireQuorumAt`). The
+///    registry itself derives the eval seed (`evalSeed`: 63 bits of keccak256(abi.encode(chain seed, runId,
+///    cid))) and the eval digest keccak256(abi.encode(cid, evalSeed, correct, total, recordsRoot)), so a
+///    recorded digest is bound to the chain's seed and to what validators attested. Voters read the score
 ///    here (`evalResult`), never from a proposal's description.
 /// 4. `promote(runId, cid, evalDigest)` (governor only) accepts only a nominated CID whose seed is fixed and
 ///    whose `evalDigest` was recorded; `rollback(runId, index)` makes an earlier lineage entry current again.
-contract CheckpointRegistry {
+contract CheckpointRegistry is EIP712 {
+    bytes32 public constant EVAL_TYPEHASH = keccak256(
+        "EvalAttestation(string checkpoint,uint256 seed,uint256 correct,uint256 total,bytes32 recordsRoot)"
+    );
+
     struct Checkpoint {
         string cid;
         bytes32 evalDigest;
@@ -42,6 +52,7 @@ contract CheckpointRegistry {
     }
 
     address private immutable _governor;
+    Staking private immutable _staking;
     mapping(bytes32 runId => Checkpoint[]) private _lineage;
     mapping(bytes32 runId => mapping(bytes32 cidHash => bool)) private _promoted;
     mapping(bytes32 runId => mapping(bytes32 cidHash => Nomination)) private _nominations;
@@ -77,9 +88,10 @@ contract CheckpointRegistry {
     );
     event CheckpointRolledBack(bytes32 indexed runId, uint256 indexed index, string cid, uint256 fromIndex);
 
-    constructor(address governor_) {
-        if (governor_ == address(0)) revert ZeroAddress();
+    constructor(address governor_, Staking staking_) EIP712("HivetuneCheckpointEval", "1") {
+        if (governor_ == address(0) || address(staking_) == address(0)) revert ZeroAddress();
         _governor = governor_;
+        _staking = staking_;
     }
 
     modifier onlyGovernor() {
@@ -116,16 +128,36 @@ contract CheckpointRegistry {
         emit SeedFixed(runId, cid, seed, seedBlock);
     }
 
-    /// @notice Record `cid`'s transparent-eval score on its fixed seed; returns the eval digest to promote with.
-    function recordEval(bytes32 runId, string calldata cid, uint256 correct, uint256 total, bytes32 recordsRoot)
-        external
-        returns (bytes32 evalDigest)
-    {
+    /// @notice Record `cid`'s transparent-eval score on its fixed seed, attested by a validator stake quorum at
+    /// `snapshot` (signers in increasing address order); returns the eval digest to promote with.
+    function recordEval(
+        bytes32 runId,
+        string calldata cid,
+        uint256 correct,
+        uint256 total,
+        bytes32 recordsRoot,
+        uint256 snapshot,
+        bytes[] calldata signatures
+    ) external returns (bytes32 evalDigest) {
         if (total == 0 || correct > total || total > type(uint64).max) revert InvalidEvalScore(correct, total);
         uint256 seed = evalSeed(runId, cid);
+        _staking.requireQuorumAt(evalAttestationDigest(cid, seed, correct, total, recordsRoot), signatures, snapshot);
         evalDigest = keccak256(abi.encode(cid, seed, correct, total, recordsRoot));
         _evals[runId][keccak256(bytes(cid))][evalDigest] = EvalResult(uint64(correct), uint64(total), recordsRoot, true);
         emit EvalRecorded(runId, cid, evalDigest, correct, total, msg.sender);
+    }
+
+    /// @notice The EIP-712 digest validators sign to attest an eval (`EvalAttestation`).
+    function evalAttestationDigest(
+        string calldata cid,
+        uint256 seed,
+        uint256 correct,
+        uint256 total,
+        bytes32 recordsRoot
+    ) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(EVAL_TYPEHASH, keccak256(bytes(cid)), seed, correct, total, recordsRoot))
+        );
     }
 
     /// @notice The transparent-eval seed of `cid`: 63 bits of keccak256(abi.encode(chain seed, runId, cid)).
@@ -188,6 +220,10 @@ contract CheckpointRegistry {
 
     function governor() external view returns (address) {
         return _governor;
+    }
+
+    function staking() external view returns (Staking) {
+        return _staking;
     }
 
     function lineageLength(bytes32 runId) external view returns (uint256) {

@@ -295,9 +295,13 @@ class RegistryClient(ContractClient):
         """Fix `cid`'s eval seed (the hash of the block after its nomination); anyone may call."""
         return self._send("fixSeed", run_key(run_id), cid, sender=sender)
 
-    def record_eval(self, run_id, cid: str, correct: int, total: int, records_root: bytes, *, sender: Sender):
-        """Record an eval score on `cid`'s fixed seed; the registry derives the digest (see `eval_digest`)."""
-        return self._send("recordEval", run_key(run_id), cid, correct, total, bytes(records_root), sender=sender)
+    def record_eval(
+        self, run_id, cid: str, correct: int, total: int, records_root: bytes, snapshot: int, signatures, *, sender
+    ):
+        """Record an eval score on `cid`'s fixed seed, with validators' `EvalAttestation` signatures (a stake
+        quorum at `snapshot`, ordered by signer); the registry derives the seed and the eval digest."""
+        args = (run_key(run_id), cid, correct, total, bytes(records_root), snapshot, list(signatures))
+        return self._send("recordEval", *args, sender=sender)
 
     def eval_seed_int(self, run_id, cid: str) -> int:
         """The eval seed the registry derives (equals `transparent_eval.eval_seed(chain seed, run, cid)`)."""

@@ -1,9 +1,10 @@
 """Deploy the whole contract system and save/load where it lives (`deployment.json`).
 
 Order: HiveToken → Staking(token) → ContributionLedger(staking) → RunTimelock → RunGovernor(staking,
-timelock) → CheckpointRegistry(timelock). The timelock then grants the governor PROPOSER_ROLE and
-CANCELLER_ROLE (EXECUTOR_ROLE is open to anyone) and the deployer renounces its admin role, so only a
-succeeded vote, after the timelock delay, can promote. The deployer receives the whole token supply
+timelock) → CheckpointRegistry(timelock, staking: eval scores need a validator stake quorum). The
+timelock then grants the governor PROPOSER_ROLE and CANCELLER_ROLE (EXECUTOR_ROLE is open to anyone)
+and the deployer renounces its admin role, so only a succeeded vote, after the timelock delay, can
+promote. The deployer receives the whole token supply
 and owns Staking (only `setTreasury` is owner-gated; hand it to the timelock on a real run).
 
 deployment.json keys: chainId-bound addresses `token`, `staking`, `ledger`, `timelock`, `governor`,
@@ -156,7 +157,7 @@ def deploy_all(w3, deployer: Sender, params: DeployParams | None = None) -> Depl
     gov_args = (staking, timelock, p.voting_delay, p.voting_period, p.proposal_threshold, p.quorum_percent)
     governor, _ = deploy_contract(w3, "RunGovernor", *gov_args, sender=deployer)
     hand_timelock_to_governor(w3, timelock, governor, sender=deployer)
-    registry, _ = deploy_contract(w3, "CheckpointRegistry", timelock, sender=deployer)
+    registry, _ = deploy_contract(w3, "CheckpointRegistry", timelock, staking, sender=deployer)
     return Deployment(w3.eth.chain_id, token, staking, ledger, timelock, governor, registry, me, w3.eth.block_number)
 
 

@@ -7,7 +7,8 @@ queue → (timelock delay) → execute.
    nomination block; `nomination_seed` reads it: `eval_seed(chain seed, run, cid)`.
 3. Validators run the eval on that seed and sign it (`transparent_eval`).
 4. `propose_promotion` refuses a bundle whose attestations are missing, forged, for another CID or seed,
-   or signed by non-validators; records its digest on chain (`recordEval`) and proposes
+   or signed by less than a validator stake quorum; records the score on chain with the validators'
+   signatures (`recordEval`, which checks the quorum again) and proposes
    `CheckpointRegistry.promote(run, cid, digest)`. The description is free text for humans only.
 5. Stakers `vote` with their stake at the proposal snapshot. `promote` queues a succeeded proposal in
    the RunTimelock, and executes it once the timelock delay has passed.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from coordination.chain.eip712 import run_key
+from coordination.chain.eip712 import order_by_signer, run_key
 from coordination.chain.governance import Action, Proposal, ProposalState, Support, decode_actions, promotion_proposal
 from coordination.errors import ChainError
 from coordination.governance.transparent_eval import EvalBundle, check_attestations, eval_domain, eval_seed
@@ -98,7 +99,10 @@ def propose_promotion(w3, clients, *, run_id: str, cid: str, bundle: EvalBundle,
         required=clients.staking.required_quorum_stake_at(snapshot),
     )
     if not clients.registry.eval_recorded(run_id, cid, bundle.digest):
-        clients.registry.record_eval(run_id, cid, bundle.correct, bundle.total, bundle.root, sender=sender)
+        signed = [(a["validator"], bytes.fromhex(str(a["signature"]).removeprefix("0x"))) for a in bundle.attestations]
+        signatures = order_by_signer(signed)
+        args = (bundle.correct, bundle.total, bundle.root, snapshot, signatures)
+        clients.registry.record_eval(run_id, cid, *args, sender=sender)
     if not clients.registry.eval_recorded(run_id, cid, bundle.digest):  # the registry derived another digest
         raise ChainError(f"the registry's eval digest of {cid} differs from the bundle's: the seed does not match")
     text = description or f"Promote checkpoint {cid}: eval {bundle.correct}/{bundle.total} on seed {bundle.seed}"

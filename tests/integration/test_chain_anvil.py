@@ -18,11 +18,12 @@ from coordination.chain.claims import tickets_for
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.devnet import Devnet, find_anvil
-from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period
+from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_struct
 from coordination.chain.governance import ProposalState, Support, promotion_proposal
 from coordination.chain.merkle import StandardMerkleTree
 from coordination.chain.sandbox import expect_revert
 from coordination.errors import ChainError
+from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -139,7 +140,14 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     c.registry.nominate(RUN, cid, keccak(text="weights"), sender=staker)
     advance_time(w3, 1)
     c.registry.fix_seed(RUN, cid, sender=deployer)
-    recorded = c.registry.record_eval(RUN, cid, 3, 4, keccak(text="records"), sender=deployer)
+    root, t = keccak(text="records"), chain_now(w3) - 1
+    message = {"checkpoint": cid, "seed": c.registry.eval_seed_int(RUN, cid), "correct": 3, "total": 4}
+    message["recordsRoot"] = root
+    domain = eval_domain(w3.eth.chain_id, c.registry.address)
+    sigs = quorum_signatures(
+        [v1, v2], lambda a: sign_struct(a, domain, "EvalAttestation", EVAL_ATTESTATION_FIELDS, message)
+    )
+    recorded = c.registry.record_eval(RUN, cid, 3, 4, root, t, sigs, sender=deployer)
     digest = c.registry.events("EvalRecorded", recorded)[0]["evalDigest"]
     advance_time(w3, 1)
     proposal = promotion_proposal(c.registry.address, RUN, cid, digest)

@@ -9,17 +9,19 @@ fixed seed and a recorded eval digest; nominations are deduplicated by adapter w
 import pytest
 from eth_utils import keccak
 
-from coordination.chain.clock import advance_time
+from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
 from coordination.chain.eip712 import run_key
 from coordination.chain.governance import ProposalState, Support, promotion_proposal, rollback_proposal
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert
+from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
 
 pytestmark = pytest.mark.chain
 
 PARAMS = DeployParams(
     unbonding_delay=5,
     challenge_window=1,
+    activation_delay=5,
+    min_validator_stake=50,
     voting_delay=10,
     voting_period=100,
     proposal_threshold=500,
@@ -35,10 +37,11 @@ ROOT = keccak(text="eval records root")
 
 @pytest.fixture(scope="module")
 def box():
-    box = Sandbox.create(accounts=5, params=PARAMS)
+    box = Sandbox.create(accounts=6, params=PARAMS)
     box.approve_and_stake(box.accounts[0], 600)  # proposer, above the 500 threshold
     box.approve_and_stake(box.accounts[1], 100)
-    box.approve_and_stake(box.accounts[2], 300)  # total stake 1000 -> quorum 100
+    box.approve_and_stake(box.accounts[2], 300)
+    register_validators(box, {box.accounts[5]: 50})  # attests evals; total stake 1050 -> quorum 105
     advance_time(box.w3, 1)
     return box
 
@@ -54,12 +57,26 @@ def addr(box, i):
     return box.accounts[i].address
 
 
+def record(box, cid, correct, total, root=ROOT, signers=None, sender=None):
+    """Record an eval score with the validators' EvalAttestation signatures (a stake quorum at the last second)."""
+    from coordination.chain.eip712 import quorum_signatures, sign_struct
+    from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain
+
+    reg = box.c.registry
+    seed, t = reg.eval_seed_int(RUN, cid), chain_now(box.w3) - 1
+    message = {"checkpoint": cid, "seed": seed, "correct": correct, "total": total, "recordsRoot": root}
+    domain = eval_domain(box.w3.eth.chain_id, reg.address)
+    sign = lambda a: sign_struct(a, domain, "EvalAttestation", EVAL_ATTESTATION_FIELDS, message)  # noqa: E731
+    sigs = quorum_signatures(signers or [box.accounts[5]], sign)
+    return reg.record_eval(RUN, cid, correct, total, root, t, sigs, sender=sender or addr(box, 4))
+
+
 def ready(box, cid, weights, correct=3, total=5):
     """Nominate, let a block pass, fix the seed, record the eval score; returns the eval digest to promote with."""
     box.c.registry.nominate(RUN, cid, weights, sender=addr(box, 3))
     advance_time(box.w3, 1)
     box.c.registry.fix_seed(RUN, cid, sender=addr(box, 4))
-    receipt = box.c.registry.record_eval(RUN, cid, correct, total, ROOT, sender=addr(box, 4))
+    receipt = record(box, cid, correct, total)
     return box.c.registry.events("EvalRecorded", receipt)[0]["evalDigest"]
 
 
@@ -197,7 +214,7 @@ def test_promote_needs_the_fixed_seed_and_the_recorded_digest(box):
     with expect_revert("SeedNotFixed", run_key(RUN), CID1):
         box.c.governor.execute(unfixed, sender=addr(box, 4))
     box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
-    box.c.registry.record_eval(RUN, CID1, 3, 5, ROOT, sender=addr(box, 3))
+    record(box, CID1, 3, 5)
     wrong = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST, "promote with another digest")
     pass_vote(box, wrong)
     with expect_revert("EvalNotRecorded", run_key(RUN), CID1, DIGEST):
@@ -218,7 +235,9 @@ def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
     reg.fix_seed(RUN, CID1, sender=addr(box, 3))
     seed = reg.eval_seed_int(RUN, CID1)
     assert seed == eval_seed(reg.eval_seed(RUN, CID1), run_key(RUN), CID1) < 2**63
-    receipt = reg.record_eval(RUN, CID1, 4, 7, ROOT, sender=addr(box, 4))
+    with expect_revert("NotAValidator", addr(box, 0)):  # a staker is not a validator: no score without a quorum
+        record(box, CID1, 4, 7, signers=[box.accounts[0]])
+    receipt = record(box, CID1, 4, 7)
     [event] = reg.events("EvalRecorded", receipt)
     expected = keccak(encode(["string", "uint256", "uint256", "uint256", "bytes32"], [CID1, seed, 4, 7, ROOT]))
     assert event["evalDigest"] == expected and (event["correct"], event["total"]) == (4, 7)
@@ -226,7 +245,7 @@ def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
     assert (result.correct, result.total, result.records_root, result.recorded) == (4, 7, ROOT, True)
     for correct, total in ((8, 7), (0, 0)):
         with expect_revert("InvalidEvalScore", correct, total):
-            reg.record_eval(RUN, CID1, correct, total, ROOT, sender=addr(box, 4))
+            reg.record_eval(RUN, CID1, correct, total, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 4))
 
 
 def test_registry_rejects_duplicates_and_empty_cids(box):
@@ -280,7 +299,7 @@ def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
     with expect_revert("SeedNotYetAvailable", run_key(RUN), CID1, block + 1):
         reg.fix_seed(RUN, CID1, sender=addr(box, 3))
     with expect_revert("SeedNotFixed", run_key(RUN), CID1):
-        reg.record_eval(RUN, CID1, 1, 2, ROOT, sender=addr(box, 3))
+        reg.record_eval(RUN, CID1, 1, 2, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 3))
     advance_time(box.w3, 1)
     receipt = reg.fix_seed(RUN, CID1, sender=addr(box, 4))
     expected = bytes(box.w3.eth.get_block(block + 1)["hash"])
@@ -329,7 +348,7 @@ def test_governor_uses_the_staking_timestamp_clock(box):
 
 def test_quorum_is_a_fraction_of_stake_at_the_snapshot(box):
     pid = open_vote(box, promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST))
-    assert box.c.governor.quorum(box.c.governor.proposal_snapshot(pid)) == 100
+    assert box.c.governor.quorum(box.c.governor.proposal_snapshot(pid)) == 105
 
 
 def test_proposing_needs_the_stake_threshold(box):
@@ -374,4 +393,6 @@ def test_registry_views_revert_clearly(box):
     with expect_revert("IndexOutOfRange", run_key(RUN), 0, 0):
         box.c.registry.checkpoint_at(RUN, 0)
     with expect_revert("ZeroAddress"):
-        deploy_contract(box.w3, "CheckpointRegistry", "0x" + "0" * 40, sender=box.deployer)
+        deploy_contract(box.w3, "CheckpointRegistry", "0x" + "0" * 40, box.c.staking.address, sender=box.deployer)
+    with expect_revert("ZeroAddress"):
+        deploy_contract(box.w3, "CheckpointRegistry", box.c.timelock.address, "0x" + "0" * 40, sender=box.deployer)
