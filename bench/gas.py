@@ -7,7 +7,9 @@ on anvil or mainnet for the same state. What it shows:
 - every operation's gas next to a plain ERC20 transfer (the baseline ratio);
 - `submitPeriod` costs the same for 10 and 1,000 peers (only the Merkle root goes on chain; the few
   gas of difference are calldata bytes of the larger totalUnits number);
-- `claim` grows linearly in the proof length, i.e. in log2(peers) (fit: gas = a + b * depth).
+- `claim` grows linearly in the proof length, i.e. in log2(peers) (fit: gas = a + b * depth);
+- the settle, claim, nominate and promote figures with the rules of issue 12 (stake snapshots, epoch
+  ranges, bonds, claim windows, weights-hash nominations, the timelock) next to the previous figures.
 """
 
 from __future__ import annotations
@@ -24,23 +26,44 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from coordination.chain.clock import advance_time  # noqa: E402
+from coordination.chain.clock import advance_time, chain_now  # noqa: E402
 from coordination.chain.deploy import DeployParams, deploy_contract  # noqa: E402
+from coordination.chain.eip712 import (  # noqa: E402
+    PeriodSettlement,
+    quorum_signatures,
+    run_key,
+    sign_period,
+    sign_slash,
+    sign_struct,
+)
 from coordination.chain.governance import Support, promotion_proposal  # noqa: E402
 from coordination.chain.merkle import StandardMerkleTree  # noqa: E402
-from coordination.chain.sandbox import Sandbox  # noqa: E402
-from coordination.chain.signing import quorum_signatures, sign_period, sign_slash  # noqa: E402
+from coordination.chain.sandbox import Sandbox, activate_validators  # noqa: E402
+from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain  # noqa: E402
 
 OUT = Path("outputs/bench")
 PARAMS = DeployParams(
-    unbonding_delay=10,
+    unbonding_delay=20,
+    activation_delay=5,
     challenge_window=10,
     voting_delay=1,
     voting_period=20,
     min_validator_stake=1000,
     proposal_threshold=1,
     quorum_percent=1,
+    min_peer_bond=1,
+    max_period_reward=10**24,
+    timelock_delay=5,
 )
+# the previous figures (before stake snapshots, epoch ranges, bonds and the timelock), to compare with
+PREVIOUS = {
+    "submitPeriod": 186_700,
+    "claim intercept": 135_700,
+    "claim gas per level": 754,
+    "nominate": 100_900,
+    "promote: queue": 150_200,
+    "promote: execute": 235_300,
+}
 SETTLE_PEERS = (10, 1000)
 CLAIM_PEERS = (2, 4, 16, 64, 256, 1024, 4096)
 
@@ -59,16 +82,19 @@ def operation_gas(box: Sandbox) -> dict[str, int]:
     advance_time(box.w3, 1)
     gas["Staking.stake (again)"] = c.staking.stake(500, sender=user)["gasUsed"]
     gas["Staking.requestUnstake"] = c.staking.request_unstake(100, sender=user)["gasUsed"]
-    advance_time(box.w3, 11)
+    advance_time(box.w3, PARAMS.unbonding_delay + 1)
     gas["Staking.withdraw"] = c.staking.withdraw(sender=user)["gasUsed"]
     for a in v:
         box.approve_and_stake(a, 2000)
     gas["Staking.registerValidator"] = c.staking.register_validator(sender=v[0].address)["gasUsed"]
     for a in v[1:]:
         c.staking.register_validator(sender=a.address)
-    ev, dom = keccak(text="evidence"), c.staking.domain()
-    sigs = quorum_signatures(v, lambda a: sign_slash(a, dom, user, 50, ev))
-    gas["Staking.slash (3 signatures)"] = c.staking.slash(user, 50, ev, sigs, sender=d)["gasUsed"]
+    advance_time(box.w3, PARAMS.activation_delay + 1)
+    gas["Staking.activateValidator"] = c.staking.activate_validator(v[0].address, sender=d)["gasUsed"]
+    activate_validators(box.w3, c.staking, [a.address for a in v[1:]], sender=d)
+    ev, dom, t = keccak(text="evidence"), c.staking.domain(), chain_now(box.w3) - 1
+    sigs = quorum_signatures(v, lambda a: sign_slash(a, dom, user, 50, ev, t))
+    gas["Staking.slash (3 signatures)"] = c.staking.slash(user, 50, ev, t, sigs, sender=d)["gasUsed"]
     c.token.approve(c.ledger.address, 10**30, sender=d)
     gas["ContributionLedger.fund"] = c.ledger.fund(10**24, sender=d)["gasUsed"]
     return gas
@@ -76,8 +102,9 @@ def operation_gas(box: Sandbox) -> dict[str, int]:
 
 def settle(box: Sandbox, run: str, period: int, tree: StandardMerkleTree, total: int, signers) -> int:
     dom = box.c.ledger.domain()
-    sigs = quorum_signatures(signers, lambda a: sign_period(a, dom, run, period, tree.root, total, 10**18))
-    return box.c.ledger.submit_period(run, period, tree.root, total, 10**18, sigs, sender=box.deployer)["gasUsed"]
+    s = PeriodSettlement(run_key(run), period, period, period, tree.root, total, 10**18, chain_now(box.w3) - 1)
+    sigs = quorum_signatures(signers, lambda a: sign_period(a, dom, s))
+    return box.c.ledger.submit_period(s, sigs, sender=box.deployer)["gasUsed"]
 
 
 def scaling_gas(box: Sandbox, progress: Progress) -> tuple[dict, dict, dict]:
@@ -85,8 +112,10 @@ def scaling_gas(box: Sandbox, progress: Progress) -> tuple[dict, dict, dict]:
     settle_gas, claim_gas, depth = {}, {}, {}
     sizes = sorted(set(SETTLE_PEERS) | set(CLAIM_PEERS))
     task = progress.add_task("trees: settle + claim", total=len(sizes))
+    bonded = box.accounts[0].address  # staked in operation_gas: a claimer must hold a bond
     for period, n in enumerate(sizes):
         values = [(a, i + 1) for i, a in enumerate(peer_addresses(n))]
+        values[n // 2] = (bonded, n // 2 + 1)
         tree = StandardMerkleTree.of(values, ["address", "uint256"])
         gas = settle(box, "bench", period, tree, sum(u for _, u in values), validators)
         if n in SETTLE_PEERS:
@@ -104,32 +133,46 @@ def scaling_gas(box: Sandbox, progress: Progress) -> tuple[dict, dict, dict]:
 
 def governance_gas(box: Sandbox) -> dict[str, int]:
     c, proposer = box.c, box.accounts[1].address
-    proposal = promotion_proposal(c.registry.address, "bench", "bafkrei-bench", keccak(text="eval"))
-    gas = {
-        "RunGovernor.propose (promote)": c.governor._send(
-            "propose", *proposal.as_args(), proposal.description, sender=proposer
-        )["gasUsed"]
-    }
+    cid, reg = "bafkrei-bench", c.registry
+    gas = {"CheckpointRegistry.nominate": reg.nominate("bench", cid, keccak(text="w"), sender=proposer)["gasUsed"]}
+    advance_time(box.w3, 1)
+    gas["CheckpointRegistry.fixSeed"] = reg.fix_seed("bench", cid, sender=proposer)["gasUsed"]
+    root, t = keccak(text="records"), chain_now(box.w3) - 1
+    message = {"checkpoint": cid, "seed": reg.eval_seed_int("bench", cid), "correct": 40, "total": 64}
+    message["recordsRoot"] = root
+    domain = eval_domain(box.w3.eth.chain_id, reg.address)
+    sign = lambda a: sign_struct(a, domain, "EvalAttestation", EVAL_ATTESTATION_FIELDS, message)  # noqa: E731
+    sigs = quorum_signatures(box.accounts[1:4], sign)
+    recorded = reg.record_eval("bench", cid, 40, 64, root, t, sigs, sender=proposer)
+    gas["CheckpointRegistry.recordEval (3 signatures)"] = recorded["gasUsed"]
+    digest = reg.events("EvalRecorded", recorded)[0]["evalDigest"]
+    proposal = promotion_proposal(c.registry.address, "bench", cid, digest)
+    gas["RunGovernor.propose (promote)"] = c.governor._send(
+        "propose", *proposal.as_args(), proposal.description, sender=proposer
+    )["gasUsed"]
     pid = c.governor.proposal_id(proposal)
     advance_time(box.w3, 2)
     gas["RunGovernor.castVote"] = c.governor.cast_vote(pid, Support.FOR, sender=proposer)["gasUsed"]
     advance_time(box.w3, 21)
-    gas["RunGovernor.execute -> promote"] = c.governor.execute(proposal, sender=proposer)["gasUsed"]
+    gas["RunGovernor.queue -> timelock"] = c.governor.queue(proposal, sender=proposer)["gasUsed"]
+    advance_time(box.w3, PARAMS.timelock_delay + 1)
+    gas["RunGovernor.execute -> timelock -> promote"] = c.governor.execute(proposal, sender=proposer)["gasUsed"]
     return gas
 
 
 def deploy_gas(box: Sandbox) -> dict[str, int]:
     d = box.deployer
     tok = deploy_contract(box.w3, "HiveToken", "H", "H", d, 1, sender=d)
-    stk = deploy_contract(box.w3, "Staking", tok[0], 1, 1, 5000, d, d, sender=d)
-    led = deploy_contract(box.w3, "ContributionLedger", stk[0], 1, sender=d)
-    gov = deploy_contract(box.w3, "RunGovernor", stk[0], 1, 10, 1, 4, sender=d)
-    reg = deploy_contract(box.w3, "CheckpointRegistry", gov[0], sender=d)
+    stk = deploy_contract(box.w3, "Staking", tok[0], 1, 1, 1, 5000, d, d, sender=d)
+    led = deploy_contract(box.w3, "ContributionLedger", stk[0], 1, 1, 1, 1, sender=d)
+    tl = deploy_contract(box.w3, "RunTimelock", 1, [], ["0x" + "00" * 20], d, sender=d)
+    gov = deploy_contract(box.w3, "RunGovernor", stk[0], tl[0], 1, 10, 1, 4, sender=d)
+    reg = deploy_contract(box.w3, "CheckpointRegistry", tl[0], stk[0], sender=d)
     return {
         f"deploy {n}": g
         for n, (_, g) in zip(
-            ["HiveToken", "Staking", "ContributionLedger", "RunGovernor", "CheckpointRegistry"],
-            [tok, stk, led, gov, reg],
+            ["HiveToken", "Staking", "ContributionLedger", "RunTimelock", "RunGovernor", "CheckpointRegistry"],
+            [tok, stk, led, tl, gov, reg],
             strict=True,
         )
     }
@@ -169,7 +212,22 @@ def report(ops: dict, settle_gas: dict, claim_gas: dict, depth: dict) -> dict:
             f"{claim_gas[n] - (a + b * depth[n]):+,.0f}",
         )
     console.print(t)
+    now = {
+        "submitPeriod": settle_gas[lo],
+        "claim intercept": round(a),
+        "claim gas per level": round(b),
+        "nominate": ops["CheckpointRegistry.nominate"],
+        "promote: queue": ops["RunGovernor.queue -> timelock"],
+        "promote: execute": ops["RunGovernor.execute -> timelock -> promote"],
+    }
+    t = Table(title="with the checks of issue 12 vs the previous figures")
+    for col in ("operation", "previous", "now", "now / previous"):
+        t.add_column(col, justify="right" if col != "operation" else "left")
+    for name, old in PREVIOUS.items():
+        t.add_row(name, f"{old:,}", f"{now[name]:,}", f"{now[name] / old:.3f}")
+    console.print(t)
     return {
+        "versus_previous": {"previous": PREVIOUS, "now": now},
         "operations": ops,
         "baseline": "HiveToken.transfer",
         "submit_period": settle_gas,

@@ -5,17 +5,19 @@
 
 1. **Warm start.** The run's base model: the tiny model after SFT on (deliberately flawed) teacher
    traces, so GRPO has something to fix. Held-out accuracy *before* is measured here.
-2. **Chain.** anvil (`@foundry-rs/anvil`) with every contract deployed; two validators stake and
-   register, the operator stakes (voting power) and funds the reward pool.
+2. **Chain.** anvil (`@foundry-rs/anvil`) with every contract deployed; two validators stake,
+   register and are activated after the activation delay, every peer posts its bond, the operator
+   stakes (voting power) and funds the reward pool.
 3. **Swarm.** `hivetune bootstrap`, then `hivetune join --key ...` for each training peer: they
    average LoRA gradients over hivemind, work on their assigned prompts, publish a checkpoint per
    epoch and sign a work receipt per epoch.
 4. **Attestation and rewards.** Each validator `hivetune validate`s every receipt by recomputation
    (records fetched over libp2p), `hivetune settle-sign`s the contribution table; the aggregator
    `hivetune settle`s the period on chain; after the challenge window each peer `hivetune claim`s.
-5. **Promotion.** The trained checkpoint is nominated (the chain fixes the eval seed), each
-   validator runs the transparent eval and signs it (`hivetune eval-attest`), the operator
-   `hivetune propose`s, stakers `hivetune vote`, and `hivetune promote` executes it.
+5. **Promotion.** The trained checkpoint is nominated by its weights hash and its eval seed fixed a
+   block later (`hivetune fix-seed`), each validator runs the transparent eval and signs it
+   (`hivetune eval-attest`), the operator `hivetune propose`s, stakers `hivetune vote`, and
+   `hivetune promote` queues it in the timelock and, after the delay, executes it.
 6. **A new peer** `hivetune join`s from the promoted checkpoint, fetched by CID and verified.
 7. **Summary.** A table (accuracy before/after, rewards per peer, promoted CID, tx hashes) and a
    PNG of reward and accuracy over epochs under `output_dir`.
@@ -226,6 +228,12 @@ class PublicRun:
             c.token.approve(c.staking.address, 1_000 * TOKEN, sender=v)
             c.staking.stake(1_000 * TOKEN, sender=v)
             c.staking.register_validator(sender=v)
+        for peer in [*roles.peers, roles.newcomer]:  # a peer is paid only if bonded at the period's snapshot
+            c.token.approve(c.staking.address, params.min_peer_bond, sender=peer)
+            c.staking.stake(params.min_peer_bond, sender=peer)
+        from coordination.chain.sandbox import activate_validators
+
+        activate_validators(self.net.w3, c.staking, [v.address for v in roles.validators], sender=roles.operator)
         c.token.approve(c.staking.address, 500 * TOKEN, sender=roles.operator)
         c.staking.stake(500 * TOKEN, sender=roles.operator)
         reward = self.cfg.reward_tokens * TOKEN
@@ -345,7 +353,7 @@ class PublicRun:
 
     # -- 4. attestation and rewards --------------------------------------------------------------
     def settle(self, run: Path, maddr: str, roles: Roles) -> dict:
-        from coordination.chain.clock import advance_time
+        from coordination.chain.clock import advance_time, chain_now
 
         epochs = [a for e in range(self.cfg.epochs) for a in ("--epoch", e)]
         deployment = ["--deployment", self.out / "deployment.json"]
@@ -371,6 +379,8 @@ class PublicRun:
         )  # validators work side by side, each with its own block store (checkpoints fetched over libp2p)
         docs = [self.out / "validators" / f"period-{i}.json" for i in range(len(roles.validators))]
         sign = ["settle-sign", "--run", run, "--period", 0, "--reward", self.cfg.reward_tokens * TOKEN, *deployment]
+        # one epoch range and one stake snapshot (a past timestamp) that every validator of the period signs
+        sign += ["--first-epoch", 0, "--last-epoch", self.cfg.epochs - 1, "--snapshot", chain_now(self.net.w3) - 1]
         sign += sum((["--verdicts", r] for r in reports), [])
         self.procs.run_parallel(
             [
@@ -429,11 +439,10 @@ class PublicRun:
         from coordination.chain.clock import advance_time
 
         chain = ["--rpc", self.net.rpc_url, "--deployment", self.out / "deployment.json"]
-        nominated = json.loads(
-            self.procs.run(
-                "nominate", "nominate", cid, "--run", run, *chain, "--key", self.key(roles.operator), "--json"
-            )
-        )
+        store = ["--store", self.out / "peer0" / "store"]  # the nomination names the adapter weights' hash
+        operator = ["--key", self.key(roles.operator), "--json"]
+        nominated = json.loads(self.procs.run("nominate", "nominate", cid, "--run", run, *chain, *store, *operator))
+        nominated |= json.loads(self.procs.run("fix-seed", "fix-seed", cid, "--run", run, *chain, *operator))
         bundles = [self.out / "validators" / f"eval-{i}.json" for i in range(len(roles.validators))]
         attest = ["eval-attest", cid, "--run", run, "--n", self.cfg.attest_eval_n, "--initial-peers", maddr, *chain]
         self.procs.run_parallel(
@@ -463,8 +472,6 @@ class PublicRun:
                 "--run",
                 run,
                 *sum((["--eval", b] for b in bundles), []),
-                "--quorum",
-                2,
                 *chain,
                 "--key",
                 self.key(roles.operator),
@@ -476,6 +483,8 @@ class PublicRun:
         for name, voter in [("operator", roles.operator), *((f"v{i}", v) for i, v in enumerate(roles.validators))]:
             self.procs.run(f"vote-{name}", "vote", pid, "for", *chain, "--key", self.key(voter))
         advance_time(self.net.w3, self.clients.governor.voting_period() + 1)
+        self.procs.run("queue", "promote", pid, *chain, "--key", self.key(roles.operator))  # into the timelock
+        advance_time(self.net.w3, self.clients.timelock.min_delay() + 1)
         self.procs.run("promote", "promote", pid, *chain, "--key", self.key(roles.operator))
         self.facts["tx"]["nominate"] = last_tx(self.clients.registry, "CheckpointNominated")
         self.facts["tx"]["promote"] = last_tx(self.clients.registry, "CheckpointPromoted")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from coordination.errors import ChainError
 
-CONTRACT_NAMES = ("HiveToken", "Staking", "ContributionLedger", "CheckpointRegistry", "RunGovernor")
+CONTRACT_NAMES = ("HiveToken", "Staking", "ContributionLedger", "CheckpointRegistry", "RunTimelock", "RunGovernor")
 ARTIFACTS_ENV = "HIVETUNE_ARTIFACTS"
 
 

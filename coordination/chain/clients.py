@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 
 from coordination.chain.artifacts import load_artifact
-from coordination.chain.signing import Eip712Domain, ledger_domain, run_key, staking_domain
+from coordination.chain.eip712 import Eip712Domain, PeriodSettlement, ledger_domain, run_key, staking_domain
 from coordination.chain.transact import Sender, call, send
 
 
@@ -92,13 +92,21 @@ class StakingClient(ContractClient):
         return self._send("withdraw", sender=sender)
 
     def register_validator(self, *, sender: Sender):
+        """Start the activation delay; the stake counts in quorums after `activate_validator`."""
         return self._send("registerValidator", sender=sender)
+
+    def activate_validator(self, account: str, *, sender: Sender):
+        return self._send("activateValidator", to_checksum_address(account), sender=sender)
+
+    def activates_at(self, account: str) -> int:
+        return self._call("activatesAt", to_checksum_address(account))
 
     def deregister_validator(self, *, sender: Sender):
         return self._send("deregisterValidator", sender=sender)
 
-    def slash(self, offender: str, amount: int, evidence: bytes, signatures: list[bytes], *, sender: Sender):
-        return self._send("slash", to_checksum_address(offender), amount, evidence, signatures, sender=sender)
+    def slash(self, offender: str, bps: int, evidence: bytes, snapshot: int, signatures: list[bytes], *, sender):
+        """Slash `bps` of `offender`'s active + unbonding stake (quorum at `snapshot`)."""
+        return self._send("slash", to_checksum_address(offender), bps, evidence, snapshot, signatures, sender=sender)
 
     def set_treasury(self, treasury: str, *, sender: Sender):
         return self._send("setTreasury", to_checksum_address(treasury), sender=sender)
@@ -125,15 +133,29 @@ class StakingClient(ContractClient):
     def evidence_used(self, evidence: bytes) -> bool:
         return self._call("evidenceUsed", evidence)
 
-    def required_quorum_stake(self) -> int:
-        return self._call("requiredQuorumStake")
+    def required_quorum_stake_at(self, snapshot: int) -> int:
+        return self._call("requiredQuorumStakeAt", snapshot)
 
-    def require_quorum(self, digest: bytes, signatures: list[bytes]) -> int:
-        """Signed stake if `signatures` over `digest` form a validator quorum, else ChainError."""
-        return self._call("requireQuorum", digest, signatures)
+    def require_quorum_at(self, digest: bytes, signatures: list[bytes], snapshot: int) -> int:
+        """Signed weight if `signatures` over `digest` form a validator quorum at `snapshot`, else ChainError."""
+        return self._call("requireQuorumAt", digest, signatures, snapshot)
 
-    def slash_digest(self, offender: str, amount: int, evidence: bytes) -> bytes:
-        return self._call("slashDigest", to_checksum_address(offender), amount, evidence)
+    def stake_at(self, account: str, snapshot: int) -> int:
+        return self._call("stakeAt", to_checksum_address(account), snapshot)
+
+    def validator_stake_at(self, account: str, snapshot: int) -> int:
+        return self._call("validatorStakeAt", to_checksum_address(account), snapshot)
+
+    def total_validator_stake_at(self, snapshot: int) -> int:
+        return self._call("totalValidatorStakeAt", snapshot)
+
+    def validator_stakes_at(self, addresses, snapshot: int) -> dict[str, int]:
+        """{validator: weight at `snapshot`} for the given addresses that had any weight then."""
+        stakes = {to_checksum_address(a): self.validator_stake_at(a, snapshot) for a in addresses}
+        return {a: s for a, s in stakes.items() if s > 0}
+
+    def slash_digest(self, offender: str, bps: int, evidence: bytes, snapshot: int) -> bytes:
+        return self._call("slashDigest", to_checksum_address(offender), bps, evidence, snapshot)
 
     def totals(self) -> dict[str, int]:
         """totalStaked, totalPending, totalValidatorStake, validatorCount."""
@@ -141,7 +163,7 @@ class StakingClient(ContractClient):
         return {n: self._call(n) for n in names}
 
     def param(self, name: str):
-        """A constructor parameter or setting: unbondingDelay, minValidatorStake, quorumBps, treasury, token, clock."""
+        """A setting: unbondingDelay, activationDelay, minValidatorStake, quorumBps, treasury, token, clock."""
         return self._call(name)
 
     def domain(self) -> Eip712Domain:
@@ -154,8 +176,13 @@ class PeriodInfo:
     total_units: int
     reward: int
     paid: int
+    claimed_units: int
+    first_epoch: int
+    last_epoch: int
+    snapshot: int
     challenge_ends_at: int
     voided: bool
+    swept: bool
 
     @property
     def exists(self) -> bool:
@@ -168,13 +195,15 @@ class LedgerClient(ContractClient):
     def fund(self, amount: int, *, sender: Sender):
         return self._send("fund", amount, sender=sender)
 
-    def submit_period(self, run_id, period: int, root: bytes, total_units: int, reward: int, signatures, *, sender):
-        return self._send(
-            "submitPeriod", run_key(run_id), period, root, total_units, reward, signatures, sender=sender
-        )
+    def submit_period(self, settlement: PeriodSettlement, signatures, *, sender: Sender):
+        return self._send("submitPeriod", settlement.as_tuple(), signatures, sender=sender)
 
-    def void_period(self, run_id, period: int, signatures: list[bytes], *, sender: Sender):
-        return self._send("voidPeriod", run_key(run_id), period, signatures, sender=sender)
+    def void_period(self, run_id, period: int, snapshot: int, signatures: list[bytes], *, sender: Sender):
+        return self._send("voidPeriod", run_key(run_id), period, snapshot, signatures, sender=sender)
+
+    def sweep(self, run_id, period: int, *, sender: Sender):
+        """Return a period's unclaimed remainder to the pool once its claim window has closed."""
+        return self._send("sweep", run_key(run_id), period, sender=sender)
 
     def claim(self, run_id, period: int, peer: str, units: int, proof: list[bytes], *, sender: Sender):
         return self._send("claim", run_key(run_id), period, to_checksum_address(peer), units, proof, sender=sender)
@@ -194,8 +223,21 @@ class LedgerClient(ContractClient):
     def challenge_window(self) -> int:
         return self._call("challengeWindow")
 
-    def period_digest(self, run_id, period: int, root: bytes, total_units: int, reward: int) -> bytes:
-        return self._call("periodDigest", run_key(run_id), period, root, total_units, reward)
+    def claim_window(self) -> int:
+        return self._call("claimWindow")
+
+    def max_period_reward(self) -> int:
+        return self._call("maxPeriodReward")
+
+    def min_peer_bond(self) -> int:
+        return self._call("minPeerBond")
+
+    def next_epoch(self, run_id) -> int:
+        """The first epoch a new period of `run_id` may cover (ranges never overlap)."""
+        return self._call("nextEpoch", run_key(run_id))
+
+    def period_digest(self, settlement: PeriodSettlement) -> bytes:
+        return self._call("periodDigest", settlement.as_tuple())
 
     def domain(self) -> Eip712Domain:
         return ledger_domain(self.w3.eth.chain_id, self.address)
@@ -206,6 +248,22 @@ class PromotedCheckpoint:
     cid: str
     eval_digest: bytes
     promoted_at: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    correct: int
+    total: int
+    records_root: bytes
+    recorded: bool
+
+
+@dataclass(frozen=True)
+class Nomination:
+    weights_hash: bytes
+    block_number: int
+    seed: bytes
+    nominator: str
 
 
 class RegistryClient(ContractClient):
@@ -229,13 +287,46 @@ class RegistryClient(ContractClient):
     def is_promoted(self, run_id, cid: str) -> bool:
         return self._call("isPromoted", run_key(run_id), cid)
 
-    def nominate(self, run_id, cid: str, *, sender: Sender):
-        """Nominate `cid` for promotion; the block it is mined in seeds the transparent eval."""
-        return self._send("nominate", run_key(run_id), cid, sender=sender)
+    def nominate(self, run_id, cid: str, weights_hash: bytes, *, sender: Sender):
+        """Nominate `cid` (adapter weights hashing to `weights_hash`); the next block's hash seeds its eval."""
+        return self._send("nominate", run_key(run_id), cid, bytes(weights_hash), sender=sender)
+
+    def fix_seed(self, run_id, cid: str, *, sender: Sender):
+        """Fix `cid`'s eval seed (the hash of the block after its nomination); anyone may call."""
+        return self._send("fixSeed", run_key(run_id), cid, sender=sender)
+
+    def record_eval(
+        self, run_id, cid: str, correct: int, total: int, records_root: bytes, snapshot: int, signatures, *, sender
+    ):
+        """Record an eval score on `cid`'s fixed seed, with validators' `EvalAttestation` signatures (a stake
+        quorum at `snapshot`, ordered by signer); the registry derives the seed and the eval digest."""
+        args = (run_key(run_id), cid, correct, total, bytes(records_root), snapshot, list(signatures))
+        return self._send("recordEval", *args, sender=sender)
+
+    def eval_seed_int(self, run_id, cid: str) -> int:
+        """The eval seed the registry derives (equals `transparent_eval.eval_seed(chain seed, run, cid)`)."""
+        return self._call("evalSeed", run_key(run_id), cid)
+
+    def eval_result(self, run_id, cid: str, eval_digest: bytes) -> EvalResult:
+        return EvalResult(*self._call("evalResult", run_key(run_id), cid, bytes(eval_digest)))
 
     def nomination_block(self, run_id, cid: str) -> int:
         """Block number of `cid`'s nomination; ChainError (NotNominated) if it never was."""
         return self._call("nominationBlock", run_key(run_id), cid)
+
+    def nomination(self, run_id, cid: str) -> Nomination:
+        return Nomination(*self._call("nominationOf", run_key(run_id), cid))
+
+    def eval_seed(self, run_id, cid: str) -> bytes | None:
+        """The fixed eval seed of `cid`, or None while it is not fixed yet."""
+        seed = bytes(self.nomination(run_id, cid).seed)
+        return None if seed == bytes(32) else seed
+
+    def cid_of_weights(self, run_id, weights_hash: bytes) -> str:
+        return self._call("cidOfWeights", run_key(run_id), bytes(weights_hash))
+
+    def eval_recorded(self, run_id, cid: str, eval_digest: bytes) -> bool:
+        return self.eval_result(run_id, cid, eval_digest).recorded
 
     def governor(self) -> str:
         return self._call("governor")

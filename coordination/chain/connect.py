@@ -1,5 +1,8 @@
 """Open a chain for a command: RPC + deployment.json + (optionally) a signing key.
 
+The one way every command reaches the contracts: the node must answer, be the chain the deployment
+was made on (chain id), and hold code at every address of the deployment.
+
 w3, deployment, clients = connect("http://127.0.0.1:8545", "deployment.json")
 account = account_from_key(key)          # from --key / $HIVETUNE_KEY
 """
@@ -14,6 +17,7 @@ from coordination.errors import ChainError, ConfigError
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEFAULT_DEPLOYMENT = "deployment.json"
+CONTRACTS = ("token", "staking", "ledger", "timelock", "governor", "registry")
 
 
 def connect(rpc: str, deployment_path: str | Path) -> tuple[object, Deployment, Clients]:
@@ -24,16 +28,17 @@ def connect(rpc: str, deployment_path: str | Path) -> tuple[object, Deployment, 
     w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10}))
     with chain_errors("connecting", rpc):
         chain_id = w3.eth.chain_id
-        code = w3.eth.get_code(deployment.staking)
     if chain_id != deployment.chain_id:
         raise ChainError(
             f"{deployment_path} is for chain {deployment.chain_id} but {rpc} is chain {chain_id}; "
             "pass the matching --rpc or --deployment"
         )
-    if len(code) == 0:
+    with chain_errors("connecting", rpc):
+        empty = [name for name in CONTRACTS if len(w3.eth.get_code(getattr(deployment, name))) == 0]
+    if empty:
         raise ChainError(
-            f"no contracts at the addresses in {deployment_path} on {rpc} (a restarted devnet?); "
-            "redeploy with `hivetune devnet`"
+            f"no contract code for {', '.join(empty)} at the addresses in {deployment_path} on {rpc} "
+            "(a restarted devnet?); redeploy with `hivetune devnet`"
         )
     return w3, deployment, deployment.clients(w3)
 

@@ -33,7 +33,11 @@ DEVNET_MNEMONIC = "test test test test test test test test test test test junk"
 # Short delays so a demo moves along (a real run uses DeployParams' defaults: days, not minutes).
 DEVNET_PARAMS = DeployParams(
     unbonding_delay=300,
+    activation_delay=30,
     challenge_window=120,
+    claim_window=24 * 3600,
+    timelock_delay=30,
+    min_peer_bond=1 * TOKEN,
     voting_delay=5,
     voting_period=300,
     min_validator_stake=1_000 * TOKEN,

@@ -1,13 +1,17 @@
 """Client for RunGovernor: propose a checkpoint promotion, vote with stake, execute.
 
 Votes are Staking's checkpointed stake read at the proposal snapshot (clock = timestamps, so
-voting delay/period are seconds). No timelock: a succeeded proposal is executed directly.
+voting delay/period are seconds). A succeeded proposal is queued in the RunTimelock and executed
+through it after the timelock's delay; the registry obeys only the timelock.
 
     gov = GovernorClient(w3, deployment.governor)
     proposal = promotion_proposal(deployment.registry, run_id, cid, eval_digest)
     pid = gov.propose(proposal, sender=staker)
     advance_time(w3, gov.voting_delay() + 1); gov.cast_vote(pid, Support.FOR, sender=staker)
-    advance_time(w3, gov.voting_period() + 1); gov.execute(proposal, sender=anyone)
+    advance_time(w3, gov.voting_period() + 1); gov.queue(proposal, sender=anyone)
+    advance_time(w3, timelock.min_delay() + 1); gov.execute(proposal, sender=anyone)
+
+What a proposal does is read from its calldata (`decode_actions`), never from its description.
 """
 
 from __future__ import annotations
@@ -71,6 +75,49 @@ def promotion_proposal(registry_address: str, run_id, cid: str, eval_digest: byt
     return Proposal((to_checksum_address(registry_address),), (0,), (bytes.fromhex(calldata[2:]),), text)
 
 
+def rollback_proposal(registry_address: str, run_id, index: int, description: str = "") -> Proposal:
+    """A proposal whose execution makes lineage entry `index` current again (`CheckpointRegistry.rollback`)."""
+    from web3 import Web3
+
+    registry = Web3().eth.contract(abi=load_artifact("CheckpointRegistry").abi)
+    calldata = registry.encode_abi("rollback", args=[run_key(run_id), index])
+    text = description or f"Roll run 0x{run_key(run_id).hex()} back to lineage entry {index}"
+    return Proposal((to_checksum_address(registry_address),), (0,), (bytes.fromhex(calldata[2:]),), text)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One decoded call of a proposal: what will execute, whatever the description says."""
+
+    target: str
+    value: int
+    function: str  # "promote", "rollback", ... or "unknown"
+    args: dict
+
+    def summary(self) -> str:
+        args = ", ".join(f"{k}={'0x' + v.hex() if isinstance(v, bytes) else v}" for k, v in self.args.items())
+        return f"{self.function}({args}) on {self.target}" + (f" with {self.value} wei" if self.value else "")
+
+
+def decode_actions(targets, values, calldatas, *, registry_address: str) -> list[Action]:
+    """Decode each call against the registry's ABI; calls to anything else are `unknown` (with raw data)."""
+    from web3 import Web3
+
+    registry = Web3().eth.contract(abi=load_artifact("CheckpointRegistry").abi)
+    actions = []
+    for target, value, data in zip(targets, values, calldatas, strict=True):
+        target, data = to_checksum_address(target), bytes(data)
+        if target == to_checksum_address(registry_address):
+            try:
+                fn, args = registry.decode_function_input(data)
+                actions.append(Action(target, int(value), fn.fn_name, dict(args)))
+                continue
+            except ValueError:
+                pass
+        actions.append(Action(target, int(value), "unknown", {"calldata": data}))
+    return actions
+
+
 @dataclass(frozen=True)
 class ProposalVotes:
     against: int
@@ -94,8 +141,19 @@ class GovernorClient(ContractClient):
             return self._send("castVoteWithReason", proposal_id, int(support), reason, sender=sender)
         return self._send("castVote", proposal_id, int(support), sender=sender)
 
+    def queue(self, proposal: Proposal, *, sender: Sender):
+        """Queue a succeeded proposal in the timelock (executable after its delay)."""
+        return self._send("queue", *proposal.as_args(), proposal.description_hash, sender=sender)
+
     def execute(self, proposal: Proposal, *, sender: Sender):
         return self._send("execute", *proposal.as_args(), proposal.description_hash, sender=sender)
+
+    def proposal_eta(self, proposal_id: int) -> int:
+        """When a queued proposal becomes executable (0 if not queued)."""
+        return self._call("proposalEta", proposal_id)
+
+    def timelock(self) -> str:
+        return self._call("timelock")
 
     def state(self, proposal_id: int) -> ProposalState:
         return ProposalState(self._call("state", proposal_id))
@@ -123,3 +181,13 @@ class GovernorClient(ContractClient):
 
     def proposal_threshold(self) -> int:
         return self._call("proposalThreshold")
+
+
+class TimelockClient(ContractClient):
+    artifact_name = "RunTimelock"
+
+    def min_delay(self) -> int:
+        return self._call("getMinDelay")
+
+    def has_role(self, role_name: str, account: str) -> bool:
+        return self._call("hasRole", self._call(role_name), to_checksum_address(account))

@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from coordination.chain.deploy import TOKEN, Clients, Deployment, DeployParams, deploy_all
 from coordination.errors import ChainError
 
-__all__ = ["ANY", "Sandbox", "expect_revert", "register_validators"]
+__all__ = ["ANY", "Sandbox", "activate_validators", "expect_revert", "register_validators"]
 
 
 @dataclass
@@ -62,11 +62,23 @@ class Sandbox:
         return self.c.staking.stake(amount, sender=address)
 
 
-def register_validators(box: Sandbox, stakes: dict[LocalAccount, int]) -> None:
-    """Stake and register each account as a validator."""
+def register_validators(box: Sandbox, stakes: dict[LocalAccount, int], *, activate: bool = True) -> None:
+    """Stake and register each account as a validator; then wait out the activation delay and activate them."""
     for account, amount in stakes.items():
         box.approve_and_stake(account, amount)
         box.c.staking.register_validator(sender=account.address)
+    if activate:
+        activate_validators(box.w3, box.c.staking, [a.address for a in stakes], sender=box.deployer)
+
+
+def activate_validators(w3, staking, addresses, *, sender) -> None:
+    """Move time past the activation delay (dev chains) and activate each registered validator."""
+    from coordination.chain.clock import advance_time
+
+    advance_time(w3, staking.param("activationDelay") + 1)
+    for address in addresses:
+        staking.activate_validator(address, sender=sender)
+    advance_time(w3, 1)  # a snapshot must lie in the past: let the activation's second go by
 
 
 @contextmanager

@@ -43,7 +43,7 @@ def _gas_for(w3, fn, tx: dict) -> int:
     if is_in_process(w3):
         if not hasattr(fn, "call"):  # a constructor (rare): estimated
             return int(fn.estimate_gas(tx) * GAS_MARGIN)
-        fn.call(tx)  # raises with the revert data if it would revert
+        fn.call(tx, block_identifier="pending")  # raises with the revert data; the pending block is where it runs
         return w3.eth.get_block("pending")["gasLimit"]
     # estimated on the pending block (its timestamp is the one the transaction will see), plus headroom for
     # state that changes between estimate and inclusion (a vote checkpoint in a new second costs a fresh slot)

@@ -13,6 +13,11 @@
 
 Files are sorted by their relative POSIX path; dag-cbor sorts map keys canonically; there are no
 timestamps or absolute paths, so the same directory and metadata give the same CID on any machine.
+
+A manifest read from anyone is checked before a single byte is written: every link is a raw
+sha2-256 block, no chunk is linked twice, each file links exactly ceil(size / chunk_size) chunks,
+and the link count and total size stay under `MAX_LINKS` / `MAX_TOTAL_BYTES` (so one 1 MiB chunk
+linked 256 times cannot make `checkout` write 256 MiB).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path, PurePosixPath
 import dag_cbor
 from multiformats import CID
 
-from coordination.checkpoints.addressing import RAW
+from coordination.checkpoints.addressing import RAW, require_sha256
 from coordination.errors import CheckpointError
 
 MANIFEST_TYPE = "hivetune/checkpoint"
@@ -34,6 +39,8 @@ MANIFEST_VERSION = 1
 CHUNK_SIZE = 1 << 20
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+MAX_LINKS = 8192  # 8 GiB of 1 MiB chunks: far above any LoRA adapter
+MAX_TOTAL_BYTES = 8 << 30
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,12 @@ def build_manifest(
         raise ValueError("base_model is required: pass the Hugging Face id (or name) of the model the adapter fits")
     if step is not None and step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    links = [link.digest for entry in files for link in entry.chunks]
+    if len(set(links)) != len(links):
+        raise CheckpointError(
+            "the adapter repeats a 1 MiB chunk byte for byte; manifests with repeated chunk links are refused "
+            "(they let one 1 MiB block expand into any size on checkout)"
+        )
     return {
         "type": MANIFEST_TYPE,
         "version": MANIFEST_VERSION,
@@ -131,16 +144,40 @@ def decode_manifest(data: bytes, cid: CID | str = "?") -> dict:
 
 
 def _normalize_links(node: dict, cid: CID | str) -> None:
-    """Check file names and link codecs; print every link in base32 like the rest of hivetune."""
+    """Check names, link codecs and hashes, link counts and sizes; print every link in base32."""
+    if node.get("chunk_size") != CHUNK_SIZE:
+        raise CheckpointError(f"checkpoint {cid} uses chunk_size {node.get('chunk_size')}, not {CHUNK_SIZE}")
+    seen: set[bytes] = set()
+    total_links = total_bytes = 0
     for entry in node["files"]:
         check_file_name(entry["name"], cid)
-        if not isinstance(entry["size"], int) or not isinstance(entry["sha256"], str):
+        if not isinstance(entry["size"], int) or entry["size"] < 0 or not isinstance(entry["sha256"], str):
             raise TypeError(f"bad size/sha256 for {entry['name']!r}")
-        if any(link.codec.name != RAW for link in entry["chunks"]):
-            raise CheckpointError(f"checkpoint {cid} links a non-raw chunk in {entry['name']}: it is malformed")
-        entry["chunks"] = [link.set(base="base32") for link in entry["chunks"]]
+        links = entry["chunks"]
+        total_links += len(links)
+        total_bytes += entry["size"]
+        if total_links > MAX_LINKS or total_bytes > MAX_TOTAL_BYTES:
+            raise CheckpointError(
+                f"checkpoint {cid} links over {MAX_LINKS} chunks or {MAX_TOTAL_BYTES} bytes: refusing to fetch it"
+            )
+        if len(links) != -(-entry["size"] // CHUNK_SIZE):
+            raise CheckpointError(
+                f"checkpoint {cid}: {entry['name']} has {entry['size']} bytes but links {len(links)} chunks"
+            )
+        for link in links:
+            _check_link(link, cid, entry["name"], seen)
+        entry["chunks"] = [link.set(base="base32") for link in links]
     if node.get("parent") is not None:
-        node["parent"] = node["parent"].set(base="base32")
+        node["parent"] = require_sha256(node["parent"].set(base="base32"))
+
+
+def _check_link(link: CID, cid, name: str, seen: set[bytes]) -> None:
+    if link.codec.name != RAW:
+        raise CheckpointError(f"checkpoint {cid} links a non-raw chunk in {name}: it is malformed")
+    require_sha256(link)
+    if link.digest in seen:
+        raise CheckpointError(f"checkpoint {cid} links chunk {link} twice: refusing a manifest with repeated links")
+    seen.add(link.digest)
 
 
 def check_file_name(name: str, cid: CID | str = "?") -> None:

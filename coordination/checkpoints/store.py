@@ -227,6 +227,10 @@ class CheckpointStore:
                 chunk = self.blocks.get(link)
                 digest.update(chunk)
                 size += len(chunk)
+                if size > entry["size"]:  # never write past what the manifest declared
+                    raise CheckpointError(
+                        f"checkpoint {cid}: {entry['name']} chunks exceed its declared {entry['size']} bytes"
+                    )
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())

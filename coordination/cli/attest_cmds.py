@@ -36,16 +36,17 @@ def read_key(key_file: Path | None) -> str:
 
 
 def connect_chain(deployment: Path | None, rpc: str | None, spec):
-    """(clients, chain_id) from a deployment file, or (None, chain id of the spec) without one."""
+    """(clients, chain_id) from a deployment file, or (None, chain id of the spec) without one.
+
+    Goes through `coordination.chain.connect.connect`, so the chain id and the contracts' code are checked.
+    """
     if deployment is None:
         return None, (spec.chain.chain_id if spec.chain else 31337)
-    from web3 import Web3
+    from coordination.chain.connect import connect
 
-    from coordination.chain.deploy import Deployment
-
-    dep = Deployment.load(deployment)
     url = rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545")
-    return dep.clients(Web3(Web3.HTTPProvider(url))), dep.chain_id
+    _, dep, clients = connect(url, deployment)
+    return clients, dep.chain_id
 
 
 def attest_domain_for(clients, chain_id: int) -> dict:
@@ -201,10 +202,14 @@ def settle_sign(
     out: Annotated[Path, typer.Option(help="Write this validator's signed period document here.")],
     key_file: Annotated[Path | None, typer.Option(help=f"Validator key file (or ${KEY_ENV}).")] = None,
     rpc: Annotated[str | None, typer.Option(help="JSON-RPC URL (default: the run spec's).")] = None,
-    quorum: Annotated[int, typer.Option(help="Validators that must agree on a ruling.")] = 2,
+    first_epoch: Annotated[int, typer.Option(help="First epoch the period covers.")] = 0,
+    last_epoch: Annotated[int, typer.Option(help="Last epoch the period covers (inclusive).")] = 0,
+    snapshot: Annotated[
+        int, typer.Option(help="Stake snapshot (a past chain timestamp every validator of the period uses).")
+    ] = 0,
     slash_bps: Annotated[int, typer.Option(help="Share of a cheater's stake to slash, in basis points.")] = 5_000,
 ) -> None:
-    """Sign the period's contribution table (and slashes) that the verdict reports rule."""
+    """Sign the period's contribution table (and slashes) that the verdict reports rule, weighed by stake."""
     from eth_account import Account
 
     from coordination.chain.signing import run_key
@@ -219,8 +224,10 @@ def settle_sign(
         clients=clients,
         run_key=run_key(spec.run_id),
         period=period,
+        first_epoch=first_epoch,
+        last_epoch=last_epoch,
         reward=reward,
-        quorum=quorum,
+        snapshot=snapshot,
         slash_bps=slash_bps,
     )
     out.parent.mkdir(parents=True, exist_ok=True)

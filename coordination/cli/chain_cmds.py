@@ -135,7 +135,7 @@ def _print_devnet(net, deployment: Path, as_json: bool) -> None:
     for i, a in enumerate(accounts):
         table.add_row(str(i) + (" deployer" if i == 0 else ""), a["address"], a["key"], format_tokens(a["tokens"]))
     console.print(table)
-    for name in ("token", "staking", "ledger", "governor", "registry"):
+    for name in ("token", "staking", "ledger", "timelock", "governor", "registry"):
         console.print(f"  {name:<9} {getattr(net.deployment, name)}", highlight=False)
     console.print(f"contracts written to [bold]{deployment}[/]; Ctrl-C stops the devnet")
 
@@ -188,10 +188,39 @@ def withdraw(rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_j
 def register_validator(
     rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT
 ) -> None:
-    """Register your stake as a validator's (needs the minimum validator stake)."""
+    """Register your stake as a validator's (needs the minimum validator stake); it counts after activation."""
     _, clients, account = _open(rpc, deployment, key)
     clients.staking.register_validator(sender=account)
-    _emit(as_json, {"account": account.address, "validator": True}, f"{account.address} is a validator")
+    at = clients.staking.activates_at(account.address)
+    _emit(
+        as_json,
+        {"account": account.address, "validator": False, "activatesAt": at},
+        f"{account.address} registered; run `hivetune activate-validator` after timestamp {at}",
+    )
+
+
+def activate_validator(
+    rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT
+) -> None:
+    """Activate your validator registration once its activation delay has passed."""
+    _, clients, account = _open(rpc, deployment, key)
+    clients.staking.activate_validator(account.address, sender=account)
+    _emit(as_json, {"account": account.address, "validator": True}, f"{account.address} is an active validator")
+
+
+def sweep(
+    period: int = typer.Option(..., help="reward period to sweep"),
+    run_id: str = typer.Option(..., help="run id (the run config's CID) or 0x bytes32"),
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    key: str = KEY,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Return a period's unclaimed remainder to the reward pool once its claim window has closed."""
+    _, clients, account = _open(rpc, deployment, key)
+    receipt = clients.ledger.sweep(run_id, period, sender=account)
+    (event,) = clients.ledger.events("PeriodSweptToPool", receipt)
+    _emit(as_json, {"period": period, "returned": event["returnedToPool"]}, f"swept {event['returnedToPool']}")
 
 
 def claim(
@@ -224,4 +253,6 @@ def register(app: typer.Typer) -> None:
     app.command("unstake")(unstake)
     app.command("withdraw")(withdraw)
     app.command("register-validator")(register_validator)
+    app.command("activate-validator")(activate_validator)
+    app.command("sweep")(sweep)
     app.command("claim")(claim)

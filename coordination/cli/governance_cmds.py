@@ -1,12 +1,13 @@
 """CLI: transparent evals and checkpoint promotion by stake vote.
 
-    hivetune nominate CID --run run.yaml                 # the chain fixes the eval seed (nomination block)
+    hivetune nominate CID --run run.yaml                 # nominated once per adapter weights hash
+    hivetune fix-seed CID --run run.yaml                 # anyone, a block later: fixes the eval seed
     hivetune eval-attest CID --run run.yaml --out eval.json   # a validator: eval on that seed, sign it
     hivetune eval-verify --bundle eval.json --sample 3   # anyone: Merkle proof + recomputed verdict
-    hivetune propose CID --run run.yaml --eval eval.json [--eval other-validator.json]
+    hivetune propose CID --run run.yaml --eval eval.json [--eval other-validator.json]   # a stake quorum of evals
     hivetune vote PROPOSAL for|against|abstain
-    hivetune promote PROPOSAL                            # execute after a successful vote
-    hivetune proposals                                   # open proposals, eval scores, tallies
+    hivetune promote PROPOSAL                            # queue a succeeded vote; again after the timelock: execute
+    hivetune proposals                                   # proposals decoded from their calldata, tallies
 
 Chain options as for `hivetune stake`: --rpc (HIVETUNE_RPC), --deployment (HIVETUNE_DEPLOYMENT),
 --key (HIVETUNE_KEY).
@@ -42,20 +43,39 @@ def _run_id(run: Path) -> str:
 def nominate_cmd(
     cid: str = typer.Argument(..., help="checkpoint CID (from `hivetune checkpoint add`)"),
     run: Path = RUN,
+    store: Path = STORE,
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     key: str = KEY,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Nominate a checkpoint for promotion; the nomination block's hash fixes its eval seed."""
+    """Nominate a stored checkpoint for promotion (once per adapter weights hash); then `hivetune fix-seed`."""
+    from coordination.checkpoints import CheckpointStore
+    from coordination.checkpoints.weights import weights_hash_of
     from coordination.governance.promotion import nominate
 
     w3, clients, account = _open(rpc, deployment, key)
-    nom = nominate(w3, clients, _run_id(run), cid, sender=account)
+    weights = weights_hash_of(CheckpointStore(store), cid)
+    nom = nominate(w3, clients, _run_id(run), cid, weights, sender=account)
+    payload = {"cid": cid, "block": nom.block_number, "weights_hash": "0x" + weights.hex()}
+    typer.echo(json.dumps(payload) if as_json else f"nominated {cid} in block {nom.block_number}")
+
+
+def fix_seed_cmd(
+    cid: str = typer.Argument(..., help="the nominated checkpoint CID"),
+    run: Path = RUN,
+    rpc: str = RPC,
+    deployment: Path = DEPLOYMENT,
+    key: str = KEY,
+    as_json: bool = JSON_OUT,
+) -> None:
+    """Fix the eval seed of a nomination (the hash of the block after it); anyone may call."""
+    from coordination.governance.promotion import fix_seed
+
+    w3, clients, account = _open(rpc, deployment, key)
+    nom = fix_seed(w3, clients, _run_id(run), cid, sender=account)
     payload = {"cid": cid, "block": nom.block_number, "seed": nom.seed}
-    typer.echo(
-        json.dumps(payload) if as_json else f"nominated {cid} in block {nom.block_number}: eval seed {nom.seed}"
-    )
+    typer.echo(json.dumps(payload) if as_json else f"eval seed of {cid}: {nom.seed}")
 
 
 def eval_attest_cmd(
@@ -156,18 +176,18 @@ def propose_cmd(
     cid: str = typer.Argument(..., help="the nominated checkpoint CID"),
     run: Path = RUN,
     evals: list[Path] = typer.Option(..., "--eval", help="eval bundle(s) from validators (same seed and records)"),
-    quorum: int = typer.Option(1, "--quorum", help="validator attestations required"),
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     key: str = KEY,
     as_json: bool = JSON_OUT,
 ) -> None:
-    """Propose promoting CID, attaching its eval attestations (refused when missing, forged or mismatched)."""
+    """Propose promoting CID with its eval attestations (refused when missing, forged, mismatched, or signed by
+    less than a validator stake quorum); records the eval score on chain first."""
     from coordination.governance.promotion import propose_promotion
 
     bundle = merge_bundles(evals)
     w3, clients, account = _open(rpc, deployment, key)
-    pid = propose_promotion(w3, clients, run_id=_run_id(run), cid=cid, bundle=bundle, sender=account, quorum=quorum)
+    pid = propose_promotion(w3, clients, run_id=_run_id(run), cid=cid, bundle=bundle, sender=account)
     payload = {"proposal": str(pid), "cid": cid, "correct": bundle.correct, "total": bundle.total}
     typer.echo(json.dumps(payload) if as_json else f"proposal {pid}: promote {cid} ({bundle.correct}/{bundle.total})")
 
@@ -211,16 +231,22 @@ def promote_cmd(
     deployment: Path = DEPLOYMENT,
     key: str = KEY,
 ) -> None:
-    """Execute a succeeded promotion: CheckpointRegistry records the checkpoint as the run's current one."""
+    """Queue a succeeded proposal in the timelock; run again after the delay to execute it."""
+    from coordination.chain.governance import ProposalState
     from coordination.governance.promotion import promote
 
     w3, clients, account = _open(rpc, deployment, key)
     receipt = promote(w3, clients, int(proposal), sender=account)
-    typer.echo(f"promoted (tx {receipt['transactionHash'].hex()})")
+    state = clients.governor.state(int(proposal))
+    if state == ProposalState.QUEUED:
+        eta = clients.governor.proposal_eta(int(proposal))
+        typer.echo(f"queued in the timelock; executable after timestamp {eta} (run `hivetune promote` again)")
+    else:
+        typer.echo(f"executed (tx {receipt['transactionHash'].hex()})")
 
 
 def proposals_cmd(rpc: str = RPC, deployment: Path = DEPLOYMENT, as_json: bool = JSON_OUT) -> None:
-    """Promotion proposals with their eval scores and tallies."""
+    """Proposals as their calldata decodes (never their description), with tallies."""
     from coordination.governance.promotion import proposals
 
     w3, clients, _ = _open(rpc, deployment)
@@ -232,6 +258,7 @@ def proposals_cmd(rpc: str = RPC, deployment: Path = DEPLOYMENT, as_json: bool =
 
 
 def proposal_rows(infos) -> list[dict]:
+    """One row per proposal, every field decoded from the calldata and checked against the registry."""
     rows = []
     for info in infos:
         facts = info.facts or {}
@@ -239,8 +266,12 @@ def proposal_rows(infos) -> list[dict]:
             {
                 "proposal": str(info.proposal_id),
                 "state": info.state.name.lower(),
+                "executes": "; ".join(a.summary() for a in info.actions),
                 "cid": facts.get("cid"),
-                "eval": f"{facts.get('correct')}/{facts.get('total')}" if facts else None,
+                "eval": f"{facts['correct']}/{facts['total']}" if facts.get("eval_recorded") else None,
+                "eval_digest": facts.get("eval_digest"),
+                "nominated": facts.get("nominated"),
+                "eval_recorded": facts.get("eval_recorded"),
                 "for": info.votes_for,
                 "against": info.votes_against,
                 "abstain": info.votes_abstain,
@@ -253,7 +284,7 @@ def print_proposal_table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    columns = ("proposal", "state", "cid", "eval", "for", "against", "abstain")
+    columns = ("proposal", "state", "executes", "nominated", "eval", "for", "against", "abstain")
     table = Table(title="promotion proposals")
     for col in columns:
         table.add_column(col, overflow="fold")
@@ -265,6 +296,7 @@ def print_proposal_table(rows: list[dict]) -> None:
 def register(app: typer.Typer) -> None:
     """Add the governance commands to the `hivetune` app."""
     app.command("nominate")(nominate_cmd)
+    app.command("fix-seed")(fix_seed_cmd)
     app.command("eval-attest")(eval_attest_cmd)
     app.command("eval-verify")(eval_verify_cmd)
     app.command("propose")(propose_cmd)

@@ -1,90 +1,112 @@
-"""Checkpoint promotion by stake vote: nominate → transparent eval → propose → vote → promote.
+"""Checkpoint promotion by stake vote: nominate → fix seed → transparent eval → record → propose → vote →
+queue → (timelock delay) → execute.
 
-1. `nominate(clients, run_id, cid)` records the nomination block on `CheckpointRegistry`; the eval
-   seed is `eval_seed(hash of that block, run, cid)`, unknown until the nomination is mined.
-2. Validators run the eval on that seed and sign it (`transparent_eval`).
-3. `propose_promotion` refuses a bundle whose attestations are missing, forged, for another CID or
-   seed, or signed by non-validators, then proposes `CheckpointRegistry.promote(run, cid, digest)`
-   on the governor. The description carries the score so voters see it on chain.
-4. Stakers `vote`; voting power is their stake at the proposal snapshot (a voter without stake
-   has zero weight). `promote` executes a succeeded proposal.
+1. `nominate(w3, clients, run_id, cid, weights_hash)` records the nomination on `CheckpointRegistry`,
+   deduplicated by the adapter weights' content hash (`coordination.checkpoints.weights`).
+2. `fix_seed` (anyone, from the next block on) fixes the eval seed to the hash of the block after the
+   nomination block; `nomination_seed` reads it: `eval_seed(chain seed, run, cid)`.
+3. Validators run the eval on that seed and sign it (`transparent_eval`).
+4. `propose_promotion` refuses a bundle whose attestations are missing, forged, for another CID or seed,
+   or signed by less than a validator stake quorum; records the score on chain with the validators'
+   signatures (`recordEval`, which checks the quorum again) and proposes
+   `CheckpointRegistry.promote(run, cid, digest)`. The description is free text for humans only.
+5. Stakers `vote` with their stake at the proposal snapshot. `promote` queues a succeeded proposal in
+   the RunTimelock, and executes it once the timelock delay has passed.
 
-    nom = nominate(clients, run_id, cid, sender=operator)
+What a proposal does is always read from its calldata (`ProposalInfo.actions`, `ProposalInfo.facts`),
+never from its description, so a description cannot pass one checkpoint off as another.
+
+    nom = nominate(w3, clients, run_id, cid, weights_hash(adapter_dir), sender=operator)
+    nom = fix_seed(w3, clients, run_id, cid, sender=anyone)
     pid = propose_promotion(w3, clients, run_id=run_id, cid=cid, bundle=bundle, sender=staker)
-    vote(clients, pid, "for", sender=staker); ...; promote(w3, clients, pid, sender=anyone)
+    vote(clients, pid, "for", sender=staker); ...; promote(w3, clients, pid, sender=anyone)  # queue
+    ...timelock delay...; promote(w3, clients, pid, sender=anyone)                          # execute
 """
 
 from __future__ import annotations
 
-import json
+import time
 from dataclasses import dataclass
 
-from coordination.chain.governance import Proposal, ProposalState, Support, promotion_proposal
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import order_by_signer, run_key
+from coordination.chain.governance import Action, Proposal, ProposalState, Support, decode_actions, promotion_proposal
 from coordination.errors import ChainError
 from coordination.governance.transparent_eval import EvalBundle, check_attestations, eval_domain, eval_seed
 
-DESCRIPTION_TAG = "hivetune-promote:"
+SEED_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
 class Nomination:
     cid: str
     block_number: int
-    seed: int
+    seed: int | None  # None until `fix_seed`
+    weights_hash: bytes
 
 
 def nomination_seed(w3, clients, run_id: str, cid: str) -> Nomination:
-    """The chain-fixed eval seed of a nominated checkpoint (ChainError if it was never nominated)."""
-    block_number = clients.registry.nomination_block(run_id, cid)
-    block_hash = bytes(w3.eth.get_block(block_number)["hash"])
-    return Nomination(cid, block_number, eval_seed(block_hash, run_key(run_id), cid))
+    """The chain-fixed eval seed of a nominated checkpoint (ChainError if not nominated or not fixed yet)."""
+    nom = clients.registry.nomination(run_id, cid)
+    chain_seed = bytes(nom.seed)
+    if chain_seed == bytes(32):
+        raise ChainError(f"the eval seed of {cid} is not fixed yet: run `hivetune fix-seed {cid}` (anyone may)")
+    return Nomination(cid, nom.block_number, eval_seed(chain_seed, run_key(run_id), cid), bytes(nom.weights_hash))
 
 
-def nominate(w3, clients, run_id: str, cid: str, *, sender) -> Nomination:
-    """Nominate `cid` for promotion; returns its nomination block and eval seed."""
-    clients.registry.nominate(run_id, cid, sender=sender)
+def nominate(w3, clients, run_id: str, cid: str, weights_hash: bytes, *, sender) -> Nomination:
+    """Nominate `cid` (whose adapter weights hash to `weights_hash`); its seed is fixed by `fix_seed`."""
+    receipt = clients.registry.nominate(run_id, cid, weights_hash, sender=sender)
+    return Nomination(cid, receipt["blockNumber"], None, bytes(weights_hash))
+
+
+def fix_seed(w3, clients, run_id: str, cid: str, *, sender, wait_s: float = SEED_WAIT_S) -> Nomination:
+    """Fix `cid`'s eval seed once the block after its nomination exists (on a dev chain, mine it)."""
+    from coordination.chain.transact import is_in_process
+
+    block = clients.registry.nomination_block(run_id, cid)
+    deadline = time.monotonic() + wait_s
+    while w3.eth.block_number <= block:
+        if is_in_process(w3) or _is_dev_chain(w3):
+            from coordination.chain.clock import advance_time
+
+            advance_time(w3, 1)
+        elif time.monotonic() > deadline:
+            raise ChainError(f"no block after {block} within {wait_s:.0f} s: retry `hivetune fix-seed {cid}` later")
+        else:
+            time.sleep(1.0)
+    clients.registry.fix_seed(run_id, cid, sender=sender)
     return nomination_seed(w3, clients, run_id, cid)
 
 
-def describe(run_id: str, bundle: EvalBundle) -> str:
-    """Proposal description: a human line, then a tagged JSON line that `open_proposals` parses."""
-    facts = {
-        "run_id": run_id,
-        "cid": bundle.cid,
-        "seed": bundle.seed,
-        "correct": bundle.correct,
-        "total": bundle.total,
-        "records_root": "0x" + bundle.root.hex(),
-        "eval_digest": "0x" + bundle.digest.hex(),
-        "validators": [a["validator"] for a in bundle.attestations],
-    }
-    human = f"Promote checkpoint {bundle.cid}: eval {bundle.correct}/{bundle.total} on seed {bundle.seed}"
-    return f"{human}\n{DESCRIPTION_TAG}{json.dumps(facts, sort_keys=True)}"
+def _is_dev_chain(w3) -> bool:
+    return w3.eth.chain_id == 31337
 
 
-def parse_description(description: str) -> dict | None:
-    for line in description.splitlines():
-        if line.startswith(DESCRIPTION_TAG):
-            try:
-                return json.loads(line[len(DESCRIPTION_TAG) :])
-            except json.JSONDecodeError:
-                return None
-    return None
+def propose_promotion(w3, clients, *, run_id: str, cid: str, bundle: EvalBundle, sender, description: str = "") -> int:
+    """Check the eval attestations against the chain (a validator stake quorum at the last second), record the
+    eval score, propose; returns the proposal id."""
+    from coordination.chain.clock import chain_now
 
-
-def propose_promotion(w3, clients, *, run_id: str, cid: str, bundle: EvalBundle, sender, quorum: int = 1) -> int:
-    """Check the eval attestations against the chain, then propose the promotion; returns the proposal id."""
     nomination = nomination_seed(w3, clients, run_id, cid)
+    snapshot = chain_now(w3) - 1
+    named = [a.get("validator", "0x" + "00" * 20) for a in bundle.attestations]
     check_attestations(
         bundle,
         cid=cid,
         seed=nomination.seed,
         domain=eval_domain(w3.eth.chain_id, clients.registry.address),
-        is_validator=clients.staking.is_validator,
-        quorum=quorum,
+        stakes=clients.staking.validator_stakes_at(named, snapshot) if named else {},
+        required=clients.staking.required_quorum_stake_at(snapshot),
     )
-    proposal = promotion_proposal(clients.registry.address, run_id, cid, bundle.digest, describe(run_id, bundle))
+    if not clients.registry.eval_recorded(run_id, cid, bundle.digest):
+        signed = [(a["validator"], bytes.fromhex(str(a["signature"]).removeprefix("0x"))) for a in bundle.attestations]
+        signatures = order_by_signer(signed)
+        args = (bundle.correct, bundle.total, bundle.root, snapshot, signatures)
+        clients.registry.record_eval(run_id, cid, *args, sender=sender)
+    if not clients.registry.eval_recorded(run_id, cid, bundle.digest):  # the registry derived another digest
+        raise ChainError(f"the registry's eval digest of {cid} differs from the bundle's: the seed does not match")
+    text = description or f"Promote checkpoint {cid}: eval {bundle.correct}/{bundle.total} on seed {bundle.seed}"
+    proposal = promotion_proposal(clients.registry.address, run_id, cid, bundle.digest, text)
     return clients.governor.propose(proposal, sender=sender)
 
 
@@ -106,7 +128,38 @@ class ProposalInfo:
     votes_for: int
     votes_against: int
     votes_abstain: int
-    facts: dict | None
+    actions: list[Action]
+    facts: dict | None  # what a promote/rollback call does, checked against the registry; None otherwise
+
+
+def action_facts(clients, action: Action) -> dict | None:
+    """The decoded call of a promotion or rollback, with what the registry knows of its CID."""
+    if action.function == "promote":
+        run, cid, digest = action.args["runId"], action.args["cid"], bytes(action.args["evalDigest"])
+        nominated = True
+        try:
+            clients.registry.nomination(run, cid)
+        except ChainError:
+            nominated = False
+        result = clients.registry.eval_result(run, cid, digest) if nominated else None
+        recorded = bool(result and result.recorded)
+        return {
+            "action": "promote",
+            "run_id": "0x" + bytes(run).hex(),
+            "cid": cid,
+            "eval_digest": "0x" + digest.hex(),
+            "nominated": nominated,
+            "eval_recorded": recorded,
+            "correct": result.correct if recorded else None,
+            "total": result.total if recorded else None,
+        }
+    if action.function == "rollback":
+        return {
+            "action": "rollback",
+            "run_id": "0x" + bytes(action.args["runId"]).hex(),
+            "index": action.args["index"],
+        }
+    return None
 
 
 def _created_events(w3, clients) -> list:
@@ -115,7 +168,7 @@ def _created_events(w3, clients) -> list:
 
 
 def proposals(w3, clients) -> list[ProposalInfo]:
-    """Every promotion proposal on the governor, with its state, tallies and eval facts."""
+    """Every proposal on the governor, with its state, tallies and decoded calls."""
     out = []
     for ev in _created_events(w3, clients):
         a = ev["args"]
@@ -124,9 +177,13 @@ def proposals(w3, clients) -> list[ProposalInfo]:
         )
         pid = a["proposalId"]
         votes = clients.governor.proposal_votes(pid)
-        state = clients.governor.state(pid)
-        facts = parse_description(a["description"])
-        out.append(ProposalInfo(pid, proposal, state, votes.for_, votes.against, votes.abstain, facts))
+        actions = decode_actions(*proposal.as_args(), registry_address=clients.registry.address)
+        facts = action_facts(clients, actions[0]) if len(actions) == 1 else None
+        out.append(
+            ProposalInfo(
+                pid, proposal, clients.governor.state(pid), votes.for_, votes.against, votes.abstain, actions, facts
+            )
+        )
     return out
 
 
@@ -135,21 +192,28 @@ def find_proposal(w3, clients, proposal_id: int) -> ProposalInfo:
         if info.proposal_id == proposal_id:
             return info
     raise ChainError(
-        f"no proposal {proposal_id} on governor {clients.governor.address}: list them with `hivetune status`"
+        f"no proposal {proposal_id} on governor {clients.governor.address}: list them with `hivetune proposals`"
     )
 
 
 def promote(w3, clients, proposal_id: int, *, sender):
-    """Execute a succeeded promotion proposal; a clear error when it is not (yet) executable."""
+    """Queue a succeeded proposal in the timelock, or execute a queued one whose delay has passed."""
     info = find_proposal(w3, clients, proposal_id)
-    if info.state != ProposalState.SUCCEEDED:
-        raise ChainError(
-            f"proposal {proposal_id} is {info.state.name.lower()}, not succeeded: "
-            + {
-                ProposalState.PENDING: "voting has not started yet; wait for the voting delay",
-                ProposalState.ACTIVE: "voting is still open; wait for the deadline",
-                ProposalState.DEFEATED: "it lost the vote or missed quorum; nothing to execute",
-                ProposalState.EXECUTED: "it was already executed",
-            }.get(info.state, "it cannot be executed")
-        )
-    return clients.governor.execute(info.proposal, sender=sender)
+    if info.state == ProposalState.SUCCEEDED:
+        return clients.governor.queue(info.proposal, sender=sender)
+    if info.state == ProposalState.QUEUED:
+        from coordination.chain.clock import chain_now
+
+        eta = clients.governor.proposal_eta(proposal_id)
+        if chain_now(w3) < eta:
+            raise ChainError(f"proposal {proposal_id} is queued until timestamp {eta}: the timelock delay runs")
+        return clients.governor.execute(info.proposal, sender=sender)
+    raise ChainError(
+        f"proposal {proposal_id} is {info.state.name.lower()}, not succeeded or queued: "
+        + {
+            ProposalState.PENDING: "voting has not started yet; wait for the voting delay",
+            ProposalState.ACTIVE: "voting is still open; wait for the deadline",
+            ProposalState.DEFEATED: "it lost the vote or missed quorum; nothing to execute",
+            ProposalState.EXECUTED: "it was already executed",
+        }.get(info.state, "it cannot be executed")
+    )

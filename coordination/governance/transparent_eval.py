@@ -1,8 +1,13 @@
 """Transparent evaluation of a checkpoint proposed for promotion.
 
-1. The eval seed is fixed by the chain *after* the checkpoint is nominated
-   (`CheckpointRegistry.nominate` records the block; the seed hashes that block's hash with the
-   run id and CID), so nobody could have trained on the eval set in advance.
+1. The eval seed is fixed by the chain *after* the checkpoint is nominated: `CheckpointRegistry.fixSeed`
+   stores the hash of the block after the nomination block, and `eval_seed` hashes it with the run id
+   and CID. Nominations are deduplicated by the adapter weights' hash, so nobody can nominate K
+   byte-different manifests of one adapter and keep the luckiest of K seeds.
+   The problems (`eval_problems`) come from that seed and only from the task's eval split, which is
+   disjoint from the training partition by construction (a hash of each problem's key decides its
+   split; the trainer's sampler rejects eval problems): a checkpoint tuned on a fixed public eval set
+   meets problems nobody knew before the seed, and training never draws from this space.
 2. A validator runs greedy pass@1 on `n` held-out samples at that seed and commits to every
    per-sample record (prompt, reasoning trace, extracted answer, verdict) in an OZ
    StandardMerkleTree (leaf: `(uint256 index, bytes32 keccak(prompt), bytes32 keccak(completion), bool verdict)`).
@@ -21,6 +26,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,7 +54,11 @@ def eval_domain(chain_id: int, registry_address: str) -> dict:
 
 
 def eval_seed(block_hash: bytes, run_key: bytes, cid: str) -> int:
-    """The eval seed of a nominated checkpoint: 63 bits of keccak(block hash, run, cid)."""
+    """The eval seed of a nominated checkpoint: 63 bits of keccak(chain seed, run, cid).
+
+    `block_hash` is the registry's fixed seed (`RegistryClient.eval_seed`): the hash of the block after
+    the nomination's.
+    """
     return (
         int.from_bytes(keccak(encode(["bytes32", "bytes32", "string"], [bytes(block_hash), run_key, cid]))[:8], "big")
         >> 1
@@ -161,16 +171,32 @@ class EvalBundle:
             ) from exc
 
 
-def run_transparent_eval(model, tokenizer, task, *, cid: str, seed: int, n: int, batch_size: int = 64) -> EvalBundle:
-    """Greedy pass@1 on `n` held-out samples at `seed`; every sample kept as a committed record."""
-    from trainer.eval import generate_greedy
+def eval_problems(task, seed: int, n: int) -> list:
+    """`n` problems of `task`'s eval split drawn at `seed` (never a training-partition problem)."""
+    samples = [task.sample(seed, i, split="eval") for i in range(n)]
+    assert all(s.split == "eval" for s in samples), "the task returned a problem outside its eval split"
+    return samples
+
+
+def run_transparent_eval(
+    model, tokenizer, task, *, cid: str, seed: int, n: int, batch_size: int = 64, generate=None
+) -> EvalBundle:
+    """Greedy pass@1 on `n` eval problems at `seed`; every sample kept as a committed record.
+
+    `generate(prompts) -> completions` replaces greedy decoding of `model` (tests, other backends).
+    """
     from trainer.tasks.base import extract_answer
 
-    samples = [task.sample(seed, i, split="eval") for i in range(n)]
+    samples = eval_problems(task, seed, n)
     prompts = [task.prompt(s) for s in samples]
-    completions = generate_greedy(
-        model, tokenizer, prompts, max_new_tokens=task.max_completion_chars(), batch_size=batch_size
-    )
+    if generate is None:
+        from trainer.eval import generate_greedy
+
+        completions = generate_greedy(
+            model, tokenizer, prompts, max_new_tokens=task.max_completion_chars(), batch_size=batch_size
+        )
+    else:
+        completions = list(generate(prompts))
     records = [
         EvalRecord(i, p, c, extract_answer(c), bool(task.verify(c, s)))
         for i, (s, p, c) in enumerate(zip(samples, prompts, completions, strict=True))
@@ -194,9 +220,13 @@ def attestation_signers(bundle: EvalBundle, domain: dict) -> list[str]:
 
 
 def check_attestations(
-    bundle: EvalBundle, *, cid: str, seed: int, domain: dict, is_validator, quorum: int = 1
+    bundle: EvalBundle, *, cid: str, seed: int, domain: dict, stakes: Mapping[str, int], required: int
 ) -> list[str]:
-    """Raise AttestationError unless `bundle` is for `cid` at `seed` and carries >= `quorum` validator signatures."""
+    """Raise AttestationError unless `bundle` is for `cid` at `seed` and signed by `required` validator stake.
+
+    `stakes`: validator -> weight at a recent snapshot (`StakingClient.validator_stakes_at`); a signer
+    with no weight is not a validator. Weighed by stake, never by the number of signatures.
+    """
     if bundle.cid != cid:
         raise AttestationError(f"eval bundle is for checkpoint {bundle.cid}, not {cid}: attach the eval of {cid}")
     if bundle.seed != seed:
@@ -209,11 +239,13 @@ def check_attestations(
     signers = attestation_signers(bundle, domain)
     if len(set(signers)) != len(signers):
         raise AttestationError(f"eval of {cid} lists validator(s) twice: {sorted(signers)}; drop the duplicates")
-    outsiders = [s for s in signers if not is_validator(s)]
+    stakes = {to_checksum_address(a): int(w) for a, w in stakes.items()}
+    outsiders = [s for s in signers if stakes.get(s, 0) <= 0]
     if outsiders:
         raise AttestationError(f"eval of {cid} is signed by non-validators {outsiders}: only staked validators count")
-    if len(signers) < quorum:
-        raise AttestationError(f"eval of {cid} has {len(signers)} validator attestation(s), needs {quorum}")
+    weight = sum(stakes[s] for s in signers)
+    if weight < required:
+        raise AttestationError(f"eval of {cid} is signed by {weight} validator stake, needs {required}")
     return signers
 
 

@@ -1,14 +1,20 @@
 """Settling a period from files: each validator signs what the verdict reports rule; the aggregator submits.
 
     doc = sign_period_document(account=acct, reports=reports, clients=clients, run_key=rk, period=0,
-                               reward=10**18, quorum=2, slash_bps=5000)          # one per validator, as JSON
+                               first_epoch=0, last_epoch=9, reward=10**18, snapshot=t, slash_bps=5000,
+                               recheck=my_recheck)                                   # one per validator, as JSON
     result = submit_period_documents(docs, clients=clients, sender=acct, claims_dir="outputs/claims")
 
-A document holds the contribution table, its root, the validator's `Period` signature and one
-`Slash` signature per peer with a FRAUD ruling (amount = slash_bps of its stake at signing time).
-Every validator derives the same table from the same reports, so their signatures agree; the
-aggregator keeps the root most signers agree on, pre-checks the quorum off-chain, submits the
-period, writes claim files, then submits each slash that has a quorum.
+Everything is weighed by validator stake at the period's `snapshot` (a past timestamp all validators
+sign), never by signer count. A document holds the epoch range, the contribution table of the receipts
+audited for epochs in that range (peers without the ledger's minimum bond at
+the snapshot left out), its root, the validator's `Period` signature, and one `Slash`
+signature per peer with a FRAUD ruling: `slash_bps` of whatever the peer holds (active + unbonding)
+when the slash executes, so every validator signs the same message whatever the peer does with its stake.
+A validator passes `recheck(receipt, evidence) -> bool` (its own re-run of a cited check; see
+`coordination.verify.aggregate`) and so co-signs a FRAUD ruling only when the evidence reproduces.
+The aggregator keeps the settlement backed by the most stake, pre-checks the quorum off-chain, submits
+the period, writes claim files, then submits each slash that has a quorum.
 """
 
 from __future__ import annotations
@@ -18,124 +24,178 @@ from collections import defaultdict
 
 from eth_utils import to_checksum_address
 
-from coordination.chain.signing import order_by_signer, sign_period, sign_slash
-from coordination.errors import AttestationError
-from coordination.verify.aggregate import rulings
-from coordination.verify.contributions import contribution_table, contribution_tree
-from coordination.verify.quorum import QuorumRejected, require_quorum_offchain
-from coordination.verify.settlement import settle_period, validator_stakes, write_claim_files
+from coordination.chain.claims import write_claim_files
+from coordination.chain.eip712 import (
+    PeriodSettlement,
+    QuorumRejected,
+    order_by_signer,
+    require_quorum_offchain,
+    sign_period,
+    sign_slash,
+)
+from coordination.errors import AttestationError, ChainError
+from coordination.verify.aggregate import Recheck, rulings
+from coordination.verify.contributions import contribution_table
+from coordination.verify.settlement import period_settlement, settle_period
 from coordination.verify.verdicts import Status
 
 logger = logging.getLogger(__name__)
 BPS = 10_000
 
 
-def registered_validators(staking, reports) -> set[str]:
-    """Validators named in the reports that the Staking contract has registered."""
-    named = {to_checksum_address(v["validator"]) for r in reports for v in r.get("verdicts", [])}
-    return {a for a in named if staking.is_validator(a)}
+def named_validators(reports) -> set[str]:
+    return {to_checksum_address(v["validator"]) for r in reports for v in r.get("verdicts", [])}
 
 
-def slash_entries(account, outcomes, clients, slash_bps: int) -> list[dict]:
+def slash_entries(account, outcomes, clients, slash_bps: int, snapshot: int) -> list[dict]:
+    """One signed slash per peer with a FRAUD ruling (its first such receipt in the period)."""
     domain, attest = clients.staking.domain(), clients.ledger.domain().as_dict()
     out, seen = [], set()
     for o in outcomes:
         if o.status != Status.FRAUD or o.peer in seen:
             continue
         seen.add(o.peer)
-        amount = clients.staking.stake_of(o.peer) * slash_bps // BPS
-        if amount:
-            evidence = o.evidence(attest)
-            out.append(
-                {
-                    "peer": o.peer,
-                    "amount": amount,
-                    "evidence": "0x" + evidence.hex(),
-                    "kind": o.finding.kind.name,
-                    "signature": "0x" + sign_slash(account, domain, o.peer, amount, evidence).hex(),
-                }
-            )
+        evidence = o.evidence(attest)
+        signature = sign_slash(account, domain, o.peer, slash_bps, evidence, snapshot)
+        out.append(
+            {
+                "peer": o.peer,
+                "bps": slash_bps,
+                "evidence": "0x" + evidence.hex(),
+                "kind": o.finding.kind.name,
+                "snapshot": snapshot,
+                "signature": "0x" + signature.hex(),
+            }
+        )
     return out
 
 
 def sign_period_document(
-    *, account, reports, clients, run_key: bytes, period: int, reward: int, quorum: int, slash_bps: int = 5_000
+    *,
+    account,
+    reports,
+    clients,
+    run_key: bytes,
+    period: int,
+    first_epoch: int,
+    last_epoch: int,
+    reward: int,
+    snapshot: int,
+    slash_bps: int = 5_000,
+    recheck: Recheck | None = None,
 ) -> dict:
-    """This validator's signed settlement of `period` from the verdict reports."""
+    """This validator's signed settlement of `period` (epochs first..last) from the verdict reports."""
+    if not 0 < slash_bps <= BPS:
+        raise ValueError(f"slash_bps={slash_bps} must be in (0, {BPS}]")
+    if snapshot <= 0:
+        raise ValueError("snapshot must be a past chain timestamp that every validator of the period uses")
+    staking = clients.staking
+    stakes = staking.validator_stakes_at(named_validators(reports), snapshot)
+    required = staking.required_quorum_stake_at(snapshot)
     attest = clients.ledger.domain().as_dict()
-    outcomes = rulings(reports, attest, validators=registered_validators(clients.staking, reports), quorum=quorum)
-    table = contribution_table(outcomes)
-    root = contribution_tree(table).root
-    signature = sign_period(account, clients.ledger.domain(), run_key, period, root, sum(table.values()), reward)
+    outcomes = [
+        o
+        for o in rulings(reports, attest, stakes=stakes, required=required, recheck=recheck)
+        if first_epoch <= o.epoch <= last_epoch
+    ]
+    table = bonded_only(contribution_table(outcomes), clients, snapshot)
+    s = period_settlement(run_key, period, first_epoch, last_epoch, table, reward, snapshot)
     return {
         "validator": account.address,
-        "runId": "0x" + run_key.hex(),
+        "runId": "0x" + s.run_id.hex(),
         "period": period,
+        "firstEpoch": first_epoch,
+        "lastEpoch": last_epoch,
         "reward": reward,
-        "root": "0x" + root.hex(),
-        "totalUnits": sum(table.values()),
+        "snapshot": snapshot,
+        "root": "0x" + s.root.hex(),
+        "totalUnits": s.total_units,
         "table": table,
-        "signature": "0x" + signature.hex(),
-        "slashes": slash_entries(account, outcomes, clients, slash_bps),
+        "signature": "0x" + sign_period(account, clients.ledger.domain(), s).hex(),
+        "slashes": slash_entries(account, outcomes, clients, slash_bps, snapshot),
     }
 
 
-def _agreed(documents) -> tuple[dict, list[tuple[str, bytes]]]:
-    by_root = defaultdict(list)
+def bonded_only(table: dict[str, int], clients, snapshot: int) -> dict[str, int]:
+    """The rows of peers that held the ledger's minimum bond at `snapshot` (the ledger pays no one else)."""
+    need = max(1, clients.ledger.min_peer_bond())
+    kept = {p: u for p, u in table.items() if clients.staking.stake_at(p, snapshot) >= need}
+    for peer in set(table) - set(kept):
+        logger.warning(f"{peer} held no bond of {need} at snapshot {snapshot}: left out of the period")
+    return kept
+
+
+def document_settlement(d: dict) -> PeriodSettlement:
+    return PeriodSettlement(
+        bytes.fromhex(d["runId"][2:]),
+        int(d["period"]),
+        int(d["firstEpoch"]),
+        int(d["lastEpoch"]),
+        bytes.fromhex(d["root"][2:]),
+        int(d["totalUnits"]),
+        int(d["reward"]),
+        int(d["snapshot"]),
+    )
+
+
+def _agreed(documents, staking) -> tuple[dict, PeriodSettlement, list[tuple[str, bytes]]]:
+    """The settlement that the most validator stake (at its snapshot) signed."""
+    groups = defaultdict(list)
     for d in documents:
-        by_root[(d["runId"], d["period"], d["root"], d["reward"])].append(d)
-    key = max(by_root, key=lambda k: len(by_root[k]))
-    for other in set(by_root) - {key}:
-        logger.warning(f"{len(by_root[other])} validator(s) signed another root {other[2]}; ignoring them")
-    docs = by_root[key]
-    return docs[0], [(d["validator"], bytes.fromhex(d["signature"][2:])) for d in docs]
+        groups[document_settlement(d)].append(d)
+
+    def stake_of(s: PeriodSettlement) -> int:
+        return sum(staking.validator_stakes_at({d["validator"] for d in groups[s]}, s.snapshot).values())
+
+    best = max(groups, key=stake_of)
+    for other in set(groups) - {best}:
+        logger.warning(f"{len(groups[other])} validator(s) signed another settlement (root 0x{other.root.hex()})")
+    docs = groups[best]
+    return docs[0], best, [(d["validator"], bytes.fromhex(d["signature"][2:])) for d in docs]
 
 
 def submit_slashes(documents, clients, *, sender) -> list[dict]:
-    """Submit every slash that a validator quorum signed; returns the ones sent."""
+    """Submit every slash that a validator quorum (by stake at its snapshot) signed; returns the ones sent."""
     groups = defaultdict(list)
     for d in documents:
         for s in d.get("slashes", []):
-            groups[(s["peer"], int(s["amount"]), s["evidence"])].append(
-                (d["validator"], bytes.fromhex(s["signature"][2:]))
-            )
+            key = (to_checksum_address(s["peer"]), int(s["bps"]), s["evidence"], int(s["snapshot"]))
+            groups[key].append((d["validator"], bytes.fromhex(s["signature"][2:])))
     sent, staking = [], clients.staking
-    for (peer, amount, evidence), signed in groups.items():
+    for (peer, bps, evidence, snapshot), signed in groups.items():
         evidence_bytes = bytes.fromhex(evidence[2:])
         signatures = order_by_signer(signed)
         try:
             require_quorum_offchain(
-                staking.slash_digest(peer, amount, evidence_bytes),
+                staking.slash_digest(peer, bps, evidence_bytes, snapshot),
                 signatures,
-                validator_stakes=validator_stakes(staking, [a for a, _ in signed]),
-                required=staking.required_quorum_stake(),
+                validator_stakes=staking.validator_stakes_at([a for a, _ in signed], snapshot),
+                required=staking.required_quorum_stake_at(snapshot),
             )
-        except QuorumRejected as exc:
+            receipt = staking.slash(peer, bps, evidence_bytes, snapshot, signatures, sender=sender)
+        except (QuorumRejected, ChainError) as exc:
             logger.warning(f"not slashing {peer}: {exc}")
             continue
-        staking.slash(peer, amount, evidence_bytes, signatures, sender=sender)
-        sent.append({"peer": peer, "amount": amount, "evidence": evidence})
+        amount = staking.events("Slashed", receipt)[0]["amount"]
+        sent.append({"peer": peer, "bps": bps, "amount": amount, "evidence": evidence})
     return sent
 
 
 def submit_period_documents(documents, *, clients, sender, claims_dir) -> dict:
-    """Submit the period most validators signed, write claim files, submit quorum-signed slashes."""
+    """Submit the period most validator stake signed, write claim files, submit quorum-signed slashes."""
     if not documents:
         raise AttestationError("no signed period documents: collect `hivetune settle-sign` outputs from validators")
-    doc, signed = _agreed(documents)
+    doc, settlement, signed = _agreed(documents, clients.staking)
     table = {to_checksum_address(p): int(u) for p, u in doc["table"].items()}
-    if "0x" + contribution_tree(table).root.hex() != doc["root"]:
-        raise AttestationError("the signed table does not hash to the signed root; the documents are corrupt")
-    run_key = bytes.fromhex(doc["runId"][2:])
-    settled = settle_period(
-        clients.ledger, clients.staking, run_key, int(doc["period"]), table, int(doc["reward"]), signed, sender=sender
-    )
-    paths = write_claim_files(settled, claims_dir)
-    slashed = submit_slashes([d for d in documents if d["root"] == doc["root"]], clients, sender=sender)
+    tickets = settle_period(clients.ledger, clients.staking, settlement, table, signed, sender=sender)
+    paths = write_claim_files(tickets, claims_dir)
+    slashed = submit_slashes([d for d in documents if document_settlement(d) == settlement], clients, sender=sender)
     return {
-        "period": settled.period,
+        "period": settlement.period,
+        "firstEpoch": settlement.first_epoch,
+        "lastEpoch": settlement.last_epoch,
         "root": doc["root"],
-        "totalUnits": settled.total_units,
+        "totalUnits": settlement.total_units,
         "claims": [str(p) for p in paths],
         "slashed": slashed,
         "signers": [a for a, _ in signed],

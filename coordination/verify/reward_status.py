@@ -3,7 +3,8 @@
     reward_rows("0xAbc...", "outputs/claims", ledger=clients.ledger)
     # [{"period": 0, "units": 120, "totalUnits": 480, "amount": 250, "state": "claimed"}, ...]
 
-States: `claimed`; `claimable` (challenge window over, not claimed); `pending` (window open);
+States: `claimed`; `claimable` (challenge window over, claim window open, not claimed); `pending`
+(challenge window open); `expired` (claim window closed); `swept` (remainder returned to the pool);
 `voided`; `unsettled` (the ledger has no such period); `unknown` (no ledger given).
 """
 
@@ -13,22 +14,27 @@ from pathlib import Path
 
 from eth_utils import to_checksum_address
 
-from coordination.verify.settlement import load_claim_file
+from coordination.chain.claims import ClaimTicket
 
 
-def period_state(ledger, claim: dict) -> str:
+def period_state(ledger, ticket: ClaimTicket) -> str:
     if ledger is None:
         return "unknown"
     from coordination.chain.clock import chain_now
 
-    info = ledger.get_period(claim["runId"], claim["period"])
+    info = ledger.get_period(ticket.run_key, ticket.period)
     if not info.exists:
         return "unsettled"
     if info.voided:
         return "voided"
-    if ledger.is_claimed(claim["runId"], claim["period"], claim["peer"]):
+    if ledger.is_claimed(ticket.run_key, ticket.period, ticket.peer):
         return "claimed"
-    return "claimable" if chain_now(ledger.w3) >= info.challenge_ends_at else "pending"
+    if info.swept:
+        return "swept"
+    now = chain_now(ledger.w3)
+    if now < info.challenge_ends_at:
+        return "pending"
+    return "claimable" if now < info.challenge_ends_at + ledger.claim_window() else "expired"
 
 
 def reward_rows(peer: str, claims_dir: str | Path, *, ledger=None) -> list[dict]:
@@ -36,15 +42,17 @@ def reward_rows(peer: str, claims_dir: str | Path, *, ledger=None) -> list[dict]
     peer = to_checksum_address(peer)
     rows = []
     for path in sorted(Path(claims_dir).glob(f"{peer}-period*.json")):
-        claim = load_claim_file(path)
+        t = ClaimTicket.load(path)
         rows.append(
             {
-                "period": claim["period"],
-                "units": claim["units"],
-                "totalUnits": int(claim["totalUnits"]),
-                "amount": int(claim["reward"]) * claim["units"] // int(claim["totalUnits"]),
-                "state": period_state(ledger, claim),
-                "runId": "0x" + claim["runId"].hex(),
+                "period": t.period,
+                "firstEpoch": t.first_epoch,
+                "lastEpoch": t.last_epoch,
+                "units": t.units,
+                "totalUnits": t.total_units,
+                "amount": t.amount,
+                "state": period_state(ledger, t),
+                "runId": "0x" + t.run_key.hex(),
                 "file": str(path),
             }
         )

@@ -22,10 +22,14 @@ def devnet(tmp_path_factory):
     root = tmp_path_factory.mktemp("devnet")
     net = Devnet.start(
         accounts=7,
-        params=DeployParams(min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=60),
+        params=DeployParams(
+            min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=60, activation_delay=10
+        ),
         deployment_path=root / "deployment.json",
     )
     try:
+        from coordination.chain.sandbox import activate_validators
+
         c = net.deployment.clients(net.w3)
         for v in net.accounts[1:4]:
             c.token.approve(c.staking.address, 1_000 * TOKEN, sender=v)
@@ -33,7 +37,8 @@ def devnet(tmp_path_factory):
             c.staking.register_validator(sender=v)
         for p in net.accounts[4:7]:
             c.token.approve(c.staking.address, 10 * TOKEN, sender=p)
-            c.staking.stake(10 * TOKEN, sender=p)
+            c.staking.stake(10 * TOKEN, sender=p)  # the peers' bonds
+        activate_validators(net.w3, c.staking, [v.address for v in net.accounts[1:4]], sender=net.accounts[0])
         c.token.approve(c.ledger.address, REWARD, sender=net.accounts[0])
         c.ledger.fund(REWARD, sender=net.accounts[0])
         yield net, c, root
@@ -127,6 +132,9 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
             reports[-1],
             "--json",
         )
+    from coordination.chain.clock import chain_now
+
+    snapshot = chain_now(net.w3) - 1  # one stake snapshot for every validator of the period
     for i in range(2):  # two of three validators are a 60% stake quorum
         docs.append(root / f"period-{i}.json")
         invoke(
@@ -135,6 +143,12 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
             run,
             "--period",
             0,
+            "--first-epoch",
+            0,
+            "--last-epoch",
+            0,
+            "--snapshot",
+            snapshot,
             "--reward",
             REWARD,
             *sum((["--verdicts", r] for r in reports), []),
@@ -186,7 +200,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         )
         assert [r["state"] for r in rows] == ["claimable"]
         table[h.address] = rows[0]["units"]
-        assert load_claim_file(rows[0]["file"])["peer"] == h.address  # the file's proof leads to its root
+        assert load_claim_file(rows[0]["file"]).peer == h.address  # the file's proof leads to its root
         before = c.token.balance_of(h.address)
         paid = json.loads(
             invoke(

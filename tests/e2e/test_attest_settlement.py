@@ -10,9 +10,10 @@ import torch
 
 from coordination.attest.rollout_store import RolloutDirectory
 from coordination.attest.rollouts import RolloutPlan, generate_rollouts, task_reward
-from coordination.chain.clock import advance_time
+from coordination.chain.claims import write_claim_files
+from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import run_key
 from coordination.errors import ChainError
 from coordination.verify.adversaries import Cheat, PeerContext, publish_as
 from coordination.verify.contributions import contribution_table, payout
@@ -21,10 +22,10 @@ from coordination.verify.reward_status import reward_rows
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.settlement import (
     load_claim_file,
+    period_settlement,
     settle_period,
     sign_contribution_period,
     slash_fraud,
-    write_claim_files,
 )
 from coordination.verify.validator import Validator
 from coordination.verify.verdicts import Kind, Status
@@ -81,16 +82,18 @@ def world(tiny, tmp_path_factory):
     from coordination.chain.sandbox import Sandbox
 
     model, tok, task = tiny
+    from coordination.chain.sandbox import register_validators
+
     box = Sandbox.create(
         accounts=3 + 3 + len(CHEATS),
-        params=DeployParams(min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=3600),
+        params=DeployParams(
+            min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=3600, unbonding_delay=7200
+        ),
     )
     validators_acc, honest, cheaters = box.accounts[:3], box.accounts[3:6], box.accounts[6:]
-    for v in validators_acc:
-        box.approve_and_stake(v, 1_000 * TOKEN)
-        box.c.staking.register_validator(sender=v.address)
     for p in honest + cheaters:
-        box.approve_and_stake(p, PEER_STAKE)
+        box.approve_and_stake(p, PEER_STAKE)  # the peers' bonds
+    register_validators(box, {v: 1_000 * TOKEN for v in validators_acc})
     domain = box.c.ledger.domain().as_dict()
     rk = run_key(RUN_ID)
     facts = RunFacts(
@@ -164,7 +167,13 @@ def period(world):
         validators = [Validator(private_key=a.key, facts=w["facts"], fetch=w["store"].fetch) for a in w["validators"]]
         for v in validators:
             v.require_registered(w["box"].c.staking)
-        outcomes += reconcile_epoch(validators, w["store"].receipts(w["rk"].hex(), epoch), epoch=epoch, quorum=2)
+        t = w["snapshot"] = w.get("snapshot") or chain_now(w["box"].w3) - 1
+        staking = w["box"].c.staking
+        stakes = staking.validator_stakes_at([a.address for a in w["validators"]], t)
+        receipts = w["store"].receipts(w["rk"].hex(), epoch)
+        outcomes += reconcile_epoch(
+            validators, receipts, epoch=epoch, stakes=stakes, required=staking.required_quorum_stake_at(t)
+        )
     return outcomes
 
 
@@ -179,7 +188,7 @@ def test_no_honest_receipt_is_flagged_and_every_cheater_is_caught_with_the_right
         assert mine, f"{cheat} was not caught"
         assert {o.finding.kind for o in mine} == {kind}, (cheat, [o.finding for o in mine])
         assert all(o.status == (Status.FRAUD if conclusive else Status.REJECTED) for o in mine)
-        assert all(len(o.verdicts) >= 2 for o in mine)  # a quorum of validators signed the finding
+        assert all(len(o.verdicts) >= 2 for o in mine)  # a stake quorum of validators signed the finding
 
 
 def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing(world, period):
@@ -193,11 +202,10 @@ def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing
     assert len(set(table.values())) == 3  # unequal work, so proportionality is actually exercised
     box.c.token.approve(box.c.ledger.address, REWARD, sender=box.deployer)
     box.c.ledger.fund(REWARD, sender=box.deployer)
-    signatures = [
-        sign_contribution_period(v, box.c.ledger.domain(), w["rk"], 0, table, REWARD) for v in w["validators"]
-    ]
-    settled = settle_period(box.c.ledger, box.c.staking, w["rk"], 0, table, REWARD, signatures, sender=box.deployer)
-    paths = write_claim_files(settled, w["out"] / "claims")
+    s = period_settlement(w["rk"], 0, 0, 1, table, REWARD, w["snapshot"])
+    signatures = [sign_contribution_period(v, box.c.ledger.domain(), s) for v in w["validators"]]
+    tickets = settle_period(box.c.ledger, box.c.staking, s, table, signatures, sender=box.deployer)
+    paths = write_claim_files(tickets, w["out"] / "claims")
     first = w["honest"][0].address
     assert [r["state"] for r in reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["pending"]
     advance_time(box.w3, 3601)
@@ -206,18 +214,16 @@ def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing
     total = sum(table.values())
     for path in paths:
         claim = load_claim_file(path)
-        before = box.c.token.balance_of(claim["peer"])
-        box.c.ledger.claim(
-            claim["runId"], claim["period"], claim["peer"], claim["units"], claim["proof"], sender=claim["peer"]
-        )
-        gained = box.c.token.balance_of(claim["peer"]) - before
-        assert gained == expected[claim["peer"]] == REWARD * table[claim["peer"]] // total
+        before = box.c.token.balance_of(claim.peer)
+        box.c.ledger.claim(claim.run_key, claim.period, claim.peer, claim.units, list(claim.proof), sender=claim.peer)
+        gained = box.c.token.balance_of(claim.peer) - before
+        assert gained == expected[claim.peer] == REWARD * table[claim.peer] // total == claim.amount
     assert sum(expected.values()) <= REWARD < sum(expected.values()) + len(expected)
     rows = reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)
     assert [(r["state"], r["amount"], r["units"]) for r in rows] == [("claimed", expected[first], table[first])]
     mine = load_claim_file(next(p for p in paths if first in p.name))
     with pytest.raises(ChainError) as again:  # a second claim with a valid proof
-        box.c.ledger.claim(mine["runId"], 0, first, mine["units"], mine["proof"], sender=first)
+        box.c.ledger.claim(mine.run_key, 0, first, mine.units, list(mine.proof), sender=first)
     assert again.value.error_name == "AlreadyClaimed"
     for account in w["cheaters"].values():
         with pytest.raises(ChainError) as err:  # any units it might claim have no proof in the root
@@ -229,15 +235,16 @@ def test_conclusive_cheaters_are_slashed_by_validator_quorum(world, period):
     box, w = world["box"], world
     treasury_before = box.c.token.balance_of(box.deployer)
     slashed = set()
+    t = chain_now(box.w3) - 1
     for outcome in period:
         if outcome.status == Status.FRAUD and outcome.peer not in slashed:
             slash_fraud(
-                box.c.staking, outcome, w["validators"], w["facts"].domain, PEER_STAKE // 2, sender=box.deployer
+                box.c.staking, outcome, w["validators"], w["facts"].domain, bps=5_000, snapshot=t, sender=box.deployer
             )
             slashed.add(outcome.peer)
     fraud = next(o for o in period if o.status == Status.FRAUD)
-    with pytest.raises(ChainError) as err:  # the same evidence cannot slash twice
-        slash_fraud(box.c.staking, fraud, w["validators"], w["facts"].domain, 1, sender=box.deployer)
+    with pytest.raises(ChainError) as err:  # the same (receipt, kind) cannot slash twice
+        slash_fraud(box.c.staking, fraud, w["validators"], w["facts"].domain, bps=1, snapshot=t, sender=box.deployer)
     assert err.value.error_name == "EvidenceAlreadyUsed"
     for cheat, account in w["cheaters"].items():
         conclusive = EXPECTED[cheat][1]

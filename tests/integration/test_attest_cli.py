@@ -104,14 +104,15 @@ def test_validate_without_a_key_is_a_one_line_config_error(published, monkeypatc
 
 
 def test_rewards_lists_a_peers_claim_files(tmp_path):
-    from coordination.chain.merkle import StandardMerkleTree
-    from coordination.verify.settlement import SettledPeriod, write_claim_files
+    from coordination.chain.claims import tickets_for, write_claim_files
+    from coordination.chain.eip712 import PeriodSettlement
+    from coordination.verify.contributions import contribution_tree
 
     table = {HONEST.address: 30, CHEATER.address: 10}
-    rows = sorted(table.items())
-    tree = StandardMerkleTree.of(rows, ["address", "uint256"])
+    tree = contribution_tree(table)
     for period in (1, 0):
-        write_claim_files(SettledPeriod(b"\x01" * 32, period, tree, table, 1001, 31337, "0x" + "00" * 20), tmp_path)
+        s = PeriodSettlement(b"\x01" * 32, period, 2 * period, 2 * period + 1, tree.root, 40, 1001, 1_700_000_000)
+        write_claim_files(tickets_for(s, tree, chain_id=31337, ledger="0x" + "00" * 20), tmp_path)
     result = CliRunner().invoke(app, ["rewards", "--peer", HONEST.address, "--claims-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)

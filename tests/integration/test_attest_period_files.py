@@ -4,7 +4,7 @@ import pytest
 
 from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.records import RolloutRecord
-from coordination.chain.clock import advance_time
+from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.errors import AttestationError
 from coordination.verify.period_files import sign_period_document, submit_period_documents
@@ -20,18 +20,18 @@ REWARD = 999_999
 
 @pytest.fixture
 def chain():
-    from coordination.chain.sandbox import Sandbox
+    from coordination.chain.sandbox import Sandbox, register_validators
 
     box = Sandbox.create(
         accounts=6,
-        params=DeployParams(min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=60),
+        params=DeployParams(
+            min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000, challenge_window=60, min_peer_bond=TOKEN
+        ),
     )
     validators, peers = box.accounts[:3], box.accounts[3:6]
-    for v in validators:
-        box.approve_and_stake(v, 1_000 * TOKEN)
-        box.c.staking.register_validator(sender=v.address)
     for p in peers:
-        box.approve_and_stake(p, 10 * TOKEN)
+        box.approve_and_stake(p, 10 * TOKEN)  # the peers' bonds
+    register_validators(box, {v: 1_000 * TOKEN for v in validators})
     box.c.token.approve(box.c.ledger.address, REWARD, sender=box.deployer)
     box.c.ledger.fund(REWARD, sender=box.deployer)
     return box, validators, peers
@@ -72,36 +72,68 @@ def reports(box, validators, peers):
 def test_documents_settle_the_period_pay_exactly_and_slash_the_fraud(chain, tmp_path):
     box, validators, peers = chain
     reps = reports(box, validators, peers)
+    snapshot = chain_now(box.w3) - 1
     docs = [
         sign_period_document(
-            account=v, reports=reps, clients=box.c, run_key=RUN_KEY, period=4, reward=REWARD, quorum=2, slash_bps=5_000
+            account=v,
+            reports=reps,
+            clients=box.c,
+            run_key=RUN_KEY,
+            period=4,
+            first_epoch=0,
+            last_epoch=0,
+            reward=REWARD,
+            snapshot=snapshot,
+            slash_bps=5_000,
         )
         for v in validators
     ]
     assert len({d["root"] for d in docs}) == 1 and docs[0]["table"] == {peers[0].address: 6, peers[1].address: 2}
+    box.c.staking.request_unstake(10 * TOKEN, sender=peers[2].address)  # the cheater tries to unbond first
     result = submit_period_documents(docs[:2], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
     assert result["slashed"] == [
-        {"peer": peers[2].address, "amount": 5 * TOKEN, "evidence": docs[0]["slashes"][0]["evidence"]}
+        {"peer": peers[2].address, "bps": 5_000, "amount": 5 * TOKEN, "evidence": docs[0]["slashes"][0]["evidence"]}
     ]
-    assert box.c.staking.stake_of(peers[2].address) == 5 * TOKEN
+    assert box.c.staking.pending_withdrawal(peers[2].address)[0] == 5 * TOKEN
     advance_time(box.w3, 61)
     for path in result["claims"]:
         claim = load_claim_file(path)
-        before = box.c.token.balance_of(claim["peer"])
-        box.c.ledger.claim(claim["runId"], 4, claim["peer"], claim["units"], claim["proof"], sender=claim["peer"])
-        assert box.c.token.balance_of(claim["peer"]) - before == REWARD * claim["units"] // 8
+        before = box.c.token.balance_of(claim.peer)
+        box.c.ledger.claim(claim.run_key, 4, claim.peer, claim.units, list(claim.proof), sender=claim.peer)
+        assert box.c.token.balance_of(claim.peer) - before == REWARD * claim.units // 8 == claim.amount
 
 
 def test_one_validators_document_is_not_a_quorum(chain, tmp_path):
-    from coordination.verify.quorum import QuorumRejected
+    from coordination.chain.eip712 import QuorumRejected
 
     box, validators, peers = chain
     reps = reports(box, validators, peers)
     doc = sign_period_document(
-        account=validators[0], reports=reps, clients=box.c, run_key=RUN_KEY, period=1, reward=REWARD, quorum=2
+        account=validators[0],
+        reports=reps,
+        clients=box.c,
+        run_key=RUN_KEY,
+        period=1,
+        first_epoch=0,
+        last_epoch=0,
+        reward=REWARD,
+        snapshot=chain_now(box.w3) - 1,
     )
     with pytest.raises(QuorumRejected) as err:
         submit_period_documents([doc], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
     assert err.value.error_name == "QuorumNotReached"
     with pytest.raises(AttestationError):
         submit_period_documents([], clients=box.c, sender=box.deployer, claims_dir=tmp_path)
+
+
+def test_a_peer_without_a_bond_at_the_snapshot_is_left_out_and_the_others_share_its_part(chain, tmp_path):
+    box, validators, peers = chain
+    reps = reports(box, validators, peers)
+    box.c.staking.request_unstake(10 * TOKEN, sender=peers[1].address)  # peers[1] drops its bond...
+    advance_time(box.w3, 1)
+    snapshot = chain_now(box.w3) - 1  # ...before the period's snapshot
+    doc = sign_period_document(
+        account=validators[0], reports=reps, clients=box.c, run_key=RUN_KEY, period=2, first_epoch=0,
+        last_epoch=0, reward=REWARD, snapshot=snapshot,
+    )  # fmt: skip
+    assert doc["table"] == {peers[0].address: 6} and doc["totalUnits"] == 6

@@ -3,10 +3,18 @@
 import pytest
 from eth_account import Account
 
+from coordination.chain.clock import chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
-from coordination.chain.signing import Eip712Domain, ledger_domain, sign_period
+from coordination.chain.eip712 import (
+    SECP256K1_HALF_N,
+    Eip712Domain,
+    PeriodSettlement,
+    QuorumRejected,
+    ledger_domain,
+    require_quorum_offchain,
+    sign_period,
+)
 from coordination.errors import ChainError
-from coordination.verify.quorum import SECP256K1_HALF_N, QuorumRejected, require_quorum_offchain
 
 pytestmark = pytest.mark.chain
 
@@ -22,12 +30,13 @@ def chain():
     box = Sandbox.create(
         accounts=4, params=DeployParams(min_validator_stake=1_000 * TOKEN, validator_quorum_bps=6_000)
     )
+    from coordination.chain.sandbox import register_validators
+
     validators = sorted(box.accounts[:3], key=lambda a: int(a.address, 16))
-    for v in validators:
-        box.approve_and_stake(v, 1_000 * TOKEN)
-        box.c.staking.register_validator(sender=v.address)
+    register_validators(box, {v: 1_000 * TOKEN for v in validators})
     box.c.token.approve(box.c.ledger.address, 10**6, sender=box.deployer)
     box.c.ledger.fund(10**6, sender=box.deployer)
+    box.s = PeriodSettlement(RUN, 0, 0, 0, ROOT, 10, 1000, chain_now(box.w3) - 1)
     return box, validators, box.accounts[3]
 
 
@@ -39,7 +48,7 @@ def high_s(signature: bytes) -> bytes:
 
 def signature_sets(box, validators, outsider):
     domain = box.c.ledger.domain()
-    sign = lambda acct, d=domain: sign_period(acct, d, RUN, 0, ROOT, 10, 1000)  # noqa: E731
+    sign = lambda acct, d=domain: sign_period(acct, d, box.s)  # noqa: E731
     a, b, c = (sign(v) for v in validators)
     other = Eip712Domain("OtherLedger", "1", domain.chain_id, domain.verifying_contract)
     return {
@@ -61,20 +70,16 @@ def signature_sets(box, validators, outsider):
 
 def onchain_outcome(box, digest, signatures):
     try:
-        return ("ok", box.c.staking.require_quorum(digest, signatures))
+        return ("ok", box.c.staking.require_quorum_at(digest, signatures, box.s.snapshot))
     except ChainError as exc:
         return (exc.error_name, tuple(exc.error_args))
 
 
 def offchain_outcome(box, validators, digest, signatures):
-    stakes = {v.address: box.c.staking.stake_of(v.address) for v in validators}
+    stakes = box.c.staking.validator_stakes_at([v.address for v in validators], box.s.snapshot)
+    required = box.c.staking.required_quorum_stake_at(box.s.snapshot)
     try:
-        return (
-            "ok",
-            require_quorum_offchain(
-                digest, signatures, validator_stakes=stakes, required=box.c.staking.required_quorum_stake()
-            ),
-        )
+        return ("ok", require_quorum_offchain(digest, signatures, validator_stakes=stakes, required=required))
     except QuorumRejected as exc:
         return (exc.error_name, exc.error_args)
 
@@ -88,7 +93,7 @@ def normalise(outcome):
 
 def test_every_signature_set_gets_the_same_outcome_off_and_on_chain(chain):
     box, validators, outsider = chain
-    digest = box.c.ledger.period_digest(RUN, 0, ROOT, 10, 1000)
+    digest = box.c.ledger.period_digest(box.s)
     outcomes = {}
     for name, signatures in signature_sets(box, validators, outsider).items():
         on = normalise(onchain_outcome(box, digest, signatures))
@@ -116,17 +121,17 @@ def test_submit_period_reverts_with_the_error_the_twin_predicted(chain):
     sets = signature_sets(box, validators, outsider)
     for name in ("wrong chain", "duplicate signer", "below quorum"):
         with pytest.raises(ChainError) as err:
-            box.c.ledger.submit_period(RUN, 0, ROOT, 10, 1000, sets[name], sender=box.deployer)
-        digest = box.c.ledger.period_digest(RUN, 0, ROOT, 10, 1000)
+            box.c.ledger.submit_period(box.s, sets[name], sender=box.deployer)
+        digest = box.c.ledger.period_digest(box.s)
         assert err.value.error_name == offchain_outcome(box, validators, digest, sets[name])[0]
-    box.c.ledger.submit_period(RUN, 0, ROOT, 10, 1000, sets["valid pair"], sender=box.deployer)
+    box.c.ledger.submit_period(box.s, sets["valid pair"], sender=box.deployer)
     assert box.c.ledger.get_period(RUN, 0).root == ROOT
 
 
 def test_the_twin_recovers_the_same_address_as_eth_account(chain):
     box, validators, _ = chain
-    digest = box.c.ledger.period_digest(RUN, 3, ROOT, 10, 1000)
+    digest = box.c.ledger.period_digest(box.s)
     signature = bytes(Account._sign_hash(digest, validators[0].key).signature)
-    from coordination.verify.quorum import recover_like_oz
+    from coordination.chain.eip712 import recover_like_oz
 
     assert recover_like_oz(digest, signature) == validators[0].address

@@ -14,15 +14,16 @@ import pytest
 from eth_utils import keccak
 from typer.testing import CliRunner
 
-from coordination.chain.claims import ClaimTicket
-from coordination.chain.clock import advance_time
+from coordination.chain.claims import tickets_for
+from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.devnet import Devnet, find_anvil
+from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_struct
 from coordination.chain.governance import ProposalState, Support, promotion_proposal
 from coordination.chain.merkle import StandardMerkleTree
 from coordination.chain.sandbox import expect_revert
-from coordination.chain.signing import quorum_signatures, sign_period
 from coordination.errors import ChainError
+from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -34,7 +35,10 @@ except ChainError:
 
 PARAMS = DeployParams(
     unbonding_delay=60,
+    activation_delay=10,
     challenge_window=30,
+    timelock_delay=20,
+    min_peer_bond=1 * TOKEN,
     voting_delay=5,
     voting_period=60,
     min_validator_stake=1000 * TOKEN,
@@ -69,12 +73,21 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     net.deployment.save(dep_file)
     common = ["--rpc", net.rpc_url, "--deployment", dep_file]
 
-    # validators stake through the CLI, then register
+    # validators stake and register through the CLI, then activate after the delay; peers post bonds
     for v in (v1, v2):
         result = cli("stake", "2000", *common, "--key", "0x" + v.key.hex(), "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["stake"] == 2000 * TOKEN
-        c.staking.register_validator(sender=v)
+        result = cli("register-validator", *common, "--key", "0x" + v.key.hex(), "--json")
+        assert result.exit_code == 0 and json.loads(result.output)["validator"] is False, result.output
+    early = cli("activate-validator", *common, "--key", "0x" + v1.key.hex())
+    assert isinstance(early.exception, ChainError) and early.exception.error_name == "ActivationPending"
+    advance_time(w3, 11)
+    for v in (v1, v2):
+        assert cli("activate-validator", *common, "--key", "0x" + v.key.hex()).exit_code == 0
+    for p in (peer_a, peer_b):
+        assert cli("stake", "1", *common, "--key", "0x" + p.key.hex()).exit_code == 0
+    advance_time(w3, 1)
 
     # reverts decode on anvil too, including one bubbling from Staking through the ledger
     with expect_revert("ZeroAmount"):
@@ -83,14 +96,18 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     c.ledger.fund(1000 * TOKEN, sender=deployer)
     tree = StandardMerkleTree.of([(peer_a.address, 30), (peer_b.address, 10)], ["address", "uint256"])
     domain = c.ledger.domain()
-    one = quorum_signatures([v1], lambda a: sign_period(a, domain, RUN, 0, tree.root, 40, 400 * TOKEN))
-    with expect_revert("QuorumNotReached", 2000 * TOKEN, 4000 * TOKEN * 6667 // 10_000):
-        c.ledger.submit_period(RUN, 0, tree.root, 40, 400 * TOKEN, one, sender=deployer)
+    s = PeriodSettlement(run_key(RUN), 0, 0, 4, tree.root, 40, 400 * TOKEN, chain_now(w3) - 1)
+    one = quorum_signatures([v1], lambda a: sign_period(a, domain, s))
+    with expect_revert("QuorumNotReached", 2000 * TOKEN, -(-4000 * TOKEN * 6667 // 10_000)):
+        c.ledger.submit_period(s, one, sender=deployer)
 
     # settle with a quorum, wait out the window, claim with the CLI from a claim file
-    sigs = quorum_signatures([v1, v2], lambda a: sign_period(a, domain, RUN, 0, tree.root, 40, 400 * TOKEN))
-    c.ledger.submit_period(RUN, 0, tree.root, 40, 400 * TOKEN, sigs, sender=deployer)
-    ticket_path = ClaimTicket.from_tree(RUN, 0, tree, 0).save(tmp_path / "claim.json")
+    sigs = quorum_signatures([v1, v2], lambda a: sign_period(a, domain, s))
+    c.ledger.submit_period(s, sigs, sender=deployer)
+    ticket = next(
+        t for t in tickets_for(s, tree, chain_id=w3.eth.chain_id, ledger=c.ledger.address) if t.peer == peer_a.address
+    )
+    ticket_path = ticket.save(tmp_path / "claim.json")
     early = cli("claim", "--claim-file", ticket_path, *common, "--key", "0x" + peer_a.key.hex())
     assert isinstance(early.exception, ChainError) and early.exception.error_name == "ChallengeWindowOpen"
     advance_time(w3, 31)
@@ -100,6 +117,16 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     assert json.loads(result.output)["amount"] == 300 * TOKEN
     assert c.token.balance_of(peer_a.address) == before + 300 * TOKEN
 
+    # peer_b never claims: after the claim window anyone sweeps its share back to the pool
+    pool = c.ledger.reward_pool()
+    early = cli("sweep", "--period", 0, "--run-id", RUN, *common, "--key", "0x" + staker.key.hex())
+    assert isinstance(early.exception, ChainError) and early.exception.error_name == "ClaimWindowOpen"
+    advance_time(w3, c.ledger.claim_window())
+    result = cli("sweep", "--period", 0, "--run-id", RUN, *common, "--key", "0x" + staker.key.hex(), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["returned"] == 100 * TOKEN
+    assert c.ledger.reward_pool() == pool + 100 * TOKEN
+
     # unstake + withdraw through the CLI
     key = ["--key", "0x" + staker.key.hex()]
     assert cli("stake", "500", *common, *key).exit_code == 0
@@ -108,16 +135,34 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     result = cli("withdraw", *common, *key, "--json")
     assert json.loads(result.output)["withdrawn"] == 200 * TOKEN
 
-    # promotion through the governor
+    # promotion: nominate, fix the seed a block later, record the eval, vote, queue, timelock, execute
+    cid = "bafkrei-anvil-ckpt"
+    c.registry.nominate(RUN, cid, keccak(text="weights"), sender=staker)
     advance_time(w3, 1)
-    proposal = promotion_proposal(c.registry.address, RUN, "bafkrei-anvil-ckpt", keccak(text="eval"))
+    c.registry.fix_seed(RUN, cid, sender=deployer)
+    root, t = keccak(text="records"), chain_now(w3) - 1
+    message = {"checkpoint": cid, "seed": c.registry.eval_seed_int(RUN, cid), "correct": 3, "total": 4}
+    message["recordsRoot"] = root
+    domain = eval_domain(w3.eth.chain_id, c.registry.address)
+    sigs = quorum_signatures(
+        [v1, v2], lambda a: sign_struct(a, domain, "EvalAttestation", EVAL_ATTESTATION_FIELDS, message)
+    )
+    recorded = c.registry.record_eval(RUN, cid, 3, 4, root, t, sigs, sender=deployer)
+    digest = c.registry.events("EvalRecorded", recorded)[0]["evalDigest"]
+    advance_time(w3, 1)
+    proposal = promotion_proposal(c.registry.address, RUN, cid, digest)
     pid = c.governor.propose(proposal, sender=staker)
     advance_time(w3, 6)
     c.governor.cast_vote(pid, Support.FOR, sender=v1)
     advance_time(w3, 61)
     assert c.governor.state(pid) == ProposalState.SUCCEEDED
+    c.governor.queue(proposal, sender=deployer)
+    with pytest.raises(ChainError) as early_exec:
+        c.governor.execute(proposal, sender=deployer)
+    assert early_exec.value.error_name == "TimelockUnexpectedOperationState"
+    advance_time(w3, 21)
     c.governor.execute(proposal, sender=deployer)
-    assert [ck.cid for ck in c.registry.lineage(RUN)] == ["bafkrei-anvil-ckpt"]
+    assert [ck.cid for ck in c.registry.lineage(RUN)] == [cid]
 
 
 def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path):
@@ -128,6 +173,16 @@ def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path):
         "withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json", "--key", "0x" + "11" * 32
     )
     assert "no chain answers at http://127.0.0.1:9" in str(down.exception)
+    other = json.loads((tmp_path / "d.json").read_text()) | {"chain_id": 1}
+    (tmp_path / "other-chain.json").write_text(json.dumps(other))
+    wrong = cli(
+        "withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "other-chain.json", "--key", "0x" + "11" * 32
+    )
+    assert "is for chain 1 but" in str(wrong.exception)
+    gone = json.loads((tmp_path / "d.json").read_text()) | {"registry": "0x" + "77" * 20}
+    (tmp_path / "gone.json").write_text(json.dumps(gone))
+    empty = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "gone.json", "--key", "0x" + "11" * 32)
+    assert "no contract code for registry" in str(empty.exception)
 
 
 def test_devnet_command_writes_deployment_and_stops_anvil_on_sigint(tmp_path):

@@ -1,32 +1,47 @@
-"""RunGovernor + CheckpointRegistry on eth-tester: propose promote → vote → execute → lineage.
+"""RunGovernor + RunTimelock + CheckpointRegistry on eth-tester: nominate → fix seed → record eval → propose →
+vote → queue → (timelock delay) → execute → lineage; rollback by a later vote.
 
-Voting power is stake at the proposal snapshot: stake added later counts for nothing, and moving
-stake after voting cannot buy a second vote.
+Voting power is stake at the proposal snapshot: stake added later counts for nothing, and moving stake after
+voting cannot buy a second vote. The registry obeys only the timelock; `promote` needs a nominated CID with a
+fixed seed and a recorded eval digest; nominations are deduplicated by adapter weights hash.
 """
 
 import pytest
 from eth_utils import keccak
 
-from coordination.chain.clock import advance_time
+from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
-from coordination.chain.governance import ProposalState, Support, promotion_proposal
-from coordination.chain.sandbox import Sandbox, expect_revert
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import run_key
+from coordination.chain.governance import ProposalState, Support, promotion_proposal, rollback_proposal
+from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
 
 pytestmark = pytest.mark.chain
 
-PARAMS = DeployParams(unbonding_delay=5, voting_delay=10, voting_period=100, proposal_threshold=500, quorum_percent=10)
+PARAMS = DeployParams(
+    unbonding_delay=5,
+    challenge_window=1,
+    activation_delay=5,
+    min_validator_stake=50,
+    voting_delay=10,
+    voting_period=100,
+    proposal_threshold=500,
+    quorum_percent=10,
+    timelock_delay=50,
+)
 RUN = "bafy-run-governance"
 CID1, CID2 = "bafkreicid1", "bafkreicid2"
-DIGEST = keccak(text="eval attestations")
+W1, W2 = keccak(text="weights 1"), keccak(text="weights 2")
+DIGEST = keccak(text="eval attestations")  # a digest nobody recorded
+ROOT = keccak(text="eval records root")
 
 
 @pytest.fixture(scope="module")
 def box():
-    box = Sandbox.create(accounts=5, params=PARAMS)
+    box = Sandbox.create(accounts=6, params=PARAMS)
     box.approve_and_stake(box.accounts[0], 600)  # proposer, above the 500 threshold
     box.approve_and_stake(box.accounts[1], 100)
-    box.approve_and_stake(box.accounts[2], 300)  # total stake 1000 -> quorum 100
+    box.approve_and_stake(box.accounts[2], 300)
+    register_validators(box, {box.accounts[5]: 50})  # attests evals; total stake 1050 -> quorum 105
     advance_time(box.w3, 1)
     return box
 
@@ -42,29 +57,77 @@ def addr(box, i):
     return box.accounts[i].address
 
 
-def open_vote(box, cid, description=""):
-    proposal = promotion_proposal(box.c.registry.address, RUN, cid, DIGEST, description)
+def record(box, cid, correct, total, root=ROOT, signers=None, sender=None):
+    """Record an eval score with the validators' EvalAttestation signatures (a stake quorum at the last second)."""
+    from coordination.chain.eip712 import quorum_signatures, sign_struct
+    from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain
+
+    reg = box.c.registry
+    seed, t = reg.eval_seed_int(RUN, cid), chain_now(box.w3) - 1
+    message = {"checkpoint": cid, "seed": seed, "correct": correct, "total": total, "recordsRoot": root}
+    domain = eval_domain(box.w3.eth.chain_id, reg.address)
+    sign = lambda a: sign_struct(a, domain, "EvalAttestation", EVAL_ATTESTATION_FIELDS, message)  # noqa: E731
+    sigs = quorum_signatures(signers or [box.accounts[5]], sign)
+    return reg.record_eval(RUN, cid, correct, total, root, t, sigs, sender=sender or addr(box, 4))
+
+
+def ready(box, cid, weights, correct=3, total=5):
+    """Nominate, let a block pass, fix the seed, record the eval score; returns the eval digest to promote with."""
+    box.c.registry.nominate(RUN, cid, weights, sender=addr(box, 3))
+    advance_time(box.w3, 1)
+    box.c.registry.fix_seed(RUN, cid, sender=addr(box, 4))
+    receipt = record(box, cid, correct, total)
+    return box.c.registry.events("EvalRecorded", receipt)[0]["evalDigest"]
+
+
+def open_vote(box, proposal):
     pid = box.c.governor.propose(proposal, sender=addr(box, 0))
     assert box.c.governor.state(pid) == ProposalState.PENDING
     advance_time(box.w3, box.c.governor.voting_delay() + 1)
     assert box.c.governor.state(pid) == ProposalState.ACTIVE
-    return proposal, pid
+    return pid
 
 
 def close_vote(box):
     advance_time(box.w3, box.c.governor.voting_period() + 1)
 
 
+def pass_vote(box, proposal):
+    """Propose, vote for, queue, wait the timelock delay; returns the proposal id (ready to execute)."""
+    pid = open_vote(box, proposal)
+    box.c.governor.cast_vote(pid, Support.FOR, sender=addr(box, 0))
+    close_vote(box)
+    assert box.c.governor.state(pid) == ProposalState.SUCCEEDED
+    box.c.governor.queue(proposal, sender=addr(box, 4))
+    assert box.c.governor.state(pid) == ProposalState.QUEUED
+    advance_time(box.w3, PARAMS.timelock_delay + 1)
+    return pid
+
+
+def promote_via_vote(box, cid, digest=DIGEST, description=""):
+    proposal = promotion_proposal(box.c.registry.address, RUN, cid, digest, description)
+    pid = pass_vote(box, proposal)
+    return box.c.governor.execute(proposal, sender=addr(box, 4)), pid
+
+
+# ---------------------------------------------------------------- the happy path
+
+
 def test_promotion_end_to_end_builds_lineage(box):
     gov, registry = box.c.governor, box.c.registry
     assert registry.current(RUN) is None
-    for i, cid in enumerate([CID1, CID2]):
-        proposal, pid = open_vote(box, cid)
+    digests = []
+    for i, (cid, weights) in enumerate([(CID1, W1), (CID2, W2)]):
+        digest = ready(box, cid, weights)
+        digests.append(digest)
+        proposal = promotion_proposal(registry.address, RUN, cid, digest)
+        pid = open_vote(box, proposal)
         gov.cast_vote(pid, Support.FOR, sender=addr(box, 0))
         gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 2), reason="eval too weak")
         assert gov.proposal_votes(pid) == type(gov.proposal_votes(pid))(against=300, for_=600, abstain=0)
         close_vote(box)
-        assert gov.state(pid) == ProposalState.SUCCEEDED
+        gov.queue(proposal, sender=addr(box, 4))
+        advance_time(box.w3, PARAMS.timelock_delay + 1)
         receipt = gov.execute(proposal, sender=addr(box, 4))
         assert gov.state(pid) == ProposalState.EXECUTED
         assert registry.events("CheckpointPromoted", receipt) == [
@@ -72,29 +135,210 @@ def test_promotion_end_to_end_builds_lineage(box):
                 "runId": run_key(RUN),
                 "index": i,
                 "cid": cid,
-                "evalDigest": DIGEST,
+                "evalDigest": digest,
                 "parentCid": "" if i == 0 else CID1,
             }
         ]
     assert [c.cid for c in registry.lineage(RUN)] == [CID1, CID2]
-    assert registry.current(RUN).eval_digest == DIGEST
+    assert registry.current(RUN).eval_digest == digests[1]
     assert registry.is_promoted(RUN, CID1) and not registry.is_promoted("other run", CID1)
+
+
+def test_a_later_vote_rolls_a_promotion_back(box):
+    for cid, weights in ((CID1, W1), (CID2, W2)):
+        promote_via_vote(box, cid, ready(box, cid, weights))
+    proposal = rollback_proposal(box.c.registry.address, RUN, 0)
+    pass_vote(box, proposal)
+    receipt = box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert box.c.registry.events("CheckpointRolledBack", receipt) == [
+        {"runId": run_key(RUN), "index": 2, "cid": CID1, "fromIndex": 0}
+    ]
+    assert box.c.registry.current(RUN).cid == CID1
+    assert [c.cid for c in box.c.registry.lineage(RUN)] == [CID1, CID2, CID1]
+    bad = rollback_proposal(box.c.registry.address, RUN, 7)
+    pass_vote(box, bad)
+    with expect_revert("IndexOutOfRange", run_key(RUN), 7, 3):
+        box.c.governor.execute(bad, sender=addr(box, 4))
+
+
+# ---------------------------------------------------------------- the timelock
+
+
+def test_the_timelock_delay_is_enforced(box):
+    digest = ready(box, CID1, W1)
+    proposal = promotion_proposal(box.c.registry.address, RUN, CID1, digest)
+    pid = open_vote(box, proposal)
+    box.c.governor.cast_vote(pid, Support.FOR, sender=addr(box, 0))
+    close_vote(box)
+    with expect_revert("TimelockUnexpectedOperationState", ANY, ANY):  # not queued: no executing at once
+        box.c.governor.execute(proposal, sender=addr(box, 4))
+    box.c.governor.queue(proposal, sender=addr(box, 4))
+    eta = box.c.governor.proposal_eta(pid)
+    advance_time(box.w3, PARAMS.timelock_delay - 10)
+    with expect_revert("TimelockUnexpectedOperationState", ANY, ANY):
+        box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert box.c.timelock.min_delay() == PARAMS.timelock_delay
+    advance_time(box.w3, 11)
+    assert box.w3.eth.get_block("latest")["timestamp"] >= eta
+    box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert box.c.registry.current(RUN).cid == CID1
+
+
+def test_only_the_timelock_may_promote_and_only_the_governor_may_queue(box):
+    digest = ready(box, CID1, W1)
+    assert box.c.registry.governor() == box.c.timelock.address
+    assert box.c.governor.timelock() == box.c.timelock.address
+    with expect_revert("NotGovernor", addr(box, 0)):
+        box.c.registry._send("promote", run_key(RUN), CID1, digest, sender=addr(box, 0))
+    assert box.c.timelock.has_role("PROPOSER_ROLE", box.c.governor.address)
+    assert not box.c.timelock.has_role("PROPOSER_ROLE", box.deployer)
+    assert not box.c.timelock.has_role("DEFAULT_ADMIN_ROLE", box.deployer)  # the deployer renounced
+
+
+# ---------------------------------------------------------------- what promote accepts
+
+
+def test_an_unnominated_cid_cannot_be_promoted_even_by_a_winning_vote(box):
+    """A staker proposes a CID that voters never saw nominated: the vote passes, execution reverts."""
+    proposal = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
+    pass_vote(box, proposal)
+    with expect_revert("NotNominated", run_key(RUN), CID1):
+        box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert box.c.registry.current(RUN) is None
+
+
+def test_promote_needs_the_fixed_seed_and_the_recorded_digest(box):
+    box.c.registry.nominate(RUN, CID1, W1, sender=addr(box, 3))
+    unfixed = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
+    pass_vote(box, unfixed)
+    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
+        box.c.governor.execute(unfixed, sender=addr(box, 4))
+    box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
+    record(box, CID1, 3, 5)
+    wrong = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST, "promote with another digest")
+    pass_vote(box, wrong)
+    with expect_revert("EvalNotRecorded", run_key(RUN), CID1, DIGEST):
+        box.c.governor.execute(wrong, sender=addr(box, 4))
+
+
+def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
+    """The registry derives the seed and the digest itself: an eval on a precomputed seed cannot be recorded."""
+    from eth_abi import encode
+
+    from coordination.governance.transparent_eval import eval_seed
+
+    reg = box.c.registry
+    reg.nominate(RUN, CID1, W1, sender=addr(box, 3))
+    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
+        reg.eval_seed_int(RUN, CID1)
+    advance_time(box.w3, 1)
+    reg.fix_seed(RUN, CID1, sender=addr(box, 3))
+    seed = reg.eval_seed_int(RUN, CID1)
+    assert seed == eval_seed(reg.eval_seed(RUN, CID1), run_key(RUN), CID1) < 2**63
+    with expect_revert("NotAValidator", addr(box, 0)):  # a staker is not a validator: no score without a quorum
+        record(box, CID1, 4, 7, signers=[box.accounts[0]])
+    receipt = record(box, CID1, 4, 7)
+    [event] = reg.events("EvalRecorded", receipt)
+    expected = keccak(encode(["string", "uint256", "uint256", "uint256", "bytes32"], [CID1, seed, 4, 7, ROOT]))
+    assert event["evalDigest"] == expected and (event["correct"], event["total"]) == (4, 7)
+    result = reg.eval_result(RUN, CID1, expected)
+    assert (result.correct, result.total, result.records_root, result.recorded) == (4, 7, ROOT, True)
+    for correct, total in ((8, 7), (0, 0)):
+        with expect_revert("InvalidEvalScore", correct, total):
+            reg.record_eval(RUN, CID1, correct, total, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 4))
+
+
+def test_registry_rejects_duplicates_and_empty_cids(box):
+    digest = ready(box, CID1, W1)
+    promote_via_vote(box, CID1, digest)
+    dup = promotion_proposal(box.c.registry.address, RUN, CID1, digest, "promote cid1 again")
+    pass_vote(box, dup)
+    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
+        box.c.governor.execute(dup, sender=addr(box, 4))
+    empty = promotion_proposal(box.c.registry.address, RUN, "", DIGEST, "promote nothing")
+    pass_vote(box, empty)
+    with expect_revert("EmptyCid"):
+        box.c.governor.execute(empty, sender=addr(box, 4))
+
+
+# ---------------------------------------------------------------- nomination and seed
+
+
+def test_nomination_is_once_per_weights_hash_so_seeds_cannot_be_ground(box):
+    """K byte-different manifests of one adapter make one nomination and one seed."""
+    reg = box.c.registry
+    with expect_revert("NotNominated", run_key(RUN), CID1):
+        reg.nomination_block(RUN, CID1)
+    receipt = reg.nominate(RUN, CID1, W1, sender=addr(box, 3))
+    assert reg.events("CheckpointNominated", receipt) == [
+        {
+            "runId": run_key(RUN),
+            "cid": CID1,
+            "weightsHash": W1,
+            "nominator": addr(box, 3),
+            "blockNumber": receipt["blockNumber"],
+        }
+    ]
+    assert reg.nomination_block(RUN, CID1) == receipt["blockNumber"]
+    for k in range(5):  # the same weights under other manifest CIDs
+        with expect_revert("WeightsAlreadyNominated", run_key(RUN), W1, CID1):
+            reg.nominate(RUN, f"bafkreimanifest{k}", W1, sender=addr(box, 4))
+    with expect_revert("AlreadyNominated", run_key(RUN), CID1, receipt["blockNumber"]):
+        reg.nominate(RUN, CID1, W2, sender=addr(box, 4))
+    assert reg.cid_of_weights(RUN, W1) == CID1
+    with expect_revert("EmptyCid"):
+        reg.nominate(RUN, "", W2, sender=addr(box, 3))
+    with expect_revert("ZeroWeightsHash"):
+        reg.nominate(RUN, CID2, bytes(32), sender=addr(box, 3))
+    assert reg.nominate("another run", CID1, W1, sender=addr(box, 3))["status"] == 1  # per run
+
+
+def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
+    reg = box.c.registry
+    block = reg.nominate(RUN, CID1, W1, sender=addr(box, 3))["blockNumber"]
+    with expect_revert("SeedNotYetAvailable", run_key(RUN), CID1, block + 1):
+        reg.fix_seed(RUN, CID1, sender=addr(box, 3))
+    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
+        reg.record_eval(RUN, CID1, 1, 2, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 3))
+    advance_time(box.w3, 1)
+    receipt = reg.fix_seed(RUN, CID1, sender=addr(box, 4))
+    expected = bytes(box.w3.eth.get_block(block + 1)["hash"])
+    assert reg.eval_seed(RUN, CID1) == expected
+    assert reg.events("SeedFixed", receipt) == [
+        {"runId": run_key(RUN), "cid": CID1, "seed": expected, "seedBlock": block + 1}
+    ]
+    with expect_revert("SeedAlreadyFixed", run_key(RUN), CID1, expected):
+        reg.fix_seed(RUN, CID1, sender=addr(box, 4))
+    with expect_revert("NotNominated", run_key(RUN), CID2):
+        reg.fix_seed(RUN, CID2, sender=addr(box, 4))
+
+
+def test_a_seed_left_unfixed_for_256_blocks_expires(box):
+    block = box.c.registry.nominate(RUN, CID1, W1, sender=addr(box, 3))["blockNumber"]
+    box.w3.testing.mine(300)
+    with expect_revert("SeedExpired", run_key(RUN), CID1, block + 1):
+        box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
+
+
+def test_a_promoted_checkpoint_cannot_be_nominated(box):
+    promote_via_vote(box, CID1, ready(box, CID1, W1))
+    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
+        box.c.registry.nominate(RUN, CID1, W2, sender=addr(box, 0))
+
+
+# ---------------------------------------------------------------- votes
 
 
 def test_proposal_without_quorum_or_majority_is_defeated(box):
     gov = box.c.governor
-    proposal, pid = open_vote(box, CID1)
+    proposal = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
+    pid = open_vote(box, proposal)
     gov.cast_vote(pid, Support.FOR, sender=addr(box, 1))  # 100 for
     gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 2))  # 300 against
     close_vote(box)
     assert gov.state(pid) == ProposalState.DEFEATED
-    with expect_revert("GovernorUnexpectedProposalState", pid, int(ProposalState.DEFEATED), ANY_STATES):
-        gov.execute(proposal, sender=addr(box, 0))
-
-
-ANY_STATES = ((1 << ProposalState.SUCCEEDED) | (1 << ProposalState.QUEUED)).to_bytes(
-    32, "big"
-)  # allowed-states bitmap
+    with expect_revert("GovernorUnexpectedProposalState", pid, int(ProposalState.DEFEATED), ANY):
+        gov.queue(proposal, sender=addr(box, 0))
 
 
 def test_governor_uses_the_staking_timestamp_clock(box):
@@ -103,8 +347,8 @@ def test_governor_uses_the_staking_timestamp_clock(box):
 
 
 def test_quorum_is_a_fraction_of_stake_at_the_snapshot(box):
-    proposal, pid = open_vote(box, CID1)
-    assert box.c.governor.quorum(box.c.governor.proposal_snapshot(pid)) == 100
+    pid = open_vote(box, promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST))
+    assert box.c.governor.quorum(box.c.governor.proposal_snapshot(pid)) == 105
 
 
 def test_proposing_needs_the_stake_threshold(box):
@@ -115,7 +359,7 @@ def test_proposing_needs_the_stake_threshold(box):
 
 def test_stake_added_after_the_snapshot_does_not_count(box):
     gov = box.c.governor
-    proposal, pid = open_vote(box, CID1)
+    pid = open_vote(box, promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST))
     box.approve_and_stake(box.accounts[3], 5000)  # after the snapshot: would dominate if it counted
     gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 3))
     gov.cast_vote(pid, Support.FOR, sender=addr(box, 0))
@@ -127,7 +371,7 @@ def test_stake_added_after_the_snapshot_does_not_count(box):
 
 def test_moving_stake_after_voting_cannot_vote_twice(box):
     gov = box.c.governor
-    proposal, pid = open_vote(box, CID1)
+    pid = open_vote(box, promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST))
     gov.cast_vote(pid, Support.FOR, sender=addr(box, 0))
     with expect_revert("GovernorAlreadyCastVote", addr(box, 0)):
         gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 0))
@@ -143,53 +387,12 @@ def test_moving_stake_after_voting_cannot_vote_twice(box):
     assert gov.has_voted(pid, addr(box, 4))
 
 
-def test_registry_rejects_duplicates_empty_cids_and_strangers(box):
-    gov = box.c.governor
-    p1, pid1 = open_vote(box, CID1)
-    p_dup, pid_dup = open_vote(box, CID1, description="promote cid1 again")
-    p_empty, pid_empty = open_vote(box, "", description="promote nothing")
-    for pid in (pid1, pid_dup, pid_empty):
-        gov.cast_vote(pid, Support.FOR, sender=addr(box, 0))
-    close_vote(box)
-    gov.execute(p1, sender=addr(box, 0))
-    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
-        gov.execute(p_dup, sender=addr(box, 0))
-    with expect_revert("EmptyCid"):
-        gov.execute(p_empty, sender=addr(box, 0))
-    with expect_revert("NotGovernor", addr(box, 0)):
-        box.c.registry._send("promote", run_key(RUN), CID2, DIGEST, sender=addr(box, 0))
-
-
 def test_registry_views_revert_clearly(box):
     with expect_revert("NoCheckpoint", run_key(RUN)):
         box.c.registry._call("current", run_key(RUN))
     with expect_revert("IndexOutOfRange", run_key(RUN), 0, 0):
         box.c.registry.checkpoint_at(RUN, 0)
     with expect_revert("ZeroAddress"):
-        deploy_contract(box.w3, "CheckpointRegistry", "0x" + "0" * 40, sender=box.deployer)
-    assert box.c.registry.governor() == box.c.governor.address
-
-
-def test_nomination_records_its_block_once(box):
-    reg = box.c.registry
-    with expect_revert("NotNominated", run_key(RUN), CID1):
-        reg.nomination_block(RUN, CID1)
-    receipt = reg.nominate(RUN, CID1, sender=addr(box, 3))
-    assert reg.events("CheckpointNominated", receipt) == [
-        {"runId": run_key(RUN), "cid": CID1, "nominator": addr(box, 3), "blockNumber": receipt["blockNumber"]}
-    ]
-    assert reg.nomination_block(RUN, CID1) == receipt["blockNumber"]
-    with expect_revert("AlreadyNominated", run_key(RUN), CID1, receipt["blockNumber"]):  # the seed cannot be re-rolled
-        reg.nominate(RUN, CID1, sender=addr(box, 4))
-    with expect_revert("EmptyCid"):
-        reg.nominate(RUN, "", sender=addr(box, 3))
-    assert reg.nominate("another run", CID1, sender=addr(box, 3))["status"] == 1  # per run
-
-
-def test_a_promoted_checkpoint_cannot_be_nominated(box):
-    proposal, pid = open_vote(box, CID1)
-    box.c.governor.cast_vote(pid, Support.FOR, sender=addr(box, 0))
-    close_vote(box)
-    box.c.governor.execute(proposal, sender=addr(box, 0))
-    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
-        box.c.registry.nominate(RUN, CID1, sender=addr(box, 0))
+        deploy_contract(box.w3, "CheckpointRegistry", "0x" + "0" * 40, box.c.staking.address, sender=box.deployer)
+    with expect_revert("ZeroAddress"):
+        deploy_contract(box.w3, "CheckpointRegistry", box.c.timelock.address, "0x" + "0" * 40, sender=box.deployer)

@@ -1,10 +1,11 @@
-"""Stateful property test: random stake / unstake / withdraw / slash / settle / void / claim sequences.
+"""Stateful property test: random stake / unstake / withdraw / slash / settle / void / claim / sweep sequences.
 
 After every step, for several accounts:
-- tokens held by Staking + ContributionLedger == active stakes + pending withdrawals + unclaimed rewards
-  (the ledger's unreserved pool plus its reserved-but-unpaid rewards);
-- no account has withdrawn more than it staked minus what was slashed from it;
-- no period has paid more than its reward;
+- tokens are conserved: pool + stakes (active + unbonding) + claimed + outstanding + slashed + free balances
+  == minted, and the model's pool, outstanding and claimed equal the contracts';
+- no (peer, epoch) is paid twice (epoch ranges never overlap; a claim is once per period);
+- slashed stake is never withdrawable: withdrawn <= deposited - slashed, exactly accounted;
+- no period pays more than its reward; sweeping returns exactly the unpaid remainder;
 - the contract's per-account stake and pending amounts equal a plain-Python model's.
 One deployment for the module; every hypothesis example runs from the same snapshot.
 """
@@ -17,13 +18,22 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams
+from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash, sign_void
 from coordination.chain.merkle import StandardMerkleTree
 from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
-from coordination.chain.signing import quorum_signatures, sign_period, sign_slash, sign_void
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
-PARAMS = DeployParams(unbonding_delay=100, min_validator_stake=1000, validator_quorum_bps=6667, challenge_window=50)
+PARAMS = DeployParams(
+    unbonding_delay=100,
+    activation_delay=10,
+    min_validator_stake=1000,
+    validator_quorum_bps=6667,
+    challenge_window=50,
+    claim_window=100,
+    max_period_reward=5000,
+    min_peer_bond=1,
+)
 STAKERS = 3
 POOL = 50_000
 RUN = "bafy-invariants"
@@ -54,9 +64,12 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.stake = [0] * STAKERS
         self.pending = [0] * STAKERS
         self.release_at = [0] * STAKERS
-        self.periods = []  # dicts: tree, units, total, reward, ends, paid, claimed
+        self.periods = []  # dicts: tree, units, total, reward, ends, paid, claimed, voided, swept, epochs, bonded
         self.pool = POOL
         self.evidence = 0
+        self.next_epoch = 0
+        self.paid_epochs = set()  # (peer index, epoch)
+        self.claimed_total = 0
 
     @initialize(amounts=st.lists(st.integers(1, 3000), min_size=STAKERS, max_size=STAKERS))
     def everyone_stakes(self, amounts):
@@ -119,33 +132,55 @@ class StakeLedgerMachine(RuleBasedStateMachine):
     def wait(self, seconds):
         advance_time(self.box.w3, seconds)
 
-    @rule(i=st.integers(0, STAKERS - 1), percent=PERCENT)
-    def slash(self, i, percent):
-        amount = max(1, (self.stake[i] + self.pending[i]) * percent // 100)
+    @rule(i=st.integers(0, STAKERS - 1), bps=st.integers(0, 10_001))
+    def slash(self, i, bps):
         user, evidence = self.users[i], keccak(text=f"evidence {self.evidence}")
         self.evidence += 1
-        domain = self.c.staking.domain()
-        sigs = quorum_signatures(self.validators, lambda a: sign_slash(a, domain, user, amount, evidence))
-        available = self.stake[i] + self.pending[i]
-        if amount > available:
-            with expect_revert("SlashExceedsStake", amount, available):
-                self.c.staking.slash(user, amount, evidence, sigs, sender=self.box.deployer)
+        domain, t = self.c.staking.domain(), chain_now(self.box.w3) - 1
+        sigs = quorum_signatures(self.validators, lambda a: sign_slash(a, domain, user, bps, evidence, t))
+        amount = (self.stake[i] + self.pending[i]) * bps // 10_000
+        if not 0 < bps <= 10_000:
+            with expect_revert("InvalidSlashBps", bps):
+                self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)
             return
-        self.c.staking.slash(user, amount, evidence, sigs, sender=self.box.deployer)
+        if amount == 0:
+            with expect_revert("NothingToSlash", user):
+                self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)
+            return
+        self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)
         from_active = min(amount, self.stake[i])
         self.stake[i] -= from_active
         self.pending[i] -= amount - from_active
         self.slashed[i] += amount
 
-    @rule(units=st.lists(st.integers(1, 1000), min_size=STAKERS, max_size=STAKERS), reward=st.integers(0, 5000))
-    def settle_period(self, units, reward):
+    @rule(
+        units=st.lists(st.integers(1, 1000), min_size=STAKERS, max_size=STAKERS),
+        reward=st.integers(0, 5001),
+        epochs=st.integers(1, 3),
+        overlap=st.booleans(),
+    )
+    def settle_period(self, units, reward, epochs, overlap):
         period, total = len(self.periods), sum(units)
         tree = StandardMerkleTree.of(list(zip(self.users, units, strict=True)), ["address", "uint256"])
+        advance_time(self.box.w3, 1)  # nothing happens in the snapshot's second after this
+        snapshot = chain_now(self.box.w3) - 1
+        first = self.next_epoch - 1 if overlap and self.next_epoch > 0 else self.next_epoch
+        s = PeriodSettlement(run_key(RUN), period, first, first + epochs - 1, tree.root, total, reward, snapshot)
         domain = self.c.ledger.domain()
-        sigs = quorum_signatures(
-            self.validators, lambda a: sign_period(a, domain, RUN, period, tree.root, total, reward)
-        )
-        self.c.ledger.submit_period(RUN, period, tree.root, total, reward, sigs, sender=self.box.deployer)
+        sigs = quorum_signatures(self.validators, lambda a: sign_period(a, domain, s))
+        if first < self.next_epoch:  # double settlement of an epoch
+            with expect_revert("EpochRangeOverlaps", ANY, first, self.next_epoch):
+                self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
+            return
+        if reward > PARAMS.max_period_reward:
+            with expect_revert("RewardAboveCap", reward, PARAMS.max_period_reward):
+                self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
+            return
+        if reward > self.pool:
+            with expect_revert("InsufficientRewardPool", self.pool, reward):
+                self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
+            return
+        self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
         ends = chain_now(self.box.w3) + PARAMS.challenge_window
         self.periods.append(
             {
@@ -157,8 +192,12 @@ class StakeLedgerMachine(RuleBasedStateMachine):
                 "paid": 0,
                 "claimed": set(),
                 "voided": False,
+                "swept": False,
+                "epochs": range(first, first + epochs),
+                "bonded": [st_ >= PARAMS.min_peer_bond for st_ in self.stake],
             }
         )
+        self.next_epoch = first + epochs
         self.pool -= reward
 
     @rule(data=st.data())
@@ -166,18 +205,23 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         if not self.periods:
             return
         k = data.draw(st.integers(0, len(self.periods) - 1))
-        p, domain = self.periods[k], self.c.ledger.domain()
-        sigs = quorum_signatures(self.validators, lambda a: sign_void(a, domain, RUN, k))
+        p, domain, t = self.periods[k], self.c.ledger.domain(), chain_now(self.box.w3) - 1
+        sigs = quorum_signatures(self.validators, lambda a: sign_void(a, domain, RUN, k, t))
         if p["voided"]:
             with expect_revert("PeriodIsVoided", ANY, k):
-                self.c.ledger.void_period(RUN, k, sigs, sender=self.box.deployer)
+                self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
+        elif p["swept"]:
+            with expect_revert("PeriodSwept", ANY, k):
+                self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
         elif chain_now(self.box.w3) + 1 >= p["ends"]:
             with expect_revert("ChallengeWindowClosed", p["ends"], ANY):
-                self.c.ledger.void_period(RUN, k, sigs, sender=self.box.deployer)
+                self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
         else:
-            self.c.ledger.void_period(RUN, k, sigs, sender=self.box.deployer)
+            self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
             p["voided"] = True
             self.pool += p["reward"]
+            if self.next_epoch == p["epochs"].stop:
+                self.next_epoch = p["epochs"].start
 
     @rule(data=st.data(), i=st.integers(0, STAKERS - 1), wait_out=st.booleans())
     def claim(self, data, i, wait_out):
@@ -188,14 +232,24 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         if wait_out:
             self._wait_until(p["ends"])
         args = (RUN, k, user, p["units"][i], p["tree"].proof(i))
+        now = chain_now(self.box.w3) + 1  # the claim's block
         if p["voided"]:
             with expect_revert("PeriodIsVoided", ANY, k):
                 self.c.ledger.claim(*args, sender=user)
-        elif chain_now(self.box.w3) + 1 < p["ends"]:
+        elif p["swept"]:
+            with expect_revert("PeriodSwept", ANY, k):
+                self.c.ledger.claim(*args, sender=user)
+        elif now < p["ends"]:
             with expect_revert("ChallengeWindowOpen", p["ends"], ANY):
+                self.c.ledger.claim(*args, sender=user)
+        elif now >= p["ends"] + PARAMS.claim_window:
+            with expect_revert("ClaimWindowClosed", p["ends"] + PARAMS.claim_window, ANY):
                 self.c.ledger.claim(*args, sender=user)
         elif i in p["claimed"]:
             with expect_revert("AlreadyClaimed", ANY, k, user):
+                self.c.ledger.claim(*args, sender=user)
+        elif not p["bonded"][i]:
+            with expect_revert("PeerNotBonded", user, 0, PARAMS.min_peer_bond):
                 self.c.ledger.claim(*args, sender=user)
         else:
             before = self.c.token.balance_of(user)
@@ -204,18 +258,55 @@ class StakeLedgerMachine(RuleBasedStateMachine):
             assert self.c.token.balance_of(user) == before + share
             p["paid"] += share
             p["claimed"].add(i)
+            self.claimed_total += share
+            for epoch in p["epochs"]:
+                assert (i, epoch) not in self.paid_epochs, f"peer {i} paid twice for epoch {epoch}"
+                self.paid_epochs.add((i, epoch))
+
+    @rule(data=st.data(), wait_out=st.booleans())
+    def sweep(self, data, wait_out):
+        if not self.periods:
+            return
+        k = data.draw(st.integers(0, len(self.periods) - 1))
+        p = self.periods[k]
+        closes = p["ends"] + PARAMS.claim_window
+        if wait_out:
+            self._wait_until(closes)
+        if p["voided"]:
+            with expect_revert("PeriodIsVoided", ANY, k):
+                self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+        elif p["swept"]:
+            with expect_revert("PeriodSwept", ANY, k):
+                self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+        elif chain_now(self.box.w3) + 1 < closes:
+            with expect_revert("ClaimWindowOpen", closes, ANY):
+                self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+        else:
+            receipt = self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+            [event] = self.c.ledger.events("PeriodSweptToPool", receipt)
+            assert event["returnedToPool"] == p["reward"] - p["paid"]
+            p["swept"] = True
+            self.pool += p["reward"] - p["paid"]
 
     # ------------------------------------------------------------ invariants
 
     @invariant()
-    def contracts_hold_exactly_stakes_pending_and_unclaimed(self):
-        held = self.c.token.balance_of(self.c.staking.address) + self.c.token.balance_of(self.c.ledger.address)
-        totals = self.c.staking.totals()
-        unclaimed = self.c.ledger.reward_pool() + self.c.ledger.outstanding_rewards()
-        assert held == totals["totalStaked"] + totals["totalPending"] + unclaimed
-        model_unclaimed = self.pool + sum(p["reward"] - p["paid"] for p in self.periods if not p["voided"])
+    def tokens_are_conserved(self):
+        c = self.c
+        totals = c.staking.totals()
+        pool, outstanding = c.ledger.reward_pool(), c.ledger.outstanding_rewards()
+        assert c.token.balance_of(c.staking.address) == totals["totalStaked"] + totals["totalPending"]
+        assert c.token.balance_of(c.ledger.address) == pool + outstanding
+        holders = [self.box.deployer] + [a.address for a in self.box.accounts]  # the deployer is the treasury
+        free = sum(c.token.balance_of(h) for h in holders)
+        assert pool + totals["totalStaked"] + totals["totalPending"] + outstanding + free == c.token.total_supply()
+        live = [p for p in self.periods if not p["voided"] and not p["swept"]]
+        assert pool == self.pool
+        assert outstanding == sum(p["reward"] - p["paid"] for p in live)
+        assert self.claimed_total == sum(p["paid"] for p in self.periods)
         validator_stake = 2000 * len(self.validators)
-        assert held == sum(self.stake) + sum(self.pending) + validator_stake + model_unclaimed
+        assert totals["totalStaked"] == sum(self.stake) + validator_stake
+        assert totals["totalPending"] == sum(self.pending)
 
     @invariant()
     def nobody_withdraws_more_than_deposited_minus_slashed(self):
@@ -224,10 +315,18 @@ class StakeLedgerMachine(RuleBasedStateMachine):
             assert self.withdrawn[i] + self.stake[i] + self.pending[i] + self.slashed[i] == self.deposited[i]
 
     @invariant()
+    def epoch_ranges_never_overlap(self):
+        assert self.c.ledger.next_epoch(RUN) == self.next_epoch
+        live = sorted((p["epochs"] for p in self.periods if not p["voided"]), key=lambda r: r.start)
+        for a, b in zip(live, live[1:], strict=False):
+            assert a.stop <= b.start
+
+    @invariant()
     def periods_never_overpay(self):
         for k, p in enumerate(self.periods):
-            paid = self.c.ledger.get_period(RUN, k).paid
-            assert paid == p["paid"] <= p["reward"]
+            info = self.c.ledger.get_period(RUN, k)
+            assert info.paid == p["paid"] <= p["reward"]
+            assert (info.voided, info.swept) == (p["voided"], p["swept"])
 
     @invariant()
     def per_account_state_matches_the_model(self):

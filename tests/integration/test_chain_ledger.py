@@ -1,16 +1,18 @@
-"""ContributionLedger on eth-tester: funding, quorum-signed periods, challenge window, voiding, claims.
+"""ContributionLedger on eth-tester: funding, quorum-signed periods at a stake snapshot, epoch ranges that never
+overlap, the reward cap, peer bonds, the challenge and claim windows, voiding and sweeping.
 
-Replayed, forged, below-quorum and duplicate-signer signature sets, double claims, wrong proofs and
-early claims all revert with their exact custom errors.
+Replayed, forged, below-quorum and duplicate-signer signature sets, double claims, wrong proofs, early and late
+claims all revert with their exact custom errors.
 """
+
+from types import SimpleNamespace
 
 import pytest
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams
-from coordination.chain.merkle import StandardMerkleTree
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
-from coordination.chain.signing import (
+from coordination.chain.eip712 import (
+    PeriodSettlement,
     ledger_domain,
     period_digest,
     quorum_signatures,
@@ -19,11 +21,22 @@ from coordination.chain.signing import (
     sign_period,
     sign_void,
 )
+from coordination.chain.merkle import StandardMerkleTree
+from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
 from coordination.errors import ChainError
 
 pytestmark = pytest.mark.chain
 
-PARAMS = DeployParams(unbonding_delay=100, min_validator_stake=1000, validator_quorum_bps=6667, challenge_window=50)
+PARAMS = DeployParams(
+    unbonding_delay=1000,
+    activation_delay=10,
+    min_validator_stake=1000,
+    validator_quorum_bps=6667,
+    challenge_window=50,
+    claim_window=100,
+    max_period_reward=5_000,
+    min_peer_bond=5,
+)
 RUN = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 POOL = 10_000
 LEAF_TYPES = ["address", "uint256"]
@@ -31,8 +44,10 @@ LEAF_TYPES = ["address", "uint256"]
 
 @pytest.fixture(scope="module")
 def box():
-    box = Sandbox.create(accounts=6, params=PARAMS)
+    box = Sandbox.create(accounts=7, params=PARAMS)
     v0, v1, v2 = box.accounts[:3]
+    for peer in box.accounts[3:6]:
+        box.approve_and_stake(peer, 5)  # the peers' bonds (account 6 holds none)
     register_validators(box, {v0: 1000, v1: 2000, v2: 3000})
     box.c.token.approve(box.c.ledger.address, POOL, sender=box.deployer)
     box.c.ledger.fund(POOL, sender=box.deployer)
@@ -50,19 +65,23 @@ def peers(box):
     return [box.accounts[3].address, box.accounts[4].address, box.accounts[5].address]
 
 
-def make_tree(box, units=(10, 20, 30)):
-    return StandardMerkleTree.of(list(zip(peers(box), units, strict=True)), LEAF_TYPES)
+def make_tree(box, units=(10, 20, 30), who=None):
+    return StandardMerkleTree.of(list(zip(who or peers(box), units, strict=True)), LEAF_TYPES)
 
 
-def period_sigs(box, signers, run, period, root, total, reward, domain=None):
+def settlement(box, root, total=60, reward=600, period=0, first=0, last=9, run=RUN, snapshot=None):
+    snapshot = chain_now(box.w3) - 1 if snapshot is None else snapshot
+    return PeriodSettlement(run_key(run), period, first, last, root, total, reward, snapshot)
+
+
+def period_sigs(box, signers, s, domain=None):
     domain = domain or box.c.ledger.domain()
-    return quorum_signatures(signers, lambda a: sign_period(a, domain, run, period, root, total, reward))
+    return quorum_signatures(signers, lambda a: sign_period(a, domain, s))
 
 
-def settle(box, tree, total=60, reward=600, period=0, run=RUN):
-    v1, v2 = box.accounts[1:3]
-    sigs = period_sigs(box, [v1, v2], run, period, tree.root, total, reward)
-    return box.c.ledger.submit_period(run, period, tree.root, total, reward, sigs, sender=box.deployer)
+def settle(box, tree, **kw):
+    s = settlement(box, tree.root, **kw)
+    return box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
 
 
 def assert_ledger_backed(box):
@@ -84,23 +103,24 @@ def test_fund_adds_to_pool_and_zero_reverts(box):
 
 
 def test_python_typed_data_hash_equals_contract_digest(box):
-    root = make_tree(box).root
-    assert period_digest(box.c.ledger.domain(), RUN, 7, root, 60, 600) == box.c.ledger.period_digest(
-        RUN, 7, root, 60, 600
-    )
+    s = settlement(box, make_tree(box).root, period=7, first=3, last=5)
+    assert period_digest(box.c.ledger.domain(), s) == box.c.ledger.period_digest(s)
 
 
 # ---------------------------------------------------------------- submitPeriod
 
 
-def test_submit_period_reserves_reward_and_records_root(box):
+def test_submit_period_reserves_reward_and_records_range_and_snapshot(box):
     tree = make_tree(box)
-    receipt = settle(box, tree)
+    s = settlement(box, tree.root)
+    receipt = box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
     ends = chain_now(box.w3) + 50
     assert box.c.ledger.events("PeriodSubmitted", receipt) == [
         {
             "runId": run_key(RUN),
             "period": 0,
+            "firstEpoch": 0,
+            "lastEpoch": 9,
             "root": tree.root,
             "totalUnits": 60,
             "reward": 600,
@@ -108,14 +128,16 @@ def test_submit_period_reserves_reward_and_records_root(box):
         }
     ]
     info = box.c.ledger.get_period(RUN, 0)
-    assert (info.root, info.total_units, info.reward, info.paid, info.challenge_ends_at, info.voided) == (
+    assert (info.root, info.total_units, info.reward, info.paid, info.first_epoch, info.last_epoch) == (
         tree.root,
         60,
         600,
         0,
-        ends,
-        False,
+        0,
+        9,
     )
+    assert (info.snapshot, info.challenge_ends_at, info.voided, info.swept) == (s.snapshot, ends, False, False)
+    assert box.c.ledger.next_epoch(RUN) == 10
     assert box.c.ledger.reward_pool() == POOL - 600
     assert box.c.ledger.outstanding_rewards() == 600
     assert_ledger_backed(box)
@@ -123,65 +145,101 @@ def test_submit_period_reserves_reward_and_records_root(box):
 
 def test_signers_recover_off_chain(box):
     v1, v2 = box.accounts[1:3]
-    root = make_tree(box).root
-    sigs = period_sigs(box, [v1, v2], RUN, 0, root, 60, 600)
-    got = recover_period_signers(sigs, box.c.ledger.domain(), RUN, 0, root, 60, 600)
+    s = settlement(box, make_tree(box).root)
+    got = recover_period_signers(period_sigs(box, [v1, v2], s), box.c.ledger.domain(), s)
     assert got == sorted([v1.address, v2.address], key=lambda a: int(a, 16))
 
 
 def test_submit_replay_and_bad_inputs_revert(box):
     v1, v2 = box.accounts[1:3]
     tree = make_tree(box)
-    sigs = period_sigs(box, [v1, v2], RUN, 0, tree.root, 60, 600)
-    box.c.ledger.submit_period(RUN, 0, tree.root, 60, 600, sigs, sender=box.deployer)
+    s = settlement(box, tree.root)
+    sigs = period_sigs(box, [v1, v2], s)
+    box.c.ledger.submit_period(s, sigs, sender=box.deployer)
     with expect_revert("PeriodAlreadySubmitted", run_key(RUN), 0):  # replay of the very same message
-        box.c.ledger.submit_period(RUN, 0, tree.root, 60, 600, sigs, sender=box.deployer)
+        box.c.ledger.submit_period(s, sigs, sender=box.deployer)
     with expect_revert("ZeroRoot"):
-        box.c.ledger.submit_period(RUN, 1, bytes(32), 60, 600, sigs, sender=box.deployer)
+        box.c.ledger.submit_period(settlement(box, bytes(32), period=1), sigs, sender=box.deployer)
     with expect_revert("ZeroTotalUnits"):
-        box.c.ledger.submit_period(RUN, 1, tree.root, 0, 600, sigs, sender=box.deployer)
-    with expect_revert("InsufficientRewardPool", POOL - 600, POOL):
-        box.c.ledger.submit_period(RUN, 1, tree.root, 60, POOL, sigs, sender=box.deployer)
+        box.c.ledger.submit_period(settlement(box, tree.root, total=0, period=1), sigs, sender=box.deployer)
+    bad_range = SimpleNamespace(as_tuple=lambda: (run_key(RUN), 1, 12, 11, tree.root, 60, 600, s.snapshot))
+    with expect_revert("InvalidEpochRange", 12, 11):
+        box.c.ledger.submit_period(bad_range, sigs, sender=box.deployer)
 
 
-@pytest.mark.parametrize("what", ["other period", "other run", "other chain", "other contract", "other reward"])
+def test_the_same_epochs_cannot_be_settled_twice(box):
+    """Double settlement: the verdicts of epochs 0-9 submitted again as period 1 are refused."""
+    tree = make_tree(box)
+    settle(box, tree, period=0, first=0, last=9)
+    for first, last in ((0, 9), (9, 12), (5, 5)):
+        s = settlement(box, tree.root, period=1, first=first, last=last)
+        with expect_revert("EpochRangeOverlaps", run_key(RUN), first, 10):
+            box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+    settle(box, tree, period=1, first=10, last=19)  # the next range is fine
+    assert box.c.ledger.next_epoch(RUN) == 20
+
+
+def test_reward_above_the_cap_and_above_the_pool_revert(box):
+    root = make_tree(box).root
+    s = settlement(box, root, reward=5_001)
+    with expect_revert("RewardAboveCap", 5_001, 5_000):
+        box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+    settle(box, make_tree(box), reward=5_000, first=0, last=0)
+    settle(box, make_tree(box), reward=5_000, period=1, first=1, last=1)
+    s = settlement(box, root, reward=1, period=2, first=2, last=2)
+    with expect_revert("InsufficientRewardPool", 0, 1):
+        box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+
+
+@pytest.mark.parametrize(
+    "what", ["other period", "other run", "other chain", "other contract", "other reward", "other range"]
+)
 def test_signatures_do_not_transfer_to_another_message(box, what):
     """Signatures for period 0 of RUN on this ledger recover to strangers for any other message."""
     v1, v2 = box.accounts[1:3]
     root = make_tree(box).root
-    run, period, reward, domain = RUN, 0, 600, box.c.ledger.domain()
+    s = settlement(box, root)
+    kw, domain = {}, box.c.ledger.domain()
     if what == "other period":
-        period = 1
+        kw = dict(period=1)
     elif what == "other run":
-        run = "bafy-some-other-run"
+        kw = dict(run="bafy-some-other-run")
     elif what == "other chain":
         domain = ledger_domain(1, box.c.ledger.address)
     elif what == "other contract":
         domain = ledger_domain(box.w3.eth.chain_id, box.c.staking.address)
+    elif what == "other reward":
+        kw = dict(reward=601)
     else:
-        reward = 601
-    sigs = period_sigs(box, [v1, v2], run, period, root, 60, reward, domain=domain)
+        kw = dict(last=10)
+    signed = settlement(box, root, snapshot=s.snapshot, **kw)
     with pytest.raises(ChainError) as info:
-        box.c.ledger.submit_period(RUN, 0, root, 60, 600, sigs, sender=box.deployer)
+        box.c.ledger.submit_period(s, period_sigs(box, [v1, v2], signed, domain=domain), sender=box.deployer)
     assert info.value.error_name in {"NotAValidator", "SignersNotSorted"}
     assert not {a.address for a in box.accounts[:3]} & set(info.value.error_args)
 
 
 def test_submit_below_quorum_duplicate_and_forged_signers_revert(box):
     v0, v1, v2 = box.accounts[:3]
-    root = make_tree(box).root
+    s = settlement(box, make_tree(box).root)
     with expect_revert("QuorumNotReached", 4000, 4001):
-        box.c.ledger.submit_period(
-            RUN, 0, root, 60, 600, period_sigs(box, [v0, v2], RUN, 0, root, 60, 600), sender=box.deployer
-        )
-    one = period_sigs(box, [v2], RUN, 0, root, 60, 600)[0]
+        box.c.ledger.submit_period(s, period_sigs(box, [v0, v2], s), sender=box.deployer)
+    one = period_sigs(box, [v2], s)[0]
     with expect_revert("SignersNotSorted", v2.address, v2.address):
-        box.c.ledger.submit_period(RUN, 0, root, 60, 600, [one, one], sender=box.deployer)
+        box.c.ledger.submit_period(s, [one, one], sender=box.deployer)
     forger = box.accounts[3]
     with expect_revert("NotAValidator", forger.address):
-        box.c.ledger.submit_period(
-            RUN, 0, root, 60, 600, period_sigs(box, [forger], RUN, 0, root, 60, 600), sender=box.deployer
-        )
+        box.c.ledger.submit_period(s, period_sigs(box, [forger], s), sender=box.deployer)
+
+
+def test_quorum_is_counted_at_the_snapshot_not_now(box):
+    """v2 doubling its stake after the snapshot adds nothing to a signature set at that snapshot."""
+    v0, v1, v2 = box.accounts[:3]
+    s = settlement(box, make_tree(box).root)
+    box.approve_and_stake(v2, 3000)
+    advance_time(box.w3, 1)
+    with expect_revert("QuorumNotReached", 4000, 4001):
+        box.c.ledger.submit_period(s, period_sigs(box, [v0, v2], s), sender=box.deployer)
 
 
 # ---------------------------------------------------------------- claim
@@ -210,6 +268,19 @@ def test_claims_pay_exact_shares_once_after_the_window(box):
         box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)
 
 
+def test_a_peer_without_a_bond_at_the_snapshot_is_not_paid(box):
+    unbonded = box.accounts[6].address
+    tree = make_tree(box, units=(10, 20), who=[peers(box)[0], unbonded])
+    s = settlement(box, tree.root, total=30)
+    box.approve_and_stake(unbonded, 5)  # bonding after the snapshot is too late
+    advance_time(box.w3, 1)
+    box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+    advance_time(box.w3, 50)
+    index = [v[0] for v in tree.values].index(unbonded)
+    with expect_revert("PeerNotBonded", unbonded, 0, 5):
+        box.c.ledger.claim(RUN, 0, unbonded, 20, tree.proof(index), sender=box.deployer)
+
+
 def test_wrong_proofs_and_unknown_periods_revert(box):
     tree = make_tree(box)
     settle(box, tree)
@@ -225,62 +296,84 @@ def test_wrong_proofs_and_unknown_periods_revert(box):
         box.c.ledger.claim("other", 0, peer, 10, tree.proof(0), sender=peer)
 
 
-def test_rounding_dust_stays_reserved(box):
-    tree = make_tree(box, units=(1, 1, 1))
-    settle(box, tree, total=3, reward=100)
-    advance_time(box.w3, 50)
-    for i in range(3):
-        box.c.ledger.claim(RUN, 0, peers(box)[i], 1, tree.proof(i), sender=box.deployer)
-    assert box.c.ledger.get_period(RUN, 0).paid == 99
-    assert box.c.ledger.outstanding_rewards() == 1
-    assert_ledger_backed(box)
-
-
-def test_a_root_over_its_total_cannot_pay_more_than_the_reward(box):
+def test_a_root_over_its_total_cannot_pay_more_than_its_units(box):
     tree = make_tree(box, units=(50, 50, 50))  # validators signed an inconsistent table: 150 units, total 60
     settle(box, tree, total=60, reward=600)
     advance_time(box.w3, 50)
     box.c.ledger.claim(RUN, 0, peers(box)[0], 50, tree.proof(0), sender=box.deployer)
-    with expect_revert("RewardExceeded", 1000, 600):
+    with expect_revert("UnitsExceedTotal", 100, 60):
         box.c.ledger.claim(RUN, 0, peers(box)[1], 50, tree.proof(1), sender=box.deployer)
+
+
+# ---------------------------------------------------------------- expiry and sweep
+
+
+def test_unclaimed_dust_and_shares_return_to_the_pool_after_the_claim_window(box):
+    tree = make_tree(box, units=(1, 1, 1))
+    settle(box, tree, total=3, reward=100)
+    ends = box.c.ledger.get_period(RUN, 0).challenge_ends_at
+    advance_time(box.w3, 50)
+    for i in range(2):
+        box.c.ledger.claim(RUN, 0, peers(box)[i], 1, tree.proof(i), sender=box.deployer)
+    with expect_revert("ClaimWindowOpen", ends + 100, ANY):
+        box.c.ledger.sweep(RUN, 0, sender=box.deployer)
+    advance_time(box.w3, 100)
+    with expect_revert("ClaimWindowClosed", ends + 100, ANY):
+        box.c.ledger.claim(RUN, 0, peers(box)[2], 1, tree.proof(2), sender=box.deployer)
+    receipt = box.c.ledger.sweep(RUN, 0, sender=peers(box)[0])  # anyone may sweep
+    assert box.c.ledger.events("PeriodSweptToPool", receipt) == [
+        {"runId": run_key(RUN), "period": 0, "returnedToPool": 34}  # 100 - 2 * 33
+    ]
+    assert box.c.ledger.reward_pool() == POOL - 66
+    assert box.c.ledger.outstanding_rewards() == 0
+    assert_ledger_backed(box)
+    with expect_revert("PeriodSwept", run_key(RUN), 0):
+        box.c.ledger.sweep(RUN, 0, sender=box.deployer)
 
 
 # ---------------------------------------------------------------- void
 
 
-def void_sigs(box, signers, period=0, run=RUN):
+def void_sigs(box, signers, period=0, run=RUN, snapshot=None):
     domain = box.c.ledger.domain()
-    return quorum_signatures(signers, lambda a: sign_void(a, domain, run, period))
+    snapshot = chain_now(box.w3) - 1 if snapshot is None else snapshot
+    return snapshot, quorum_signatures(signers, lambda a: sign_void(a, domain, run, period, snapshot))
 
 
-def test_void_in_window_returns_reward_and_blocks_claims_and_resubmission(box):
+def test_void_in_window_returns_reward_blocks_claims_and_frees_the_range(box):
     v0, v1, v2 = box.accounts[:3]
     tree = make_tree(box)
     settle(box, tree)
+    t, sigs = void_sigs(box, [v0, v1])
     with expect_revert("QuorumNotReached", 3000, 4001):
-        box.c.ledger.void_period(RUN, 0, void_sigs(box, [v0, v1]), sender=box.deployer)
-    receipt = box.c.ledger.void_period(RUN, 0, void_sigs(box, [v1, v2]), sender=box.deployer)
+        box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
+    t, sigs = void_sigs(box, [v1, v2])
+    receipt = box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
     assert box.c.ledger.events("PeriodVoided", receipt) == [
         {"runId": run_key(RUN), "period": 0, "returnedToPool": 600}
     ]
     assert box.c.ledger.reward_pool() == POOL
     assert box.c.ledger.outstanding_rewards() == 0
+    assert box.c.ledger.next_epoch(RUN) == 0  # the voided range can be settled again, as another period
     assert_ledger_backed(box)
     advance_time(box.w3, 50)
     with expect_revert("PeriodIsVoided", run_key(RUN), 0):
         box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)
     with expect_revert("PeriodIsVoided", run_key(RUN), 0):
-        box.c.ledger.void_period(RUN, 0, void_sigs(box, [v1, v2]), sender=box.deployer)
+        box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
     with expect_revert("PeriodAlreadySubmitted", run_key(RUN), 0):
         settle(box, tree)
+    settle(box, tree, period=1)
 
 
 def test_void_after_window_and_of_unknown_period_revert(box):
     v1, v2 = box.accounts[1:3]
     settle(box, make_tree(box))
     ends = box.c.ledger.get_period(RUN, 0).challenge_ends_at
+    t, sigs = void_sigs(box, [v1, v2], period=3)
     with expect_revert("PeriodNotFound", run_key(RUN), 3):
-        box.c.ledger.void_period(RUN, 3, void_sigs(box, [v1, v2], period=3), sender=box.deployer)
+        box.c.ledger.void_period(RUN, 3, t, sigs, sender=box.deployer)
     advance_time(box.w3, 50)
+    t, sigs = void_sigs(box, [v1, v2])
     with expect_revert("ChallengeWindowClosed", ends, ANY):
-        box.c.ledger.void_period(RUN, 0, void_sigs(box, [v1, v2]), sender=box.deployer)
+        box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)

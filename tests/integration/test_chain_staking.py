@@ -1,4 +1,5 @@
-"""Staking on eth-tester: stake/unstake/withdraw, validators, quorum checks, slashing, votes.
+"""Staking on eth-tester: stake/unstake/withdraw, activation delay, stake snapshots, quorum at a snapshot,
+bps slashing over active + unbonding stake, votes.
 
 One deployment per module, a snapshot/revert around every test. Every revert asserts its exact
 custom error and arguments.
@@ -9,8 +10,8 @@ from eth_utils import keccak
 
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
+from coordination.chain.eip712 import order_by_signer, quorum_signatures, sign_permit, sign_slash, staking_domain
 from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
-from coordination.chain.signing import quorum_signatures, sign_permit, sign_slash, staking_domain
 from coordination.errors import ChainError
 
 pytestmark = pytest.mark.chain
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.chain
 TREASURY = "0x000000000000000000000000000000000000bEEF"
 PARAMS = DeployParams(
     unbonding_delay=100,
+    activation_delay=20,
     min_validator_stake=1000,
     validator_quorum_bps=6667,
     treasury=TREASURY,
@@ -49,9 +51,9 @@ def addr(box, i):
     return box.accounts[i].address
 
 
-def slash_sigs(box, signers, offender, amount, evidence=EVIDENCE, domain=None):
+def slash_sigs(box, signers, offender, bps, snapshot, evidence=EVIDENCE, domain=None):
     domain = domain or box.c.staking.domain()
-    return quorum_signatures(signers, lambda a: sign_slash(a, domain, offender, amount, evidence))
+    return quorum_signatures(signers, lambda a: sign_slash(a, domain, offender, bps, evidence, snapshot))
 
 
 # ---------------------------------------------------------------- stake
@@ -144,17 +146,31 @@ def test_unstake_reverts(box):
 # ---------------------------------------------------------------- validators
 
 
-def test_register_and_deregister_validator(box):
+def test_register_waits_out_the_activation_delay_then_counts(box):
     user = addr(box, 3)
     with expect_revert("StakeTooLow", 0, 1000):
         box.c.staking.register_validator(sender=user)
     box.approve_and_stake(user, 1500)
     receipt = box.c.staking.register_validator(sender=user)
-    assert box.c.staking.events("ValidatorRegistered", receipt) == [{"validator": user, "stake": 1500}]
+    activates_at = chain_now(box.w3) + 20
+    assert box.c.staking.events("ValidatorRegistered", receipt) == [
+        {"validator": user, "stake": 1500, "activatesAt": activates_at}
+    ]
+    assert not box.c.staking.is_validator(user)
+    assert box.c.staking.totals()["totalValidatorStake"] == 6000  # not counted yet
+    with expect_revert("AlreadyValidator", user):
+        box.c.staking.register_validator(sender=user)
+    with expect_revert("ActivationPending", user, activates_at, ANY):
+        box.c.staking.activate_validator(user, sender=user)
+    with expect_revert("NotRegistered", addr(box, 4)):
+        box.c.staking.activate_validator(addr(box, 4), sender=user)
+    advance_time(box.w3, 20)
+    receipt = box.c.staking.activate_validator(user, sender=addr(box, 5))  # anyone may activate
+    assert box.c.staking.events("ValidatorActivated", receipt) == [{"validator": user, "stake": 1500}]
     assert box.c.staking.is_validator(user)
     assert box.c.staking.totals()["totalValidatorStake"] == 7500
     with expect_revert("AlreadyValidator", user):
-        box.c.staking.register_validator(sender=user)
+        box.c.staking.activate_validator(user, sender=user)
     box.approve_and_stake(user, 100)  # a validator's new stake counts toward the validator total
     assert box.c.staking.totals()["totalValidatorStake"] == 7600
     receipt = box.c.staking.deregister_validator(sender=user)
@@ -170,80 +186,160 @@ def test_register_and_deregister_validator(box):
 
 
 def test_required_quorum_stake_rounds_up(box):
-    assert box.c.staking.required_quorum_stake() == 4001  # ceil(6000 * 6667 / 10000)
+    assert box.c.staking.required_quorum_stake_at(chain_now(box.w3) - 1) == 4001  # ceil(6000 * 6667 / 10000)
+
+
+def test_stake_snapshots_record_the_past(box):
+    user, v2 = addr(box, 3), box.accounts[2]
+    box.approve_and_stake(user, 40)
+    t0 = chain_now(box.w3)
+    advance_time(box.w3, 5)
+    box.approve_and_stake(user, 60)
+    box.approve_and_stake(v2, 500)
+    t1 = chain_now(box.w3)
+    assert box.c.staking.stake_at(user, t0) == 40
+    assert box.c.staking.stake_at(user, t1) == 100
+    assert box.c.staking.stake_at(user, t0 - 1) == 0
+    assert box.c.staking.validator_stake_at(user, t1) == 0  # not a validator: no quorum weight
+    assert box.c.staking.validator_stake_at(v2.address, t0) == 3000
+    assert box.c.staking.validator_stake_at(v2.address, t1) == 3500
+    assert box.c.staking.total_validator_stake_at(t0) == 6000
+    assert box.c.staking.total_validator_stake_at(t1) == 6500
 
 
 # ---------------------------------------------------------------- quorum
 
 
-def test_quorum_accepts_enough_stake_and_returns_it(box):
+def snap(box):
+    return chain_now(box.w3) - 1
+
+
+def test_quorum_accepts_enough_stake_at_the_snapshot_and_returns_it(box):
     v0, v1, v2 = box.accounts[:3]
-    digest = box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE)
-    sigs = slash_sigs(box, [v1, v2], addr(box, 3), 1)
-    assert box.c.staking.require_quorum(digest, sigs) == 5000
+    t = snap(box)
+    digest = box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, t)
+    sigs = slash_sigs(box, [v1, v2], addr(box, 3), 1, t)
+    assert box.c.staking.require_quorum_at(digest, sigs, t) == 5000
 
 
 def test_quorum_rejects_below_quorum_duplicates_unsorted_forged_and_empty(box):
     v0, v1, v2 = box.accounts[:3]
-    offender = addr(box, 3)
-    digest = box.c.staking.slash_digest(offender, 1, EVIDENCE)
+    offender, t = addr(box, 3), snap(box)
+    digest = box.c.staking.slash_digest(offender, 1, EVIDENCE, t)
     with expect_revert("QuorumNotReached", 4000, 4001):
-        box.c.staking.require_quorum(digest, slash_sigs(box, [v0, v2], offender, 1))
-    one = slash_sigs(box, [v2], offender, 1)[0]
+        box.c.staking.require_quorum_at(digest, slash_sigs(box, [v0, v2], offender, 1, t), t)
+    one = slash_sigs(box, [v2], offender, 1, t)[0]
     with expect_revert("SignersNotSorted", v2.address, v2.address):
-        box.c.staking.require_quorum(digest, [one, one])
-    ordered = slash_sigs(box, [v1, v2], offender, 1)
+        box.c.staking.require_quorum_at(digest, [one, one], t)
+    ordered = slash_sigs(box, [v1, v2], offender, 1, t)
     lo, hi = sorted([v1.address, v2.address], key=lambda a: int(a, 16))
     with expect_revert("SignersNotSorted", hi, lo):
-        box.c.staking.require_quorum(digest, ordered[::-1])
+        box.c.staking.require_quorum_at(digest, ordered[::-1], t)
     outsider = box.accounts[4]
     with expect_revert("NotAValidator", outsider.address):
-        box.c.staking.require_quorum(digest, slash_sigs(box, [outsider], offender, 1))
+        box.c.staking.require_quorum_at(digest, slash_sigs(box, [outsider], offender, 1, t), t)
     with expect_revert("NoSignatures"):
-        box.c.staking.require_quorum(digest, [])
+        box.c.staking.require_quorum_at(digest, [], t)
     with expect_revert("ECDSAInvalidSignatureLength", 3):
-        box.c.staking.require_quorum(digest, [b"abc"])
+        box.c.staking.require_quorum_at(digest, [b"abc"], t)
+
+
+def test_snapshot_must_be_past_and_younger_than_the_unbonding_delay(box):
+    v1, v2 = box.accounts[1:3]
+    now = chain_now(box.w3)
+    sigs = slash_sigs(box, [v1, v2], addr(box, 3), 1, now)
+    with expect_revert("SnapshotNotPast", ANY, ANY):
+        box.c.staking.require_quorum_at(box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, now + 5), sigs, now + 5)
+    advance_time(box.w3, 150)
+    with expect_revert("SnapshotTooOld", now, ANY):
+        box.c.staking.require_quorum_at(box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, now), sigs, now)
+
+
+def test_a_newcomer_that_registers_counts_at_no_past_snapshot(box):
+    """Stake-heavy newcomer: twice the validators' stake, registers and signs alone at once: refused."""
+    newcomer = box.accounts[4]
+    box.c.token.transfer(newcomer.address, 12_000, sender=box.deployer)
+    box.approve_and_stake(newcomer, 12_000)
+    box.c.staking.register_validator(sender=newcomer.address)
+    advance_time(box.w3, 2)
+    t = snap(box)
+    digest = box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, t)
+    with expect_revert("NotAValidator", newcomer.address):
+        box.c.staking.require_quorum_at(digest, slash_sigs(box, [newcomer], addr(box, 3), 1, t), t)
 
 
 # ---------------------------------------------------------------- slashing
 
 
-def test_slash_takes_active_stake_to_treasury(box):
+def test_slash_takes_bps_of_active_stake_to_treasury(box):
     v0, v1, v2 = box.accounts[:3]
     offender = addr(box, 3)
     box.approve_and_stake(offender, 800)
-    receipt = box.c.staking.slash(
-        offender, 300, EVIDENCE, slash_sigs(box, [v1, v2], offender, 300), sender=addr(box, 5)
-    )
+    t = chain_now(box.w3)
+    advance_time(box.w3, 1)
+    sigs = slash_sigs(box, [v1, v2], offender, 2_500, t)
+    receipt = box.c.staking.slash(offender, 2_500, EVIDENCE, t, sigs, sender=addr(box, 5))
     assert box.c.staking.events("Slashed", receipt) == [
-        {"offender": offender, "amount": 300, "evidence": EVIDENCE, "treasury": TREASURY}
+        {"offender": offender, "amount": 200, "bps": 2_500, "evidence": EVIDENCE, "treasury": TREASURY}
     ]
-    assert box.c.token.balance_of(TREASURY) == 300
-    assert box.c.staking.stake_of(offender) == 500
-    assert box.c.staking.get_votes(offender) == 500
+    assert box.c.token.balance_of(TREASURY) == 200
+    assert box.c.staking.stake_of(offender) == 600
+    assert box.c.staking.get_votes(offender) == 600
     assert box.c.staking.evidence_used(EVIDENCE)
     with expect_revert("EvidenceAlreadyUsed", EVIDENCE):  # the same signatures cannot be replayed
-        box.c.staking.slash(offender, 300, EVIDENCE, slash_sigs(box, [v1, v2], offender, 300), sender=addr(box, 5))
+        box.c.staking.slash(offender, 2_500, EVIDENCE, t, sigs, sender=addr(box, 5))
 
 
-def test_slash_reaches_pending_withdrawals_and_caps_at_available(box):
+def test_unstaking_does_not_escape_a_slash_and_slashed_stake_is_never_withdrawable(box):
     v0, v1, v2 = box.accounts[:3]
     offender = addr(box, 3)
     box.approve_and_stake(offender, 800)
-    box.c.staking.request_unstake(600, sender=offender)
-    with expect_revert("SlashExceedsStake", 801, 800):
-        box.c.staking.slash(offender, 801, EVIDENCE, slash_sigs(box, [v1, v2], offender, 801), sender=offender)
-    box.c.staking.slash(offender, 500, EVIDENCE, slash_sigs(box, [v1, v2], offender, 500), sender=offender)
+    box.c.staking.request_unstake(800, sender=offender)  # everything unbonding: no active stake left
+    t = snap(box)
+    advance_time(box.w3, 1)
+    box.c.staking.slash(offender, 5_000, EVIDENCE, t, slash_sigs(box, [v1, v2], offender, 5_000, t), sender=offender)
     assert box.c.staking.stake_of(offender) == 0
-    assert box.c.staking.pending_withdrawal(offender)[0] == 300
-    assert box.c.staking.totals()["totalPending"] == 300
-    with expect_revert("ZeroAmount"):
-        box.c.staking.slash(offender, 0, EVIDENCE, [], sender=offender)
+    assert box.c.staking.pending_withdrawal(offender)[0] == 400
+    assert box.c.staking.totals()["totalPending"] == 400
+    advance_time(box.w3, 100)
+    before = box.c.token.balance_of(offender)
+    box.c.staking.withdraw(sender=offender)
+    assert box.c.token.balance_of(offender) == before + 400  # the slashed 400 never comes back
+    with expect_revert("NothingToWithdraw", offender):
+        box.c.staking.withdraw(sender=offender)
+
+
+def test_slash_reverts_on_bad_bps_and_nothing_to_slash(box):
+    v1, v2 = box.accounts[1:3]
+    offender, t = addr(box, 3), snap(box)
+    with expect_revert("InvalidSlashBps", 0):
+        box.c.staking.slash(offender, 0, EVIDENCE, t, [], sender=offender)
+    with expect_revert("InvalidSlashBps", 10_001):
+        box.c.staking.slash(offender, 10_001, EVIDENCE, t, [], sender=offender)
+    with expect_revert("NothingToSlash", offender):
+        box.c.staking.slash(offender, 100, EVIDENCE, t, slash_sigs(box, [v1, v2], offender, 100, t), sender=offender)
+
+
+def test_stake_jiggling_between_signings_changes_nothing(box):
+    """Every validator signs bps at one snapshot, so the cheater moving its stake by 2 wei splits nothing."""
+    v0, v1, v2 = box.accounts[:3]
+    offender = addr(box, 3)
+    box.approve_and_stake(offender, 1000)
+    t = snap(box)
+    first = sign_slash(v1, box.c.staking.domain(), offender, 5_000, EVIDENCE, t)
+    box.approve_and_stake(offender, 2)
+    second = sign_slash(v2, box.c.staking.domain(), offender, 5_000, EVIDENCE, t)
+    sigs = order_by_signer([(v1.address, first), (v2.address, second)])
+    box.c.staking.slash(offender, 5_000, EVIDENCE, t, sigs, sender=offender)
+    assert box.c.staking.stake_of(offender) == 501
 
 
 def test_slashed_validator_below_minimum_leaves_the_set(box):
     v0, v1, v2 = box.accounts[:3]
-    receipt = box.c.staking.slash(v0.address, 1, EVIDENCE, slash_sigs(box, [v1, v2], v0.address, 1), sender=v1.address)
+    t = snap(box)
+    receipt = box.c.staking.slash(  # 10 bps of 1000 = 1 token: below the validator minimum
+        v0.address, 10, EVIDENCE, t, slash_sigs(box, [v1, v2], v0.address, 10, t), sender=v1.address
+    )
     assert box.c.staking.events("ValidatorDeregistered", receipt) == [{"validator": v0.address}]
     assert not box.c.staking.is_validator(v0.address)
     assert box.c.staking.totals()["totalValidatorStake"] == 5000
@@ -253,14 +349,15 @@ def test_slash_signed_for_another_chain_or_contract_is_rejected(box):
     v0, v1, v2 = box.accounts[:3]
     offender = addr(box, 3)
     box.approve_and_stake(offender, 800)
+    t = snap(box)
     validators = {a.address for a in box.accounts[:3]}
     for domain in (
         staking_domain(1, box.c.staking.address),
         staking_domain(box.w3.eth.chain_id, box.c.ledger.address),
     ):
-        sigs = slash_sigs(box, [v1, v2], offender, 100, domain=domain)
+        sigs = slash_sigs(box, [v1, v2], offender, 100, t, domain=domain)
         with pytest.raises(ChainError) as info:
-            box.c.staking.slash(offender, 100, EVIDENCE, sigs, sender=offender)
+            box.c.staking.slash(offender, 100, EVIDENCE, t, sigs, sender=offender)
         # the signature recovers to some unrelated address: never a validator
         assert info.value.error_name in {"NotAValidator", "SignersNotSorted"}
         assert not set(info.value.error_args) & validators - {"0x" + "0" * 40}
@@ -281,9 +378,9 @@ def test_set_treasury_only_owner(box):
 def test_constructor_rejects_bad_quorum_and_zero_addresses(box):
     token = box.c.token.address
     with expect_revert("InvalidQuorumBps", 10001):
-        deploy_contract(box.w3, "Staking", token, 1, 1, 10001, TREASURY, box.deployer, sender=box.deployer)
+        deploy_contract(box.w3, "Staking", token, 1, 1, 1, 10001, TREASURY, box.deployer, sender=box.deployer)
     with expect_revert("ZeroAddress"):
-        deploy_contract(box.w3, "Staking", token, 1, 1, 5000, "0x" + "0" * 40, box.deployer, sender=box.deployer)
+        deploy_contract(box.w3, "Staking", token, 1, 1, 1, 5000, "0x" + "0" * 40, box.deployer, sender=box.deployer)
 
 
 # ---------------------------------------------------------------- votes

@@ -183,7 +183,8 @@ def test_one_lying_validator_cannot_get_an_honest_peer_flagged(tiny, one_epoch):
     validators = [LyingValidator(private_key=VALIDATORS[0].key, facts=facts, fetch=fetch)] + [
         Validator(private_key=v.key, facts=facts, fetch=fetch) for v in VALIDATORS[1:]
     ]
-    (outcome,) = reconcile_epoch(validators, [signed], epoch=4, quorum=2)
+    stakes = {v.address: 1 for v in VALIDATORS}  # equal stake: the liar holds a third
+    (outcome,) = reconcile_epoch(validators, [signed], epoch=4, stakes=stakes, required=2)
     assert outcome.status == Status.ACCEPTED
     assert {v.signer(DOMAIN) for v in outcome.verdicts} == {v.address for v in VALIDATORS}
 

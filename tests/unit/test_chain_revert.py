@@ -93,7 +93,7 @@ def test_expect_revert_itself_fails_on_a_mismatch():
 
 
 def test_deployment_file_round_trips_atomically_and_bad_files_say_what_to_do(tmp_path):
-    dep = Deployment(31337, ADDR, ADDR, ADDR, ADDR, ADDR, ADDR, 5)
+    dep = Deployment(31337, ADDR, ADDR, ADDR, ADDR, ADDR, ADDR, ADDR, 5)
     path = dep.save(tmp_path / "sub" / "deployment.json")
     assert Deployment.load(path) == dep
     assert [p.name for p in path.parent.iterdir()] == ["deployment.json"]  # no temp file left behind

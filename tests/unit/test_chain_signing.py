@@ -1,22 +1,31 @@
-"""EIP-712 validator signatures: recover to the signer, bind every field and the domain, order for the contracts."""
+"""EIP-712 validator signatures (one stack, chain/eip712.py): recover to the signer, bind every field and the
+domain, order for the contracts; the old import paths re-export the same functions."""
+
+import dataclasses
 
 import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from coordination.chain.signing import (
+from coordination.chain.eip712 import (
+    PeriodSettlement,
+    attest_domain,
     ledger_domain,
     order_by_signer,
     period_digest,
     quorum_signatures,
     recover_period_signers,
     recover_slash_signers,
+    recover_struct_signer,
     recover_void_signers,
     run_key,
     sign_period,
     sign_slash,
+    sign_struct,
     sign_void,
+    slash_digest,
     staking_domain,
+    struct_digest,
 )
 from coordination.errors import AttestationError
 
@@ -24,46 +33,61 @@ LEDGER = "0x" + "12" * 20
 KEYS = [Account.from_key(bytes([7] * 31 + [i + 1])) for i in range(4)]
 ROOT = keccak(text="root")
 DOMAIN = ledger_domain(31337, LEDGER)
+BASE = PeriodSettlement(run_key("run"), 3, 10, 19, ROOT, 60, 600, 1_700_000_000)
 
 
 def test_period_signature_recovers_to_its_signer():
-    sig = sign_period(KEYS[0], DOMAIN, "run", 3, ROOT, 60, 600)
+    sig = sign_period(KEYS[0], DOMAIN, BASE)
     assert len(sig) == 65
-    assert recover_period_signers([sig], DOMAIN, "run", 3, ROOT, 60, 600) == [KEYS[0].address]
+    assert recover_period_signers([sig], DOMAIN, BASE) == [KEYS[0].address]
 
 
 @pytest.mark.parametrize(
     "changed",
     [
-        dict(run_id="other"),
+        dict(run_id=run_key("other")),
         dict(period=4),
+        dict(first_epoch=11),
+        dict(last_epoch=20),
         dict(root=keccak(text="x")),
         dict(total_units=61),
         dict(reward=601),
-        dict(domain=ledger_domain(1, LEDGER)),
-        dict(domain=ledger_domain(31337, "0x" + "34" * 20)),
+        dict(snapshot=1_700_000_001),
     ],
 )
-def test_every_field_and_the_domain_are_bound(changed):
-    base = dict(domain=DOMAIN, run_id="run", period=3, root=ROOT, total_units=60, reward=600)
-    sig = sign_period(KEYS[0], **base)
-    other = {**base, **changed}
-    assert recover_period_signers([sig], **other) != [KEYS[0].address]
-    assert period_digest(**other) != period_digest(**base)
+def test_every_field_is_bound(changed):
+    sig = sign_period(KEYS[0], DOMAIN, BASE)
+    other = dataclasses.replace(BASE, **changed)
+    assert recover_period_signers([sig], DOMAIN, other) != [KEYS[0].address]
+    assert period_digest(DOMAIN, other) != period_digest(DOMAIN, BASE)
+
+
+@pytest.mark.parametrize("domain", [ledger_domain(1, LEDGER), ledger_domain(31337, "0x" + "34" * 20)])
+def test_the_domain_is_bound(domain):
+    sig = sign_period(KEYS[0], DOMAIN, BASE)
+    assert recover_period_signers([sig], domain, BASE) != [KEYS[0].address]
+
+
+def test_a_range_out_of_order_is_a_value_error():
+    with pytest.raises(ValueError, match="first_epoch"):
+        dataclasses.replace(BASE, first_epoch=20)
 
 
 def test_void_and_slash_signatures_recover():
     sd = staking_domain(31337, LEDGER)
-    assert recover_void_signers([sign_void(KEYS[1], DOMAIN, "run", 2)], DOMAIN, "run", 2) == [KEYS[1].address]
+    assert recover_void_signers([sign_void(KEYS[1], DOMAIN, "run", 2, 5)], DOMAIN, "run", 2, 5) == [KEYS[1].address]
+    assert recover_void_signers([sign_void(KEYS[1], DOMAIN, "run", 2, 5)], DOMAIN, "run", 2, 6) != [KEYS[1].address]
     ev = keccak(text="evidence")
-    sig = sign_slash(KEYS[2].key, sd, KEYS[3].address, 5, ev)  # a raw private key works too
-    assert recover_slash_signers([sig], sd, KEYS[3].address, 5, ev) == [KEYS[2].address]
-    assert recover_slash_signers([sig], DOMAIN, KEYS[3].address, 5, ev) != [KEYS[2].address]
+    sig = sign_slash(KEYS[2].key, sd, KEYS[3].address, 5_000, ev, 77)  # a raw private key works too
+    assert recover_slash_signers([sig], sd, KEYS[3].address, 5_000, ev, 77) == [KEYS[2].address]
+    assert recover_slash_signers([sig], sd, KEYS[3].address, 5_000, ev, 78) != [KEYS[2].address]
+    assert recover_slash_signers([sig], DOMAIN, KEYS[3].address, 5_000, ev, 77) != [KEYS[2].address]
+    assert slash_digest(sd, KEYS[3].address, 5_000, ev, 77) != slash_digest(sd, KEYS[3].address, 4_999, ev, 77)
 
 
 def test_quorum_signatures_are_ordered_by_signer_address():
-    sigs = quorum_signatures(KEYS[::-1], lambda a: sign_period(a, DOMAIN, "run", 0, ROOT, 1, 1))
-    signers = recover_period_signers(sigs, DOMAIN, "run", 0, ROOT, 1, 1)
+    sigs = quorum_signatures(KEYS[::-1], lambda a: sign_period(a, DOMAIN, BASE))
+    signers = recover_period_signers(sigs, DOMAIN, BASE)
     assert [int(s, 16) for s in signers] == sorted(int(k.address, 16) for k in KEYS)
 
 
@@ -73,8 +97,27 @@ def test_order_by_signer_rejects_a_duplicate_signer():
 
 
 def test_malformed_signature_is_an_attestation_error():
-    with pytest.raises(AttestationError, match="65 bytes"):
-        recover_period_signers([b"\x01" * 10], DOMAIN, "run", 0, ROOT, 1, 1)
+    with pytest.raises(AttestationError, match="malformed"):
+        recover_period_signers([b"\x01" * 10], DOMAIN, BASE)
+
+
+def test_attestation_structs_go_through_the_same_stack():
+    domain = attest_domain(chain_id=31337, verifying_contract=LEDGER)
+    fields = (("peer", "address"), ("units", "uint256"))
+    message = {"peer": KEYS[1].address, "units": 9}
+    sig = sign_struct(KEYS[0].key, domain, "Thing", fields, message)
+    assert recover_struct_signer(domain, "Thing", fields, message, sig) == KEYS[0].address
+    assert len(struct_digest(domain, "Thing", fields, message)) == 32
+
+
+def test_old_import_paths_re_export_the_one_stack():
+    from coordination.attest import typed_data
+    from coordination.chain import eip712, signing
+    from coordination.verify import quorum
+
+    assert signing.sign_period is eip712.sign_period and signing.run_key is eip712.run_key
+    assert typed_data.sign_struct is eip712.sign_struct and typed_data.attest_domain is eip712.attest_domain
+    assert quorum.require_quorum_offchain is eip712.require_quorum_offchain
 
 
 def test_run_key_hashes_strings_and_passes_bytes32_through():

@@ -21,7 +21,10 @@ def literal_adapter(directory: Path) -> Path:
     """An adapter dir from literal bytes (no RNG), for the golden CID: 2 MiB + 5 bytes of weights, 3 chunks."""
     directory.mkdir(parents=True)
     (directory / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4, "target_modules": ["q_proj"]}')
-    (directory / "adapter_model.safetensors").write_bytes(bytes(range(256)) * (2 * CHUNK_SIZE // 256) + b"tail!")
+    # 251 does not divide 1 MiB, so no two chunks are equal (repeated chunk links are refused)
+    (directory / "adapter_model.safetensors").write_bytes(
+        (bytes(range(251)) * (2 * CHUNK_SIZE // 251 + 1))[: 2 * CHUNK_SIZE] + b"tail!"
+    )
     return directory
 
 
@@ -88,7 +91,7 @@ def test_golden_cid_pins_the_manifest_format(tmp_path):
     assert cid == GOLDEN_CID
 
 
-GOLDEN_CID = "bafyreigybjmhj6lleytds4pcr7ic552jxuanlk5eogcdullimmmc6a6i7m"
+GOLDEN_CID = "bafyreiabwmdoq45fflzxjetkjbuan5i2w2h6k7aue75lh7lpf2wpgkwtjy"
 
 
 def _flip_byte(d: Path) -> None:

@@ -38,8 +38,7 @@ def task():
     return get_task("arithmetic")
 
 
-def is_validator(address):
-    return address in {v.address for v in VALIDATORS}
+STAKES = {v.address: 1 for v in VALIDATORS}  # equal validator stake; outsiders hold none
 
 
 def test_score_counts_verdicts_and_every_sample_checks_out(task):
@@ -71,7 +70,7 @@ def test_attestations_round_trip_through_json(task, tmp_path):
         bundle.attest(v.key, DOMAIN)
     loaded = EvalBundle.load(bundle.save(tmp_path / "eval.json"))
     assert loaded.digest == bundle.digest
-    signers = check_attestations(loaded, cid=CID, seed=7, domain=DOMAIN, is_validator=is_validator, quorum=2)
+    signers = check_attestations(loaded, cid=CID, seed=7, domain=DOMAIN, stakes=STAKES, required=2)
     assert signers == [VALIDATORS[0].address, VALIDATORS[1].address]
 
 
@@ -112,8 +111,8 @@ def test_bad_attestations_are_rejected_with_a_clear_message(task, fault, message
             cid=cid,
             seed=seed,
             domain=DOMAIN,
-            is_validator=is_validator,
-            quorum=2 if fault == "below_quorum" else 1,
+            stakes=STAKES,
+            required=2 if fault == "below_quorum" else 1,
         )
 
 
