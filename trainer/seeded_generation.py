@@ -35,6 +35,11 @@ def uniform(seed: bytes, t: int) -> float:
     return (int.from_bytes(block[:8], "big") >> 11) / 2**53
 
 
+def prompt_token_ids(tokenizer, prompt: str) -> list[int]:
+    """A text prompt's ids exactly as TRL's GRPOTrainer tokenizes it (`processing_class(text=...)`)."""
+    return list(tokenizer(text=[prompt])["input_ids"][0])
+
+
 def filtered_probs(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """float64 probabilities (rows of `logits`) after temperature, top-k and top-p, NOT renormalised."""
     if temperature <= 0:

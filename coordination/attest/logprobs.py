@@ -14,10 +14,12 @@ from collections.abc import Sequence
 
 
 def encode_prompt(tokenizer, prompt: str | Sequence[int]) -> list[int]:
-    """Prompt token ids: ids pass through; text is encoded without special tokens."""
+    """Prompt token ids: ids pass through; text is tokenized as TRL's GRPOTrainer does (`prompt_token_ids`)."""
+    from trainer.seeded_generation import prompt_token_ids
+
     if not isinstance(prompt, str):
         return [int(t) for t in prompt]
-    return list(tokenizer.encode(prompt, add_special_tokens=False))
+    return prompt_token_ids(tokenizer, prompt)
 
 
 def completion_logits(model, prompt_ids: Sequence[int], completion_ids: Sequence[int]):
