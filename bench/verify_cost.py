@@ -23,15 +23,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support/: honest generator, adversaries
 
 from eth_account import Account  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from support.adversaries import Cheat, PeerContext, fabricate_completion, publish_as  # noqa: E402
+from support.honest_rollouts import RolloutPlan, generate_rollouts  # noqa: E402
 
 from coordination.attest.rollout_store import records_with_proofs  # noqa: E402
-from coordination.attest.rollouts import RolloutPlan, generate_rollouts, task_reward  # noqa: E402
+from coordination.attest.rollouts import task_reward  # noqa: E402
 from coordination.attest.typed_data import attest_domain  # noqa: E402
-from coordination.verify.adversaries import Cheat, PeerContext, fabricate_completion, publish_as  # noqa: E402
 from coordination.verify.audit_draw import rollouts_to_check  # noqa: E402
 from coordination.verify.run_facts import RunFacts  # noqa: E402
 from coordination.verify.validator import DEFAULT_ROLLOUT_RATE, Validator  # noqa: E402

@@ -102,8 +102,9 @@ class SeededGenerationMixin:
         epoch = self.rollout_epoch()
         self._seeded_batch = [
             SeededSample(epoch, dict(row), g, seed, list(p), ids, lp)
-            for row, g, seed, p, ids, lp in zip(rows, generations, seeds, prompt_ids, completion_ids, logprobs,
-                                                strict=True)  # fmt: skip
+            for row, g, seed, p, ids, lp in zip(
+                rows, generations, seeds, prompt_ids, completion_ids, logprobs, strict=True
+            )  # fmt: skip
         ]
         self._seeded_rows = None  # one generation call per batch; a tool loop's second call goes to TRL
         return completion_ids, logprobs

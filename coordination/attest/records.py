@@ -16,6 +16,7 @@ StandardMerkleTree leaf encoding, so a record's proof verifies with `MerkleProof
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -143,10 +144,48 @@ class RolloutRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> RolloutRecord:
-        data = dict(data)
-        data["completion_ids"] = tuple(int(t) for t in data["completion_ids"])
-        data["logprobs_milli"] = tuple(int(t) for t in data["logprobs_milli"])
-        return cls(**data)
+        """Strict parse of network input: exact keys and types, bounded sizes; MalformedRecord otherwise."""
+        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+            raise MalformedRecord(f"record keys {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        ints = {k: _uint(data[k], k) for k in ("slot", "generation", "task_seed", "task_index")}
+        ids, lps = data["completion_ids"], data["logprobs_milli"]
+        if not isinstance(ids, list | tuple) or not isinstance(lps, list | tuple) or len(ids) > MAX_RECORD_TOKENS:
+            raise MalformedRecord("completion_ids / logprobs_milli must be lists of at most MAX_RECORD_TOKENS ints")
+        digest, completion, reward = data["prompt_digest"], data["completion"], data["reward"]
+        if not (isinstance(digest, str) and len(digest) == 66 and digest.startswith("0x") and _is_hex(digest[2:])):
+            raise MalformedRecord(f"prompt_digest {str(digest)[:80]!r} is not a 0x bytes32")
+        if not isinstance(completion, str) or len(completion) > 64 * MAX_RECORD_TOKENS:
+            raise MalformedRecord("completion is not a string of bounded size")
+        if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+            raise MalformedRecord(f"reward {reward!r} is not a finite number")
+        return cls(
+            ints["slot"], ints["generation"], ints["task_seed"], ints["task_index"], digest, completion,
+            tuple(_uint(t, "completion_ids") for t in ids), float(reward),
+            tuple(_int(t, "logprobs_milli") for t in lps),
+        )  # fmt: skip
+
+
+class MalformedRecord(ValueError):
+    """A rollout record from the network that does not have the record's exact shape."""
+
+
+MAX_RECORD_TOKENS = 1 << 16
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**255) <= value < 2**255:
+        raise MalformedRecord(f"{name}: {str(value)[:40]!r} is not an int256")
+    return value
+
+
+def _uint(value, name: str) -> int:
+    if _int(value, name) < 0:
+        raise MalformedRecord(f"{name}: {value} is negative")
+    return value
 
 
 def rollouts_tree(records: Sequence[RolloutRecord]) -> StandardMerkleTree:

@@ -53,8 +53,8 @@ def token_interval(logits_row, token: int, temperature: float) -> tuple[float, f
 
 
 def sample_completion(
-    model, prompt_ids: Sequence[int], *, seed: bytes, max_new_tokens: int, temperature: float, eos_token_id: int | None,
-    top_k: int = 0, top_p: float = 1.0,
+    model, prompt_ids: Sequence[int], *, seed: bytes, max_new_tokens: int, temperature: float,
+    eos_token_id: int | None, top_k: int = 0, top_p: float = 1.0,
 ) -> list[int]:  # fmt: skip
     """One seeded completion (the training sampler on a batch of one); stops at EOS."""
     ids, _ = seeded_generate(model, [list(prompt_ids)], [seed], max_new_tokens=max_new_tokens, temperature=temperature,

@@ -1,50 +1,73 @@
 """What `hivetune validate` does, as plain functions: build a run's facts, load policies, audit epochs.
 
-    facts = facts_for_run(spec, domain=domain, store=CheckpointStore())
+    facts = facts_for_run(spec, domain=domain, store=CheckpointStore(), board=EpochBoard(dht=dht, run_id=...))
     report = validate_epochs(validator, receipts_by_epoch)     # {"verdicts": [...], "cost": {...}}
 
-Policies: the receipt's checkpoint CID names the LoRA adapter the peer trained from; the
-validator loads the run's base model (`spec.model.base`) and, unless the CID is the literal
-`base`, the adapter resolved from the checkpoint store (fetched from peers if a DHT is given).
+Checks against the run, not the peer: with the swarm's epoch board, every receipt is audited under the
+canonical checkpoint of its epoch (`board.canonical(epoch).cid`; a receipt naming another checkpoint
+is WRONG_CHECKPOINT) and paid only when its committed gradient contribution is a member of the
+canonical round that ended the epoch (`board.round_of(epoch + 1)`: same address, same sha2-256;
+else NOT_IN_ROUND). Policies come from one `PolicyPool` (one base model, adapters through a bounded
+LRU, adapters whose config differs from the spec refused).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from functools import lru_cache
 from pathlib import Path
 
+from coordination.verify.policy_pool import BASE_CHECKPOINT, PolicyPool
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
 from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Status
 
-BASE_CHECKPOINT = "base"  # a receipt trained from the bare base model (no adapter yet)
+logger = logging.getLogger(__name__)
+NO_CANONICAL = "<no canonical checkpoint>"  # what a receipt is compared to when the board has none for its epoch
+__all__ = ["BASE_CHECKPOINT", "NO_CANONICAL", "board_checks", "facts_for_run", "policy_loader", "validate_epochs"]
 
 
-def policy_loader(spec, *, store=None, dht=None):
-    """checkpoint CID -> (model, tokenizer), in eval mode."""
-
-    def load(cid: str):
-        from trainer.models import load_model_and_tokenizer
-
-        model, tokenizer = load_model_and_tokenizer(spec.model.base)
-        if cid != BASE_CHECKPOINT:
-            from peft import PeftModel
-
-            from coordination.checkpoints.resolve import resolve_adapter
-
-            model = PeftModel.from_pretrained(model, str(resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)))
-        return model.eval(), tokenizer
-
-    return load
+def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4) -> PolicyPool:
+    """checkpoint CID -> (model, tokenizer), in eval mode: one base model, adapters swapped (PolicyPool)."""
+    return PolicyPool(spec, store=store, dht=dht, max_adapters=max_adapters)
 
 
-def facts_for_run(spec, *, domain: dict, store=None, dht=None, **overrides) -> RunFacts:
+def board_checks(board) -> dict:
+    """`checkpoint_of_epoch` and `entered_round` for RunFacts, read (once per epoch) from an EpochBoard."""
+    from coordination.attest.receipts import contribution_digest
+
+    @lru_cache(maxsize=256)
+    def canonical(epoch: int) -> str:
+        found = board.canonical(epoch)
+        return found.cid if found is not None else NO_CANONICAL
+
+    @lru_cache(maxsize=256)
+    def members(epoch: int) -> frozenset:
+        found = board.round_of(epoch + 1)
+        out = set()
+        for m in (found or {}).get("members", []):
+            try:
+                out.add((str(m.get("address")).lower(), contribution_digest(m.get("contribution"))))
+            except (ValueError, TypeError, AttributeError):
+                continue  # an announcer's malformed member entry counts for nobody
+        return frozenset(out)
+
+    def entered(epoch: int, peer: str, contribution: bytes) -> bool:
+        return (peer.lower(), bytes(contribution)) in members(epoch)
+
+    return {"checkpoint_of_epoch": canonical, "entered_round": entered}
+
+
+def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_adapters: int = 4,
+                  **overrides) -> RunFacts:  # fmt: skip
+    """The run's facts; with `board` (an EpochBoard) receipts are checked against the run's canonical epochs."""
     from trainer.tasks import get_task
 
     task = get_task(spec.task.name, **spec.task.params)
-    return RunFacts.from_spec(
-        spec, task=task, domain=domain, load_policy=policy_loader(spec, store=store, dht=dht), **overrides
-    )
+    pool = policy_loader(spec, store=store, dht=dht, max_adapters=max_adapters)
+    checks = board_checks(board) if board is not None else {}
+    return RunFacts.from_spec(spec, task=task, domain=domain, load_policy=pool, **{**checks, **overrides})
 
 
 def verdict_json(signed: SignedVerdict, domain: dict, receipt=None) -> dict:

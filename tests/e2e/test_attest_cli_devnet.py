@@ -44,12 +44,12 @@ def devnet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def published(devnet):
     import torch
+    from support.adversaries import Cheat, PeerContext, publish_as
+    from support.honest_rollouts import RolloutPlan, generate_rollouts
 
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.attest.rollouts import RolloutPlan, generate_rollouts
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.adversaries import Cheat, PeerContext, publish_as
     from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
 
     torch.set_num_threads(1)

@@ -7,14 +7,15 @@ on ContributionLedger; peers claim with their claim files; conclusive cheaters a
 
 import pytest
 import torch
+from support.adversaries import Cheat, PeerContext, publish_as
+from support.honest_rollouts import RolloutPlan, generate_rollouts
 
 from coordination.attest.rollout_store import RolloutDirectory
-from coordination.attest.rollouts import RolloutPlan, generate_rollouts, task_reward
+from coordination.attest.rollouts import task_reward
 from coordination.chain.clock import advance_time
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.signing import run_key
 from coordination.errors import ChainError
-from coordination.verify.adversaries import Cheat, PeerContext, publish_as
 from coordination.verify.contributions import contribution_table, payout
 from coordination.verify.reconcile import reconcile_epoch
 from coordination.verify.reward_status import reward_rows

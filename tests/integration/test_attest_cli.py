@@ -20,13 +20,13 @@ VALIDATOR_KEY = "0x" + "53" * 32
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     import torch
+    from support.adversaries import Cheat, PeerContext, publish_as
+    from support.honest_rollouts import RolloutPlan, generate_rollouts
 
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.attest.rollouts import RolloutPlan, generate_rollouts
     from coordination.attest.typed_data import attest_domain
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.adversaries import Cheat, PeerContext, publish_as
     from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
 
     torch.set_num_threads(1)

@@ -66,6 +66,8 @@ def test_grpo_trains_on_the_seeded_draws_and_records_them_unchanged(small_model_
         recomputed = torch.log_softmax(logits / 0.7, -1).gather(1, torch.tensor(s.completion_ids)[:, None])[:, 0]
         assert recomputed.tolist() == pytest.approx(s.logprobs, abs=1e-5)
     # the same seed regenerates the same completion alone (batching does not change a draw)
-    again, _ = seeded_generate(before, [samples[5].prompt_ids], [samples[5].seed], max_new_tokens=12,
-                               temperature=0.7, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id)  # fmt: skip
+    again, _ = seeded_generate(
+        before, [samples[5].prompt_ids], [samples[5].seed], max_new_tokens=12, temperature=0.7,
+        eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
     assert again[0] == samples[5].completion_ids

@@ -52,7 +52,9 @@ def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch):
         address = peer_label_address(result.peer_id)
         assert sorted((s.row["slot"], s.generation) for s in r.seeded) == [(a, g) for a in range(2) for g in range(4)]
         for s in r.seeded:
-            assert s.epoch == r.epoch and s.seed == rollout_seed(spec.run_id, r.epoch, address, s.row["slot"], s.generation)
+            assert s.epoch == r.epoch and s.seed == rollout_seed(
+                spec.run_id, r.epoch, address, s.row["slot"], s.generation
+            )
             assert len(s.logprobs) == len(s.completion_ids) and s.reward is not None
     # linear decay over the spec's 3 epochs: lr(epoch e) = 1e-3 * (1 - e/3), constant within an epoch
     for epoch, lr in lrs:
