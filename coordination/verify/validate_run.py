@@ -35,7 +35,7 @@ def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4) -> Polic
 
 def board_checks(board) -> dict:
     """`checkpoint_of_epoch` and `entered_round` for RunFacts, read (once per epoch) from an EpochBoard."""
-    from coordination.attest.receipts import contribution_digest
+    from coordination.attest.receipts import NO_CONTRIBUTION, contribution_digest
 
     @lru_cache(maxsize=256)
     def canonical(epoch: int) -> str:
@@ -48,13 +48,14 @@ def board_checks(board) -> dict:
         out = set()
         for m in (found or {}).get("members", []):
             try:
-                out.add((str(m.get("address")).lower(), contribution_digest(m.get("contribution"))))
+                if m.get("contribution") is not None:  # a member without a contribution CID vouches for nothing
+                    out.add((str(m.get("address")).lower(), contribution_digest(m.get("contribution"))))
             except (ValueError, TypeError, AttributeError):
                 continue  # an announcer's malformed member entry counts for nobody
         return frozenset(out)
 
     def entered(epoch: int, peer: str, contribution: bytes) -> bool:
-        return (peer.lower(), bytes(contribution)) in members(epoch)
+        return bytes(contribution) != NO_CONTRIBUTION and (peer.lower(), bytes(contribution)) in members(epoch)
 
     return {"checkpoint_of_epoch": canonical, "entered_round": entered}
 
@@ -65,9 +66,28 @@ def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_a
     from trainer.tasks import get_task
 
     task = get_task(spec.task.name, **spec.task.params)
-    pool = policy_loader(spec, store=store, dht=dht, max_adapters=max_adapters)
+    pool = overrides.pop("load_policy", None) or policy_loader(spec, store=store, dht=dht, max_adapters=max_adapters)
     checks = board_checks(board) if board is not None else {}
-    return RunFacts.from_spec(spec, task=task, domain=domain, load_policy=pool, **{**checks, **overrides})
+    return RunFacts.from_spec(
+        spec, task=task, domain=domain, load_policy=pool, **{**checks, **model_limits(spec), **overrides}
+    )
+
+
+def model_limits(spec) -> dict:
+    """EOS ids and vocabulary size of the run's base model (cheap: tokenizer + config, no weights)."""
+    from transformers import AutoConfig
+
+    from trainer.models import load_tokenizer, resolve_model_path
+
+    try:
+        tokenizer = load_tokenizer(spec.model.base)
+        vocab = AutoConfig.from_pretrained(resolve_model_path(spec.model.base)).get_text_config().vocab_size
+    except Exception as exc:  # the drawn checks fall back to the policy's own tokenizer and embeddings
+        logger.warning(
+            f"could not read the base model's EOS / vocabulary ({exc}); length checks only on drawn records"
+        )
+        return {}
+    return {"eos_token_ids": (int(tokenizer.eos_token_id),), "vocab_size": int(vocab)}
 
 
 def verdict_json(signed: SignedVerdict, domain: dict, receipt=None) -> dict:

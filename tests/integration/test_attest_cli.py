@@ -17,12 +17,20 @@ CHEATER = Account.from_key("0x" + "52" * 32)
 VALIDATOR_KEY = "0x" + "53" * 32
 
 
+def contribution_cid(account) -> str:
+    """The CID of the gradient contribution `account` sent to epoch 0's round (a stand-in block)."""
+    from coordination.checkpoints.addressing import block_cid
+
+    return str(block_cid(f"contribution of {account.address}".encode(), "raw"))
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     import torch
     from support.adversaries import Cheat, PeerContext, publish_as
     from support.honest_rollouts import RolloutPlan, generate_rollouts
 
+    from coordination.attest.receipts import contribution_digest
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.attest.typed_data import attest_domain
     from coordination.chain.signing import run_key
@@ -59,8 +67,9 @@ def published(tmp_path_factory):
         )
         records = generate_rollouts(model, tok, facts.task, plan, reward_fn=facts.reward_fn)
         ctx = PeerContext(
-            account, run_key(spec.run_id), facts.domain, BASE_CHECKPOINT, model, tok, facts.task, facts.reward_fn, 5
-        )
+            account, run_key(spec.run_id), facts.domain, BASE_CHECKPOINT, model, tok, facts.task, facts.reward_fn, 5,
+            contribution=contribution_digest(contribution_cid(account)),
+        )  # fmt: skip
         served, signed = publish_as(cheat, records, ctx, epoch=0)
         store.put(signed, served)
     return run, root
@@ -129,7 +138,9 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     from coordination.attest.p2p_serving import RolloutServer
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.chain.signing import run_key
+    from coordination.swarm.epoch_board import EpochBoard
     from coordination.swarm.runspec import load_run_spec
+    from coordination.verify.validate_run import BASE_CHECKPOINT
 
     run, root = published
     spec = load_run_spec(run)
@@ -137,6 +148,14 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
     peer_dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True)
     try:
+        # the swarm's epoch board: epoch 0 was trained from the base, and both peers' contributions entered its round
+        board = EpochBoard(dht=peer_dht, run_id=spec.run_id)
+        peer_id = peer_dht.peer_id.to_base58()
+        assert board.announce(0, cid=BASE_CHECKPOINT, group=[board.owner], peer_id=peer_id, contribution=None)
+        members = [{"peer_id": peer_id, "address": a.address, "contribution": contribution_cid(a), "weight": 2}
+                   for a in (HONEST, CHEATER)]  # fmt: skip
+        assert board.announce(1, cid="bafy-epoch-1", group=[board.owner], peer_id=peer_id, contribution=None,
+                              members=members, parent=BASE_CHECKPOINT)  # fmt: skip
         with RolloutServer(dht=peer_dht, store=store, prefix=spec.run_id):
             for signed in store.receipts(run_key(spec.run_id).hex(), 0):
                 assert publish_receipt(peer_dht, spec.run_id, 0, signed, maddrs=peer_dht.get_visible_maddrs())
