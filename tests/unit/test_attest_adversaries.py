@@ -209,7 +209,7 @@ def test_honest_receipts_are_never_flagged_over_many_seeds(world, top_k, top_p):
             )  # fmt: skip
             records = generate_rollouts(world.model, world.tok, f.task, plan, reward_fn=f.reward_fn)
             _, signed = publish_as(Cheat.HONEST, records, context(world, account, epoch), epoch=epoch)
-            v = Validator(private_key=VALIDATOR.key, facts=f, fetch=lambda s: records_with_proofs(records),
+            v = Validator(private_key=VALIDATOR.key, facts=f, fetch=lambda s, r=records: records_with_proofs(r),
                           rollout_rate=1.0)  # fmt: skip
             assert v.find(signed, epoch) is None, (epoch, account.address)
             checked += 1
