@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from coordination.attest.logprobs import completion_logits  # noqa: E402
+from coordination.attest.logprobs import completion_logits_batch  # noqa: E402
 from coordination.attest.records import quantize_logprobs  # noqa: E402
 from coordination.verify.audit_draw import rollouts_to_check  # noqa: E402
 from coordination.verify.validator import DEFAULT_ROLLOUT_RATE  # noqa: E402
@@ -65,15 +65,15 @@ def honest_batch(model, tok, task, start: int, batch: int, tokens: int, temperat
     return list(zip(prompts, seeds, ids, lps, strict=True))
 
 
-def errors_of(validator_model, prompt, seed, ids, lps, temperature: float) -> tuple[float, int]:
-    """(worst CDF excursion, worst quantized log-prob difference in milli-nats) of one honest rollout."""
-    logits = completion_logits(validator_model, prompt, ids)
+def errors_of(logits, seed, ids, lps, temperature: float) -> tuple[float, int, float]:
+    """(worst CDF excursion, worst quantized log-prob difference in milli-nats, mean entropy) of one rollout."""
     low, high = token_intervals(logits, ids, temperature=temperature)
     us = torch.tensor([uniform(seed, t) for t in range(len(ids))], dtype=torch.float64)
     excursion = float(torch.clamp(torch.maximum(low - us, us - high), min=0).max())
     recomputed = torch.log_softmax(logits / temperature, -1).gather(1, torch.tensor(ids)[:, None])[:, 0]
     diff = max(abs(a - b) for a, b in zip(quantize_logprobs(recomputed.tolist()), quantize_logprobs(lps), strict=True))
-    return excursion, diff
+    logp = torch.log_softmax(logits / temperature, -1)
+    return excursion, diff, float(-(logp.exp() * logp).sum(-1).mean())
 
 
 def detection(n: int, bad: int, rate: float, validators: int = 1) -> float:
@@ -105,24 +105,34 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--receipt-rollouts", type=int, default=16, help="rollouts per receipt (detection rates)")
+    parser.add_argument("--drawn", type=int, default=4, help="rollouts the validator checks in one forward pass")
+    parser.add_argument("--sharpen", type=float, default=1.0,
+                        help="scale the LM head: peaked next-token distributions, as a trained model has")  # fmt: skip
     args = parser.parse_args()
     from trainer.tasks import get_task
 
     torch.set_num_threads(1)
     model, tok = build(args.hidden, args.layers)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(args.sharpen)
     task = get_task("arithmetic", digits=2)
     import copy
 
     validator = copy.deepcopy(model)
     if args.eval_dtype == "bf16":
         validator = validator.to(torch.bfloat16)
-    started, excursions, diffs = time.time(), [], []
+    started, excursions, diffs, entropies = time.time(), [], [], []
     for start in range(0, args.rollouts, args.batch):
-        for prompt, seed, ids, lps in honest_batch(model, tok, task, start, min(args.batch, args.rollouts - start),
-                                                   args.tokens, args.temperature):  # fmt: skip
-            e, d = errors_of(validator, prompt, seed, ids, lps, args.temperature)
-            excursions.append(e)
-            diffs.append(d)
+        batch = honest_batch(model, tok, task, start, min(args.batch, args.rollouts - start), args.tokens,
+                             args.temperature)  # fmt: skip
+        for i in range(0, len(batch), args.drawn):  # the validator's path: its drawn rollouts in one forward pass
+            group = batch[i : i + args.drawn]
+            logits = completion_logits_batch(validator, [g[0] for g in group], [g[2] for g in group])
+            for (_, seed, ids, lps), rows in zip(group, logits, strict=True):
+                e, d, h = errors_of(rows, seed, ids, lps, args.temperature)
+                entropies.append(h)
+                excursions.append(e)
+                diffs.append(d)
     n = len(diffs)
     flagged = {
         f"cdf<={c:g},lp<={m}": sum(e > c or d > m for e, d in zip(excursions, diffs, strict=True))
@@ -132,7 +142,9 @@ def main() -> None:
     cdf_tol, lp_tol = DEPLOYED[args.eval_dtype]
     result = {
         "eval_dtype": args.eval_dtype, "rollouts": n, "tokens_per_rollout_max": args.tokens,
-        "temperature": args.temperature, "model": f"tiny Qwen2 hidden {args.hidden} x {args.layers} + LoRA r8",
+        "temperature": args.temperature, "sharpen": args.sharpen,
+        "model": f"tiny Qwen2 hidden {args.hidden} x {args.layers} + LoRA r8, LM head x{args.sharpen}",
+        "mean_token_entropy_nats": sum(entropies) / len(entropies),
         "max_cdf_excursion": max(excursions), "max_logprob_diff_milli": max(diffs),
         "rollouts_with_any_cdf_excursion": sum(e > 0 for e in excursions),
         "rollouts_with_logprob_diff": sum(d > 0 for d in diffs),
@@ -146,7 +158,7 @@ def main() -> None:
                                       **cheat_rates(args.receipt_rollouts, DEFAULT_ROLLOUT_RATE)},
         "seconds": time.time() - started,
     }  # fmt: skip
-    out = Path(f"outputs/bench/attest_calibration-{args.eval_dtype}.json")
+    out = Path(f"outputs/bench/attest_calibration-{args.eval_dtype}-x{args.sharpen:g}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     d = result["deployed"]

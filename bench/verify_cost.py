@@ -59,7 +59,7 @@ CONTRIBUTION = _contribution()  # the one contribution the bench's round holds
 PARTIAL = "fabricated_one_rollout"  # fabricates a single completion of the receipt: the hardest case
 
 
-def build_world():
+def build_world(hidden: int | None = None, layers: int | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -69,7 +69,8 @@ def build_world():
     torch.set_num_threads(1)
     tok = build_char_tokenizer()
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(tiny_config(tok)).eval()  # the demo's tiny Qwen2
+    size = {k: v for k, v in (("hidden_size", hidden), ("num_hidden_layers", layers)) if v}
+    model = AutoModelForCausalLM.from_config(tiny_config(tok, **size)).eval()  # default: the demo's tiny Qwen2
     torch.manual_seed(1)
     CHEAPER.append(AutoModelForCausalLM.from_config(tiny_config(tok, hidden_size=32, num_hidden_layers=1)).eval())
     task = get_task("arithmetic", digits=2)
@@ -277,8 +278,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=DEFAULT_ROLLOUT_RATE)
     parser.add_argument("--prompts", type=int, default=8, help="prompts per receipt (x4 rollouts each)")
     parser.add_argument("--trials", type=int, default=4, help="cheating receipts per kind")
+    parser.add_argument("--hidden", type=int, default=None, help="model width (default: the tiny model's)")
+    parser.add_argument("--layers", type=int, default=None, help="model depth (default: the tiny model's)")
     args = parser.parse_args()
-    world = build_world()
+    world = build_world(args.hidden, args.layers)
     cost = measure_cost(world, args.prompts, args.rate)
     kinds = [c.value for c in Cheat if c is not Cheat.HONEST] + [PARTIAL]
     detection = {}
@@ -291,7 +294,8 @@ def main() -> None:
             },
             "empirical": empirical_detection(world, kind, args.trials, args.prompts, args.rate),
         }
-    result = {"rate": args.rate, "cost": cost, "detection": detection, "trials": args.trials}
+    size = {"hidden": world[0].config.hidden_size, "layers": world[0].config.num_hidden_layers}
+    result = {"rate": args.rate, "cost": cost, "detection": detection, "trials": args.trials, "model": size}
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "verify_cost.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, OUT_DIR / "verify_cost.png")

@@ -17,13 +17,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from coordination.attest.assignment import assigned_indices
-from coordination.attest.logprobs import encode_prompt
+from coordination.attest.logprobs import completion_logits_batch
 from coordination.attest.receipts import SignedReceipt
 from coordination.attest.records import MalformedRecord, RolloutRecord, rollouts_tree, verify_record
 from coordination.attest.rollout_store import RecordsUnavailable
 from coordination.errors import AttestationError, CheckpointError
 from coordination.verify.policy_pool import AdapterRefused
-from coordination.verify.record_checks import check_against_model, check_length, check_prompt, check_reward
+from coordination.verify.record_checks import (
+    check_before_model,
+    check_length,
+    check_prompt,
+    check_reward,
+    check_with_logits,
+    prompt_ids_of,
+)
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.verdicts import Finding, Kind
 
@@ -146,15 +153,17 @@ def check_drawn(facts: RunFacts, signed: SignedReceipt, records, picks, policy, 
         return Finding(Kind.WRONG_CHECKPOINT, f"checkpoint {signed.receipt.checkpoint_cid[:80]} refused: {exc}")
     except (CheckpointError, OSError, TimeoutError) as exc:
         return Finding(Kind.RECORDS_UNAVAILABLE, f"checkpoint {signed.receipt.checkpoint_cid[:80]} unavailable: {exc}")
-    for i in picks:
-        record = records[i]
-        cost.forward_passes += 1
-        cost.forward_tokens += record.completion_tokens + len(
-            encode_prompt(tokenizer, facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index)))
-        )
-        finding = check_against_model(
-            facts, record, model, tokenizer, epoch=signed.receipt.epoch, peer=signed.receipt.peer
-        )
+    drawn = [records[i] for i in picks]
+    for record in drawn:  # cheap, and it keeps out-of-vocabulary ids away from the model
+        finding = check_before_model(facts, record, model, tokenizer)
+        if finding:
+            return finding
+    prompts = [prompt_ids_of(facts, r, tokenizer) for r in drawn]
+    cost.forward_passes += len(drawn)
+    cost.forward_tokens += sum(len(p) + r.completion_tokens for p, r in zip(prompts, drawn, strict=True))
+    all_logits = completion_logits_batch(model, prompts, [list(r.completion_ids) for r in drawn])
+    for record, logits in zip(drawn, all_logits, strict=True):
+        finding = check_with_logits(facts, record, logits, epoch=signed.receipt.epoch, peer=signed.receipt.peer)
         if finding:
             return finding
     return None

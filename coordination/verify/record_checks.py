@@ -87,18 +87,34 @@ def check_sampling(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int
     return None
 
 
-def check_against_model(
-    facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
-) -> Finding | None:
-    """Decoding, length/EOS, then sampling and log-probs: one forward pass under the epoch's canonical `model`."""
+def check_before_model(facts: RunFacts, record: RolloutRecord, model, tokenizer) -> Finding | None:
+    """What a drawn record must pass before its forward pass: length/EOS/vocabulary, text = decoding of its ids."""
     finding = check_length(facts, record, facts.eos_token_ids or (tokenizer.eos_token_id,), _vocab(facts, model))
     if finding:
         return finding
     if decode_completion(tokenizer, record.completion_ids) != record.completion:
         return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
-    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
-    logits = completion_logits(model, encode_prompt(tokenizer, prompt), list(record.completion_ids))
+    return None
+
+
+def check_with_logits(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int, peer: str) -> Finding | None:
+    """Every token is its seeded draw, and the log-probs are the sampling distribution's (within tolerance)."""
     return check_sampling(facts, record, logits, epoch=epoch, peer=peer) or check_logprobs(facts, record, logits)
+
+
+def prompt_ids_of(facts: RunFacts, record: RolloutRecord, tokenizer) -> list[int]:
+    return encode_prompt(tokenizer, facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index)))
+
+
+def check_against_model(
+    facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
+) -> Finding | None:
+    """Decoding, length/EOS, then sampling and log-probs: one forward pass under the epoch's canonical `model`."""
+    finding = check_before_model(facts, record, model, tokenizer)
+    if finding:
+        return finding
+    logits = completion_logits(model, prompt_ids_of(facts, record, tokenizer), list(record.completion_ids))
+    return check_with_logits(facts, record, logits, epoch=epoch, peer=peer)
 
 
 def _vocab(facts: RunFacts, model) -> int | None:
