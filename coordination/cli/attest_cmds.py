@@ -77,6 +77,9 @@ def validate(
     rollout_rate: Annotated[
         float, typer.Option(help="Share of each receipt's rollouts recomputed with the model.")
     ] = 0.1,
+    eval_dtype: Annotated[
+        str, typer.Option(help="fp32 | bf16: dtype the policy is recomputed in (bf16 uses its calibrated tolerances).")
+    ] = "fp32",
     out: Annotated[Path | None, typer.Option(help="Write the signed verdicts here (JSON).")] = None,
     confirm: Annotated[
         list[Path] | None, typer.Option(help="Another validator's report: re-check its findings (repeatable).")
@@ -91,6 +94,8 @@ def validate(
 
     if not 0.0 <= rollout_rate <= 1.0:
         raise ConfigError(f"--rollout-rate={rollout_rate}: pass a share between 0 and 1")
+    if eval_dtype not in ("fp32", "bf16"):
+        raise ConfigError(f"--eval-dtype={eval_dtype!r}: use fp32 or bf16")
     if (records_dir is None) == (not initial_peers):
         raise ConfigError("pass exactly one of --records-dir DIR or --initial-peers MULTIADDR")
     spec = load_run_spec(run)
@@ -104,7 +109,9 @@ def validate(
             from coordination.swarm.epoch_board import EpochBoard
 
             board = EpochBoard(dht=dht, run_id=spec.run_id)
-        facts = facts_for_run(spec, domain=attest_domain_for(clients, chain_id), dht=dht, board=board)
+        facts = facts_for_run(
+            spec, domain=attest_domain_for(clients, chain_id), dht=dht, board=board, eval_dtype=eval_dtype
+        )
         validator = Validator(private_key=key, facts=facts, fetch=fetch, rollout_rate=rollout_rate)
         if clients is not None:
             validator.require_registered(clients.staking)

@@ -74,11 +74,12 @@ def check_adapter_config(config: dict, spec) -> None:
 class PolicyPool:
     """One base model + LoRA adapters by CID through a bounded LRU (module docstring). Callable: cid -> policy."""
 
-    def __init__(self, spec, *, store=None, dht=None, max_adapters: int = 4, model=None, tokenizer=None):
+    def __init__(self, spec, *, store=None, dht=None, max_adapters: int = 4, model=None, tokenizer=None,
+                 dtype=None):  # fmt: skip
         if max_adapters < 1:
             raise ValueError(f"max_adapters={max_adapters}: keep at least one adapter")
         self.spec, self.store, self.dht, self.max_adapters = spec, store, dht, max_adapters
-        self._model, self._tokenizer = model, tokenizer
+        self._model, self._tokenizer, self.dtype = model, tokenizer, dtype
         self._adapters: OrderedDict[str, dict] = OrderedDict()
         self._loaded: str | None = None
         self._lock = threading.Lock()
@@ -95,6 +96,8 @@ class PolicyPool:
             config = lora_config_from_spec(self.spec)
             config.inference_mode = True
             self._model = get_peft_model(base, config).eval()
+            if self.dtype is not None:  # e.g. torch.bfloat16: pair with EVAL_TOLERANCES["bf16"]
+                self._model = self._model.to(self.dtype)
         return self._model
 
     def __call__(self, cid: str):

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from coordination.verify.policy_pool import BASE_CHECKPOINT, PolicyPool
-from coordination.verify.run_facts import RunFacts
+from coordination.verify.run_facts import EVAL_TOLERANCES, RunFacts
 from coordination.verify.validator import Validator
 from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Status
 
@@ -28,9 +28,12 @@ NO_CANONICAL = "<no canonical checkpoint>"  # what a receipt is compared to when
 __all__ = ["BASE_CHECKPOINT", "NO_CANONICAL", "board_checks", "facts_for_run", "policy_loader", "validate_epochs"]
 
 
-def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4) -> PolicyPool:
+def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4, eval_dtype: str = "fp32") -> PolicyPool:
     """checkpoint CID -> (model, tokenizer), in eval mode: one base model, adapters swapped (PolicyPool)."""
-    return PolicyPool(spec, store=store, dht=dht, max_adapters=max_adapters)
+    import torch
+
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[eval_dtype]
+    return PolicyPool(spec, store=store, dht=dht, max_adapters=max_adapters, dtype=dtype)
 
 
 def board_checks(board) -> dict:
@@ -61,16 +64,22 @@ def board_checks(board) -> dict:
 
 
 def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_adapters: int = 4,
-                  **overrides) -> RunFacts:  # fmt: skip
-    """The run's facts; with `board` (an EpochBoard) receipts are checked against the run's canonical epochs."""
+                  eval_dtype: str = "fp32", **overrides) -> RunFacts:  # fmt: skip
+    """The run's facts; with `board` (an EpochBoard) receipts are checked against the run's canonical epochs.
+
+    `eval_dtype` (fp32 | bf16) is what the validator recomputes in; its calibrated tolerances come with it."""
     from trainer.tasks import get_task
 
+    if eval_dtype not in EVAL_TOLERANCES:
+        raise ValueError(f"eval_dtype={eval_dtype!r}: use one of {sorted(EVAL_TOLERANCES)}")
     task = get_task(spec.task.name, **spec.task.params)
-    pool = overrides.pop("load_policy", None) or policy_loader(spec, store=store, dht=dht, max_adapters=max_adapters)
-    checks = board_checks(board) if board is not None else {}
-    return RunFacts.from_spec(
-        spec, task=task, domain=domain, load_policy=pool, **{**checks, **model_limits(spec), **overrides}
+    pool = overrides.pop("load_policy", None) or policy_loader(
+        spec, store=store, dht=dht, max_adapters=max_adapters, eval_dtype=eval_dtype
     )
+    cdf, milli = EVAL_TOLERANCES[eval_dtype]
+    checks = board_checks(board) if board is not None else {}
+    fields = {"cdf_tolerance": cdf, "logprob_tolerance_milli": milli, **checks, **model_limits(spec), **overrides}
+    return RunFacts.from_spec(spec, task=task, domain=domain, load_policy=pool, **fields)
 
 
 def model_limits(spec) -> dict:

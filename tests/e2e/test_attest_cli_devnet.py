@@ -60,7 +60,7 @@ def published(devnet):
             {
                 "name": "devnet-attest",
                 "task": {"name": "arithmetic", "seed": 2},
-                "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 4},
+                "grpo": {"num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 4},
                 "averaging": {"matchmaking_time": 1.0},
                 "chain": {"rpc_url": net.rpc_url, "chain_id": net.deployment.chain_id},
             }
