@@ -48,9 +48,17 @@ def test_an_attested_peer_is_paid_for_each_epoch_whose_gradient_entered_the_roun
     store = CheckpointStore(tmp_path / "store")
     seen = {}
 
-    def on_ready(result, dht):
-        seen["report"], seen["board"] = validate_from(dht, spec, store, [0, 1])
-        seen["result"] = result
+    def on_ready(result, peer_dht):  # the peer still serves; a validator joins as a DHT client
+        from coordination.attest.dht_receipts import protect
+        from coordination.swarm.dht_node import start_dht
+
+        dht = start_dht(initial_peers=[str(m) for m in peer_dht.get_visible_maddrs()], client_mode=True)
+        try:
+            protect(dht)
+            seen["report"], board = validate_from(dht, spec, CheckpointStore(tmp_path / "vstore"), [0, 1])
+            seen["members"] = {e: board.round_of(e + 1)["members"] for e in (0, 1)}
+        finally:
+            dht.shutdown()
 
     with start_bootstrap(spec, host_maddrs=list(LOOPBACK)) as node:
         config = PeerConfig(initial_peers=tuple(node.maddrs), host_maddrs=LOOPBACK, max_epochs=2,
@@ -59,12 +67,12 @@ def test_an_attested_peer_is_paid_for_each_epoch_whose_gradient_entered_the_roun
                              start="base")  # fmt: skip
         peer.run(on_ready=on_ready)
     report, history = seen["report"], peer.hook.summary()["history"]
-    assert [v["status"] for v in report["verdicts"]] == ["ACCEPTED", "ACCEPTED"], report["verdicts"]
+    assert [(v["status"], v["kind"]) for v in report["verdicts"]] == [("ACCEPTED", "NONE")] * 2, report["verdicts"]
     assert report["cost"]["forward_passes"] == 16  # every rollout of both epochs checked under its canonical CID
     for v, h in zip(report["verdicts"], history, strict=True):
         receipt = v["receipt_json"]["receipt"]
         assert receipt["checkpoint_cid"] == h["checkpoint"] and h["entered_round"]
         assert receipt["samples"] == 8 and receipt["contribution"] != "0x" + "00" * 32
-        members = seen["board"].round_of(v["epoch"] + 1)["members"]
+        members = seen["members"][v["epoch"]]
         digests = {"0x" + contribution_digest(m["contribution"]).hex() for m in members}
         assert receipt["contribution"] in digests
