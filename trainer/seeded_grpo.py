@@ -85,6 +85,11 @@ class SeededGenerationMixin:
         if not self._seeded_enabled(images) or rows is None or len(rows) != len(prompt_ids):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)  # fmt: skip
+        unsupported = {k: v for k, v in (("min_p", getattr(self.args, "min_p", None)),
+                                         ("repetition_penalty", getattr(self.args, "repetition_penalty", 1.0)))
+                       if v not in (None, 1.0)}  # fmt: skip
+        if unsupported:
+            raise ValueError(f"seeded sampling honours temperature, top_k and top_p only; unset {unsupported}")
         generations = group_generations(rows, self.num_generations)
         seeds = [self.rollout_seeder(row, g) for row, g in zip(rows, generations, strict=True)]
         model = self.accelerator.unwrap_model(self.model)

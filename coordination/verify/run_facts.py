@@ -19,9 +19,12 @@ from coordination.attest.rollouts import RewardFn, task_reward
 
 PolicyLoader = Callable[[str], tuple]  # checkpoint CID -> (model, tokenizer)
 
-# (cdf_tolerance, logprob_tolerance_milli) by the dtype the validator evaluates in; measured by
-# bench/attest_calibration.py over >= 10,240 honest rollouts each (0 flagged; >= 10x the largest honest error)
-EVAL_TOLERANCES = {"fp32": (1e-4, 10), "bf16": (2e-3, 40)}
+# (cdf_tolerance, logprob_tolerance_milli) by the dtype the validator evaluates in (peers sample in fp32), from
+# bench/attest_calibration.py over 10,240 honest rollouts per setting (mean token entropy 4.6 and 1.3 nats):
+# fp32: largest honest CDF excursion 3.3e-8 (tolerance 3000x it), log-prob 1 milli-nat (rounding; 10x) -> 0 flagged.
+# bf16: largest excursion 7.6e-3 and 66 milli-nats at entropy 1.3 -> tolerances >= 10x those. bf16 weights cost
+# per-token power (a token within 0.1 of its uniform's interval passes): validate in fp32 unless memory forbids.
+EVAL_TOLERANCES = {"fp32": (1e-4, 10), "bf16": (1e-1, 700)}
 # (epoch, peer address, contribution digest) -> whether it entered the canonical round; None: unknown
 RoundCheck = Callable[[int, str, bytes], bool | None]
 

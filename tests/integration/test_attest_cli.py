@@ -112,6 +112,17 @@ def test_validate_without_a_key_is_a_one_line_config_error(published, monkeypatc
     assert isinstance(result.exception, ConfigError) and "--key-file" in str(result.exception)
 
 
+def test_validate_has_no_free_sampling_mode_and_checks_the_eval_dtype(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    run = tmp_path / "run.yaml"
+    run.write_text("name: x\n")
+    base = ["validate", "--run", str(run), "--epoch", "0", "--records-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, [*base, "--sampling", "free"])
+    assert result.exit_code != 0 and "--sampling" in result.output  # the option no longer exists
+    result = CliRunner().invoke(app, [*base, "--eval-dtype", "fp16"])
+    assert isinstance(result.exception, ConfigError) and "--eval-dtype" in str(result.exception)
+
+
 def test_rewards_lists_a_peers_claim_files(tmp_path):
     from coordination.chain.merkle import StandardMerkleTree
     from coordination.verify.settlement import SettledPeriod, write_claim_files
