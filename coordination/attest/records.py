@@ -23,7 +23,7 @@ from functools import cached_property
 
 from eth_utils import keccak
 
-from coordination.chain.merkle import StandardMerkleTree, leaf_hash, verify_proof
+from coordination.chain.merkle import StandardMerkleTree, hash_pair, verify_proof
 
 LOGPROB_SCALE = 1000  # log-probs are kept as integer milli-nats
 REWARD_SCALE = 10**6  # rewards are compared as integer micro-units
@@ -134,7 +134,9 @@ class RolloutRecord:
 
     @cached_property
     def _leaf(self) -> bytes:
-        return leaf_hash(RECORD_LEAF_TYPES, self.leaf_values())
+        """OZ leaf keccak(keccak(abi.encode(values))); every leaf type is one static word, so encoded by hand."""
+        words = b"".join(v if isinstance(v, bytes) else _word(v) for v in self.leaf_values())
+        return keccak(keccak(words))
 
     def leaf(self) -> bytes:
         return self._leaf
@@ -189,8 +191,22 @@ def _uint(value, name: str) -> int:
 
 
 def rollouts_tree(records: Sequence[RolloutRecord]) -> StandardMerkleTree:
-    """The OZ StandardMerkleTree over the records' leaves (order-independent root)."""
-    return StandardMerkleTree.of([r.leaf_values() for r in records], RECORD_LEAF_TYPES)
+    """The OZ StandardMerkleTree over the records' leaves (order-independent root), from their cached leaves.
+
+    Same layout as `StandardMerkleTree.of` (leaves sorted by hash, flat array, root at 0), without re-encoding."""
+    if not records:
+        raise ValueError("a Merkle tree needs at least one leaf; got an empty list of records")
+    hashed = sorted(((r.leaf(), i) for i, r in enumerate(records)), key=lambda hv: hv[0])
+    n = len(hashed)
+    tree: list[bytes] = [b""] * (2 * n - 1)
+    tree_index = [0] * n
+    for pos, (h, i) in enumerate(hashed):
+        tree[len(tree) - 1 - pos] = h
+        tree_index[i] = len(tree) - 1 - pos
+    for i in range(len(tree) - 1 - n, -1, -1):
+        tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
+    values = tuple(tuple(r.leaf_values()) for r in records)
+    return StandardMerkleTree(tuple(tree), RECORD_LEAF_TYPES, values, tuple(tree_index))
 
 
 def record_proof(tree: StandardMerkleTree, i: int) -> list[bytes]:
