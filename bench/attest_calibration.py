@@ -41,7 +41,7 @@ from coordination.verify.validator import DEFAULT_ROLLOUT_RATE  # noqa: E402
 from trainer.seeded_generation import seeded_generate, token_intervals, uniform  # noqa: E402
 
 CDF_CANDIDATES = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 2e-3, 1e-2, 3e-2, 1e-1)
-LP_CANDIDATES = (0, 1, 2, 5, 10, 20, 40, 80, 160, 320, 700)
+LP_CANDIDATES = (0, 1, 2, 5, 10, 20, 40, 80, 160, 320, 700, 1200)
 DEPLOYED = EVAL_TOLERANCES  # (cdf_tolerance, logprob_tolerance_milli) by eval dtype, as `hivetune validate` uses
 
 

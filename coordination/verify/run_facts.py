@@ -22,9 +22,10 @@ PolicyLoader = Callable[[str], tuple]  # checkpoint CID -> (model, tokenizer)
 # (cdf_tolerance, logprob_tolerance_milli) by the dtype the validator evaluates in (peers sample in fp32), from
 # bench/attest_calibration.py over 10,240 honest rollouts per setting (mean token entropy 4.6 and 1.3 nats):
 # fp32: largest honest CDF excursion 3.3e-8 (tolerance 3000x it), log-prob 1 milli-nat (rounding; 10x) -> 0 flagged.
-# bf16: largest excursion 7.6e-3 and 66 milli-nats at entropy 1.3 -> tolerances >= 10x those. bf16 weights cost
-# per-token power (a token within 0.1 of its uniform's interval passes): validate in fp32 unless memory forbids.
-EVAL_TOLERANCES = {"fp32": (1e-4, 10), "bf16": (1e-1, 700)}
+# bf16: largest excursion 7.6e-3 (entropy 1.3) and 110 milli-nats (entropy 0.09: errors grow with peaked logits)
+# -> tolerances >= 10x those. bf16 weights cost per-token power (a token within 0.1 of its uniform's interval
+# passes): validate in fp32 unless memory forbids.
+EVAL_TOLERANCES = {"fp32": (1e-4, 10), "bf16": (1e-1, 1200)}
 # (epoch, peer address, contribution digest) -> whether it entered the canonical round; None: unknown
 RoundCheck = Callable[[int, str, bytes], bool | None]
 
