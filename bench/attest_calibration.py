@@ -18,6 +18,13 @@ observed over >= 10,000 rollouts. Errors are float round-off, bounded (not heavy
 over the maximum of 10^4 draws keeps the per-receipt false-flag rate far below 1e-6 (0 of N observed
 even at the maximum; the 95% bound at the chosen tolerance is reported as 3/N per rollout, and the
 empirical margin shows how far the tail sits below it).
+
+Measured (2026-12-02; 10,240 honest rollouts each; tiny 128x4 + LoRA, T 0.7, 32 tokens; LM head x1 / x4 / x8 ->
+mean token entropy 4.6 / 1.3 / 0.09 nats):
+  fp32 eval: largest CDF excursion 0 / 3.3e-8 / 0, largest log-prob diff 1 milli-nat (rounding) -> deployed
+             (1e-4, 10) flags 0; margins >= 3000x (CDF) and 10x (log-prob).
+  bf16 eval: largest excursion 5.4e-4 / 7.6e-3 / 3.3e-3, log-prob 19 / 66 / 110 milli -> deployed (0.1, 1200)
+             flags 0 (margins >= 13x / 10.9x); the older (2e-3, 40) flagged 1374 of 10,240 at entropy 1.3.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ Both sides sample the same batch of prompts with the same model at the same temp
 `--tokens` new tokens per row (EOS disabled, so both do the same work); TRL's regular generation path is
 `model.generate(input_ids, attention_mask, generation_config)` with do_sample=True, which is what is timed.
 Prints the median tokens/s of each and the ratio (goal >= 0.9x); writes outputs/bench/seeded_generation.json.
+
+Measured (2026-12-02, shared 2-core CPU, tiny 128x4, batch 32, 64 tokens): seeded/TRL = 1.10x median of 7 pairs
+(range 0.93-1.29x).
 """
 
 from __future__ import annotations
