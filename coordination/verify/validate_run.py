@@ -96,7 +96,24 @@ def model_limits(spec) -> dict:
             f"could not read the base model's EOS / vocabulary ({exc}); length checks only on drawn records"
         )
         return {}
-    return {"eos_token_ids": (int(tokenizer.eos_token_id),), "vocab_size": int(vocab)}
+    return {"eos_token_ids": eos_ids(tokenizer, spec.model.base), "vocab_size": int(vocab)}
+
+
+def eos_ids(tokenizer, base: str) -> tuple[int, ...]:
+    """The ids TRL stops generation at: the tokenizer's EOS plus the generation config's (as GRPOTrainer does)."""
+    from transformers import GenerationConfig
+
+    from trainer.models import resolve_model_path
+
+    ids = [int(tokenizer.eos_token_id)]
+    try:
+        extra = GenerationConfig.from_pretrained(resolve_model_path(base)).eos_token_id
+    except OSError:
+        extra = None
+    for t in [extra] if isinstance(extra, int) else list(extra or []):
+        if int(t) not in ids:
+            ids.append(int(t))
+    return tuple(ids)
 
 
 def verdict_json(signed: SignedVerdict, domain: dict, receipt=None) -> dict:
