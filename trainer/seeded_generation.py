@@ -120,22 +120,24 @@ def seeded_generate(model, prompts: Sequence[Sequence[int]], seeds: Sequence[byt
     was_training = model.training
     model.eval()
     try:
-        ids, mask = _left_pad(prompts, pad_token_id, device)
-        logits, cache = _forward(model, ids, mask, None)
-        eos = torch.tensor(list(eos_token_ids) or [-1], device=device)
-        out = torch.zeros((len(prompts), 0), dtype=torch.long, device=device)
-        logps = torch.zeros((len(prompts), 0), dtype=torch.float64, device=device)
-        done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-        for t in range(max_new_tokens):
-            tokens = draw_tokens(logits, [uniform(s, t) for s in seeds], temperature=temperature,
-                                 top_k=top_k, top_p=top_p)  # fmt: skip
-            lp = torch.log_softmax(logits.double() / temperature, dim=-1).gather(-1, tokens.unsqueeze(-1))
-            out, logps = torch.cat([out, tokens.unsqueeze(-1)], -1), torch.cat([logps, lp], -1)
-            done = done | torch.isin(tokens, eos)
-            if bool(done.all()) or t == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
-            logits, cache = _forward(model, tokens.unsqueeze(-1), mask, cache)
+        # autocast off: sampling runs in the weights' own dtype, as the validators' recomputation does
+        with torch.autocast(device_type=device.type, enabled=False):
+            ids, mask = _left_pad(prompts, pad_token_id, device)
+            logits, cache = _forward(model, ids, mask, None)
+            eos = torch.tensor(list(eos_token_ids) or [-1], device=device)
+            out = torch.zeros((len(prompts), 0), dtype=torch.long, device=device)
+            logps = torch.zeros((len(prompts), 0), dtype=torch.float64, device=device)
+            done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+            for t in range(max_new_tokens):
+                tokens = draw_tokens(logits, [uniform(s, t) for s in seeds], temperature=temperature,
+                                     top_k=top_k, top_p=top_p)  # fmt: skip
+                lp = torch.log_softmax(logits.double() / temperature, dim=-1).gather(-1, tokens.unsqueeze(-1))
+                out, logps = torch.cat([out, tokens.unsqueeze(-1)], -1), torch.cat([logps, lp], -1)
+                done = done | torch.isin(tokens, eos)
+                if bool(done.all()) or t == max_new_tokens - 1:
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
+                logits, cache = _forward(model, tokens.unsqueeze(-1), mask, cache)
     finally:
         model.train(was_training)
     return _trim(out.cpu(), logps.cpu(), set(eos_token_ids))
