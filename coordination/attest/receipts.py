@@ -44,7 +44,10 @@ def contribution_digest(cid: str | None) -> bytes:
         return NO_CONTRIBUTION
     from multiformats import CID, multihash
 
-    parsed = CID.decode(str(cid))
+    try:
+        parsed = CID.decode(str(cid))
+    except (ValueError, KeyError, TypeError) as exc:  # multiformats raises KeyError subclasses for bad bases
+        raise ValueError(f"contribution {str(cid)[:80]!r} is not a CID: {exc}") from exc
     if parsed.hashfun.name != "sha2-256":
         raise ValueError(f"contribution CID {cid} is not sha2-256")
     return bytes(multihash.unwrap(parsed.digest))

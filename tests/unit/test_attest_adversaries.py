@@ -214,3 +214,20 @@ def test_honest_receipts_are_never_flagged_over_many_seeds(world, top_k, top_p):
             assert v.find(signed, epoch) is None, (epoch, account.address)
             checked += 1
     assert checked == 18
+
+
+def test_round_membership_needs_the_peers_own_address_and_contribution():
+    from coordination.attest.receipts import NO_CONTRIBUTION
+    from coordination.verify.validate_run import board_checks
+
+    alice, bob = account_of(Cheat.HONEST).address, account_of(Cheat.NOT_IN_ROUND).address
+    grad = contribution_of(account_of(Cheat.HONEST), 0)
+    board = Board({0: [(alice, grad), (bob, None)]})
+    board.members[0].append(("not an address", "not a cid"))  # an announcer's junk entry counts for nobody
+    entered = board_checks(board)["entered_round"]
+    assert entered(0, alice, contribution_digest(grad))
+    assert entered(0, alice.lower(), contribution_digest(grad))
+    assert not entered(0, bob, contribution_digest(grad))  # claiming another member's contribution
+    assert not entered(0, bob, NO_CONTRIBUTION)  # a member listed without a contribution vouches for nothing
+    assert not entered(1, alice, contribution_digest(grad))  # another epoch's round
+    assert board_checks(Board({}))["checkpoint_of_epoch"](5) == "bafy-canonical-5"

@@ -145,9 +145,17 @@ def test_the_fast_rollouts_tree_is_the_oz_standard_tree():
     from coordination.chain.merkle import StandardMerkleTree, leaf_hash
 
     records = [
-        RolloutRecord.build(slot=i // 3, generation=i % 3, task_seed=7, task_index=100 + i, prompt=f"Q{i}",
-                            completion="x" * i, completion_ids=list(range(i)), reward=-0.5 * i,
-                            logprobs=[-0.1] * i)  # fmt: skip
+        RolloutRecord.build(
+            slot=i // 3,
+            generation=i % 3,
+            task_seed=7,
+            task_index=100 + i,
+            prompt=f"Q{i}",
+            completion="x" * i,
+            completion_ids=list(range(i)),
+            reward=-0.5 * i,
+            logprobs=[-0.1] * i,
+        )  # fmt: skip
         for i in range(7)
     ]
     fast = rollouts_tree(records)
