@@ -42,12 +42,20 @@ def board_checks(board) -> dict:
 
     @lru_cache(maxsize=256)
     def canonical(epoch: int) -> str:
-        found = board.canonical(epoch)
+        try:
+            found = board.canonical(epoch)
+        except Exception as exc:  # DHT input we could not read: no canonical checkpoint for this epoch
+            logger.warning(f"epoch {epoch}: reading the canonical checkpoint failed: {exc!r}")
+            found = None
         return found.cid if found is not None else NO_CANONICAL
 
     @lru_cache(maxsize=256)
     def members(epoch: int) -> frozenset:
-        found = board.round_of(epoch + 1)
+        try:
+            found = board.round_of(epoch + 1)
+        except Exception as exc:  # DHT input we could not read: nobody provably entered that round
+            logger.warning(f"epoch {epoch}: reading the round failed: {exc!r}")
+            found = None
         out = set()
         for m in (found or {}).get("members", []):
             try:
