@@ -74,6 +74,7 @@ class SeededGenerationMixin:
     def _seeded_enabled(self, images) -> bool:
         return (
             self.rollout_seeder is not None
+            and self.model.training  # training rollouts only (TRL's eval generation keeps its own sampler)
             and not getattr(self, "use_vllm", False)
             and not getattr(self, "use_transformers_continuous_batching", False)
             and not getattr(self, "tools", None)
