@@ -358,7 +358,7 @@ class PublicRun:
         epochs = [a for e in range(self.cfg.epochs) for a in ("--epoch", e)]
         deployment = ["--deployment", self.out / "deployment.json"]
         reports = [self.out / "validators" / f"verdicts-{i}.json" for i in range(len(roles.validators))]
-        validate = ["validate", "--run", run, *epochs, "--initial-peers", maddr, "--sampling", "free", *deployment]
+        validate = ["validate", "--run", run, *epochs, "--initial-peers", maddr, *deployment]
         self.procs.run_parallel(
             [
                 (
@@ -575,6 +575,15 @@ def epoch_cid_agreement(peers: list[dict]) -> dict:
     return {"epochs": len(epochs), "agree": agree, "held_by_all": held_by_all}
 
 
+def verdict_kinds(reports: list[dict]) -> dict[str, int]:
+    """How many verdicts of every validator ruled each kind (NONE = accepted and paid)."""
+    kinds: dict[str, int] = {}
+    for report in reports:
+        for v in report.get("verdicts", []):
+            kinds[v["kind"]] = kinds.get(v["kind"], 0) + 1
+    return kinds
+
+
 def print_summary(summary: dict, console) -> None:
     from rich.table import Table
 
@@ -593,6 +602,8 @@ def print_summary(summary: dict, console) -> None:
             f"reward paid to {peer[:10]}…", f"{paid / TOKEN:.4f} HIVE ({summary['units'].get(peer, 0)} units)"
         )
     table.add_row("verdicts", json.dumps(summary["verdicts"]))
+    table.add_row("honest receipts flagged / unpaid (not in round)",
+                  f"{summary['honest_flagged']} / {summary['verdict_kinds'].get('NOT_IN_ROUND', 0)}")  # fmt: skip
     for name, tx in summary["tx"].items():
         table.add_row(f"tx {name}", str(tx))
     table.add_row("wall time", f"{summary['seconds']:.0f} s")
@@ -677,6 +688,12 @@ def run_demo(cfg: PublicRunConfig) -> dict:
             "rewards": rewards["paid"],
             "units": rewards["units"],
             "verdicts": [r["counts"] for r in rewards["reports"]],
+            # every demo peer is honest: any non-ACCEPTED verdict is an honest receipt flagged (NOT_IN_ROUND: unpaid
+            # because its gradient missed the epoch's round, which is the rule, not a flag)
+            "verdict_kinds": verdict_kinds(rewards["reports"]),
+            "honest_flagged": sum(
+                n for k, n in verdict_kinds(rewards["reports"]).items() if k not in ("NONE", "NOT_IN_ROUND")
+            ),
             "tx": demo.facts["tx"],
             "seconds": time.monotonic() - started,
             "pids": demo.procs.pids + [demo.net.node.process.pid],

@@ -1,9 +1,11 @@
 """Receipts in the DHT: each peer publishes its signed receipt for an epoch under the run's prefix.
 
-DHT key f"{run_id}_receipts_{epoch}", subkey = the peer's Ethereum address, value = a dict with the
-signed receipt (JSON form), the peer's libp2p id and its visible multiaddrs (so a validator can
-dial it for the rollout records). A value that does not parse is logged and skipped: network input
-never crashes a validator.
+DHT key f"{run_id}_receipts_{epoch}", subkey = the peer's Ethereum address followed by hivemind's
+`[owner:<RSA public key>]` marker, value = a dict with the signed receipt (JSON form), the peer's
+libp2p id and its visible multiaddrs (so a validator can dial it for the rollout records). Entries are
+owner-protected (`RSASignatureValidator`, as the epoch board): nobody but the node that wrote an entry
+can overwrite or delete it, and `fetch_receipts` ignores unprotected entries. A value that does not
+parse is logged and skipped: network input never crashes a validator.
 
     publish_receipt(dht, run_id, epoch, signed, maddrs=visible_maddrs(dht))
     for published in fetch_receipts(dht, run_id, epoch): published.signed, published.peer_id
@@ -42,6 +44,13 @@ def receipt_record_validator():
     return RSASignatureValidator()
 
 
+def protect(dht) -> bytes:
+    """Install the owner-signature validator on `dht` (idempotent) and return this node's owner key."""
+    validator = receipt_record_validator()
+    dht.add_validators([validator])
+    return validator.local_public_key
+
+
 def publish_receipt(
     dht,
     run_id: str,
@@ -54,12 +63,14 @@ def publish_receipt(
 ):
     """Store the signed receipt under (run, epoch); True when the DHT accepted it.
 
-    The subkey is the peer address, followed by the `[owner:...]` marker when `owner` is given (protected).
+    The subkey is the peer address followed by the `[owner:...]` marker of `owner` (default: `protect(dht)`).
     """
     from hivemind.utils import get_dht_time
 
+    owner = owner or protect(dht)
+
     value = {"signed": signed.to_json(), "peer_id": dht.peer_id.to_base58(), "maddrs": [str(m) for m in maddrs]}
-    subkey = signed.receipt.peer.encode() + owner if owner else signed.receipt.peer
+    subkey = signed.receipt.peer.encode() + owner
     return dht.store(receipts_key(run_id, epoch), subkey=subkey, value=value, expiration_time=get_dht_time() + ttl)
 
 
@@ -88,6 +99,9 @@ def fetch_receipts(dht, run_id: str, epoch: int) -> list[PublishedReceipt]:
         return []
     receipts, holders = {}, {}
     for subkey, record in sorted(found.value.items(), key=lambda kv: str(kv[0])):
+        if not isinstance(subkey, bytes) or b"[owner:" not in subkey:
+            logger.warning(f"skipping unprotected receipt entry {str(subkey)[:60]!r} of {receipts_key(run_id, epoch)}")
+            continue
         try:
             signed, holder = _parse(subkey, record.value)
         except AttestationError as exc:

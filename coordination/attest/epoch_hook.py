@@ -1,17 +1,19 @@
-"""The swarm trainer's attestation hook: an epoch's rollouts become signed records, stored and published.
+"""The swarm trainer's attestation hook: an epoch's seeded rollouts become signed records, stored and published.
 
-`SwarmGRPOTrainer(on_epoch_end=...)` hands over an `EpochRecord` (the epoch's rollouts with task
-seed/index, prompt, completion and reward; the LoRA state that generated them; the model). The
-hook recomputes every completion's log-probs with `completion_logprobs` under *that* LoRA state,
-files each rollout under its slot of `assigned_indices(run id, epoch, peer)`, signs the receipt,
-writes it to the peer's `RolloutDirectory` and, with a DHT, publishes it.
+`SwarmGRPOTrainer(on_epoch_end=...)` hands over an `EpochRecord` whose `seeded` samples are the
+epoch's rollouts exactly as GRPO trained on them: slot, generation, task seed/index, prompt, the
+sampled completion token ids and their sampling log-probs (trainer.seeded_grpo), the reward. The hook
+files them as `RolloutRecord`s without decoding and re-encoding anything (the completion text is the
+decoding of the ids, as TRL scored it), commits the epoch's gradient contribution
+(`record.outcome.contribution`, its sha2-256 digest) in the receipt, signs it under the epoch's
+canonical checkpoint, writes it to the peer's `RolloutDirectory` and, with a DHT, publishes it.
 
     attester = EpochAttester(account=acct, run_id=spec.run_id, domain=domain, task=task, tokenizer=tok,
                              store=RolloutDirectory("outputs/rollouts"), checkpoint_cid=lambda epoch: cid)
     run_peer(spec, ..., peer_address=acct.address, on_epoch_end=attester)
 
-TRL samples completions itself, so these records are checked with `RunFacts(seeded_sampling=False)`:
-prompts, rewards, counts and log-probs are verified; whether a completion was *sampled* is not.
+Validators check every token with one forward pass under the canonical checkpoint (seeded sampling),
+the log-probs within a calibrated tolerance, and pay only if the contribution entered the round.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import logging
 from collections.abc import Callable
 
 from coordination.attest.assignment import assigned_indices
-from coordination.attest.logprobs import completion_logprobs, encode_prompt
-from coordination.attest.receipts import build_receipt, sign_receipt
+from coordination.attest.receipts import build_receipt, contribution_digest, sign_receipt
 from coordination.attest.records import RolloutRecord
+from coordination.attest.rollouts import decode_completion
 
 logger = logging.getLogger(__name__)
 
@@ -46,41 +48,35 @@ def lora_state_loaded(model, state: dict):
                 params[name].copy_(tensor)
 
 
-def slots_of(rollouts, run_id: str, epoch: int, peer: str) -> dict[int, int]:
-    """task index -> slot in the peer's assignment; ValueError when a prompt was not assigned to it."""
-    distinct = list(dict.fromkeys(r.index for r in rollouts))
-    assigned = assigned_indices(run_id, epoch, peer, len(distinct))
-    missing = [i for i in distinct if i not in assigned]
-    if missing:
+def check_assigned(samples, run_id: str, epoch: int, peer: str) -> None:
+    """ValueError unless every sample's task index is the one `assigned_indices` gives its slot."""
+    slots = {int(s.row["slot"]) for s in samples}
+    assigned = assigned_indices(run_id, epoch, peer, max(slots) + 1) if slots else []
+    wrong = [s for s in samples if int(s.row["index"]) != assigned[int(s.row["slot"])]]
+    if wrong:
         raise ValueError(
-            f"{len(missing)} rollouts of epoch {epoch} are on prompts not assigned to {peer}: build the "
+            f"{len(wrong)} rollouts of epoch {epoch} are on prompts not assigned to {peer}: build the "
             "epoch's dataset from assigned_indices(run_id, epoch, peer_address, n)"
         )
-    return {index: assigned.index(index) for index in distinct}
 
 
-def records_from_rollouts(rollouts, *, model, tokenizer, run_id: str, epoch: int, peer: str) -> list[RolloutRecord]:
-    """One record per rollout; generation = order within its prompt's group."""
-    slots, seen = slots_of(rollouts, run_id, epoch, peer), {}
-    out = []
-    for r in rollouts:
-        generation = seen[r.index] = seen.get(r.index, -1) + 1
-        ids = list(tokenizer.encode(r.completion, add_special_tokens=False))
-        logprobs = completion_logprobs(model, tokenizer, encode_prompt(tokenizer, r.prompt), ids)
-        out.append(
-            RolloutRecord.build(
-                slot=slots[r.index],
-                generation=generation,
-                task_seed=int(r.seed),
-                task_index=int(r.index),
-                prompt=r.prompt,
-                completion=r.completion,
-                completion_ids=ids,
-                reward=r.reward,
-                logprobs=logprobs,
-            )
+def records_from_seeded(samples, *, tokenizer, run_id: str, epoch: int, peer: str) -> list[RolloutRecord]:
+    """One record per seeded sample: ids and log-probs as sampled, the text their decoding."""
+    check_assigned(samples, run_id, epoch, peer)
+    return [
+        RolloutRecord.build(
+            slot=int(s.row["slot"]),
+            generation=int(s.generation),
+            task_seed=int(s.row["seed"]),
+            task_index=int(s.row["index"]),
+            prompt=str(s.row["prompt"]),
+            completion=decode_completion(tokenizer, s.completion_ids),
+            completion_ids=s.completion_ids,
+            reward=float(s.reward),
+            logprobs=s.logprobs,
         )
-    return out
+        for s in samples
+    ]
 
 
 class EpochAttester:
@@ -108,23 +104,22 @@ class EpochAttester:
         self.published: list[tuple[int, object]] = []
 
     def __call__(self, record) -> None:
-        if not record.rollouts:
+        seeded = list(getattr(record, "seeded", None) or [])
+        if not seeded:
+            if record.rollouts:
+                logger.warning(f"epoch {record.epoch}: rollouts without seeded sampling cannot be attested; skipped")
             return
-        with lora_state_loaded(record.model, record.adapter_state) as model:
-            records = records_from_rollouts(
-                record.rollouts,
-                model=model,
-                tokenizer=self.tokenizer,
-                run_id=self.run_id,
-                epoch=record.epoch,
-                peer=self.account.address,
-            )
+        records = records_from_seeded(
+            seeded, tokenizer=self.tokenizer, run_id=self.run_id, epoch=record.epoch, peer=self.account.address
+        )
+        outcome = getattr(record, "outcome", None)
         receipt = build_receipt(
             run_id_bytes32=self.run_key,
             epoch=record.epoch,
             peer=self.account.address,
             records=records,
             checkpoint_cid=self.checkpoint_cid(record.epoch),
+            contribution=contribution_digest(getattr(outcome, "contribution", None)),
         )
         signed = sign_receipt(receipt, self.account.key, self.domain)
         self.store.put(signed, records)

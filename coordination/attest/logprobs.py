@@ -14,10 +14,12 @@ from collections.abc import Sequence
 
 
 def encode_prompt(tokenizer, prompt: str | Sequence[int]) -> list[int]:
-    """Prompt token ids: ids pass through; text is encoded without special tokens."""
+    """Prompt token ids: ids pass through; text is tokenized as TRL's GRPOTrainer does (`prompt_token_ids`)."""
+    from trainer.seeded_generation import prompt_token_ids
+
     if not isinstance(prompt, str):
         return [int(t) for t in prompt]
-    return list(tokenizer.encode(prompt, add_special_tokens=False))
+    return prompt_token_ids(tokenizer, prompt)
 
 
 def completion_logits(model, prompt_ids: Sequence[int], completion_ids: Sequence[int]):
@@ -27,15 +29,50 @@ def completion_logits(model, prompt_ids: Sequence[int], completion_ids: Sequence
     if not prompt_ids:
         raise ValueError("prompt_ids is empty: a completion needs at least one conditioning token")
     ids = torch.tensor([list(prompt_ids) + list(completion_ids)], dtype=torch.long, device=model.device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(input_ids=ids).logits[0]
-    finally:
-        model.train(was_training)
+    with _eval_mode(model), torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
     start = len(prompt_ids) - 1
     return logits[start : start + len(completion_ids)].double().cpu()
+
+
+def completion_logits_batch(model, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]):
+    """`completion_logits` of several (prompt, completion) pairs with ONE right-padded forward pass (a list).
+
+    Right padding keeps every real token at its natural position and, with causal attention, pads only
+    follow the real tokens: each row's logits are those of its own unpadded forward (up to float
+    round-off of the batched kernels, covered by the calibrated tolerances)."""
+    import torch
+
+    if any(not p for p in prompts):
+        raise ValueError("prompt_ids is empty: a completion needs at least one conditioning token")
+    rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r, dtype=torch.long), 1
+    device = next(model.parameters()).device
+    with _eval_mode(model), torch.no_grad():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    out = []
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        out.append(logits[i, len(p) - 1 : len(p) - 1 + len(c)].double().cpu())
+    return out
+
+
+class _eval_mode:
+    """Eval mode for the duration (no dropout), the previous mode after; free when already in eval mode."""
+
+    def __init__(self, model):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        if self.was_training:
+            self.model.eval()
+
+    def __exit__(self, *exc):
+        if self.was_training:
+            self.model.train(True)
 
 
 def completion_logprobs(model, tokenizer, prompt, completion_ids: Sequence[int], *, temperature: float = 1.0):

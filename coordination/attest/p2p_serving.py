@@ -49,8 +49,11 @@ def decode_records(data: bytes):
 class RolloutServer:
     """Serves a `RolloutDirectory` to validators; runs its own asyncio loop in a daemon thread."""
 
-    def __init__(self, *, dht, store: RolloutDirectory, prefix: str):
+    def __init__(self, *, dht, store: RolloutDirectory, prefix: str, run_key_hex: str | None = None):
+        from coordination.chain.signing import run_key
+
         self.dht, self.store, self.prefix = dht, store, prefix
+        self.run_key_hex = (run_key_hex or run_key(prefix).hex()).lower()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="RolloutServer", daemon=True)
         self._p2p = None
@@ -66,12 +69,31 @@ class RolloutServer:
     def _run(self, coro, timeout: float = 60.0):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    def parse_request(self, request: bytes) -> tuple[str, int, str]:
+        """(run key hex, epoch, checksummed peer) of a well-formed request for THIS run; ValueError otherwise.
+
+        Checked before anything touches the filesystem: the run must be this server's, the epoch a small
+        non-negative int, the peer a valid address (so no request string ever becomes a path component)."""
+        from eth_utils import to_checksum_address
+
+        q = json.loads(request)
+        if not isinstance(q, dict):
+            raise ValueError("request is not a JSON object")
+        run, epoch, peer = q.get("run"), q.get("epoch"), q.get("peer")
+        if not isinstance(run, str) or run.lower() != self.run_key_hex:
+            raise ValueError(f"run {str(run)[:80]!r} is not this server's run")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 2**40:
+            raise ValueError(f"epoch {epoch!r} is not an epoch number")
+        if not isinstance(peer, str) or len(peer) != 42:
+            raise ValueError(f"peer {str(peer)[:80]!r} is not an address")
+        return self.run_key_hex, epoch, to_checksum_address(peer)
+
     def _answer(self, request: bytes) -> bytes | None:
         try:
-            q = json.loads(request)
+            run, epoch, peer = self.parse_request(request)
             from coordination.attest.rollout_store import records_with_proofs
 
-            return encode_records(records_with_proofs(self.store.records(str(q["run"]), int(q["epoch"]), q["peer"])))
+            return encode_records(records_with_proofs(self.store.records(run, epoch, peer)))
         except Exception as exc:  # unknown peer/epoch, malformed request: answer NOT_FOUND
             logger.info(f"not serving rollout records for {request[:200]!r}: {exc}")
             return None
@@ -162,7 +184,11 @@ class P2PRecordFetcher:
             if data is None:
                 errors.append(f"{holder[0]}: not found")
                 continue
-            served = decode_records(data)
+            try:
+                served = decode_records(data)
+            except RecordsUnavailable as exc:  # a malformed answer: try the next holder
+                errors.append(f"{holder[0]}: {exc}")
+                continue
             if served and rollouts_tree([rec for rec, _ in served]).root == r.rollouts_root:
                 return served
             last = served

@@ -16,13 +16,14 @@ StandardMerkleTree leaf encoding, so a record's proof verifies with `MerkleProof
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
 from eth_utils import keccak
 
-from coordination.chain.merkle import StandardMerkleTree, leaf_hash, verify_proof
+from coordination.chain.merkle import StandardMerkleTree, hash_pair, verify_proof
 
 LOGPROB_SCALE = 1000  # log-probs are kept as integer milli-nats
 REWARD_SCALE = 10**6  # rewards are compared as integer micro-units
@@ -133,7 +134,9 @@ class RolloutRecord:
 
     @cached_property
     def _leaf(self) -> bytes:
-        return leaf_hash(RECORD_LEAF_TYPES, self.leaf_values())
+        """OZ leaf keccak(keccak(abi.encode(values))); every leaf type is one static word, so encoded by hand."""
+        words = b"".join(v if isinstance(v, bytes) else _word(v) for v in self.leaf_values())
+        return keccak(keccak(words))
 
     def leaf(self) -> bytes:
         return self._leaf
@@ -143,15 +146,67 @@ class RolloutRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> RolloutRecord:
-        data = dict(data)
-        data["completion_ids"] = tuple(int(t) for t in data["completion_ids"])
-        data["logprobs_milli"] = tuple(int(t) for t in data["logprobs_milli"])
-        return cls(**data)
+        """Strict parse of network input: exact keys and types, bounded sizes; MalformedRecord otherwise."""
+        if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
+            raise MalformedRecord(f"record keys {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+        ints = {k: _uint(data[k], k) for k in ("slot", "generation", "task_seed", "task_index")}
+        ids, lps = data["completion_ids"], data["logprobs_milli"]
+        if not isinstance(ids, list | tuple) or not isinstance(lps, list | tuple) or len(ids) > MAX_RECORD_TOKENS:
+            raise MalformedRecord("completion_ids / logprobs_milli must be lists of at most MAX_RECORD_TOKENS ints")
+        digest, completion, reward = data["prompt_digest"], data["completion"], data["reward"]
+        if not (isinstance(digest, str) and len(digest) == 66 and digest.startswith("0x") and _is_hex(digest[2:])):
+            raise MalformedRecord(f"prompt_digest {str(digest)[:80]!r} is not a 0x bytes32")
+        if not isinstance(completion, str) or len(completion) > 64 * MAX_RECORD_TOKENS:
+            raise MalformedRecord("completion is not a string of bounded size")
+        if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+            raise MalformedRecord(f"reward {reward!r} is not a finite number")
+        return cls(
+            ints["slot"], ints["generation"], ints["task_seed"], ints["task_index"], digest, completion,
+            tuple(_uint(t, "completion_ids") for t in ids), float(reward),
+            tuple(_int(t, "logprobs_milli") for t in lps),
+        )  # fmt: skip
+
+
+class MalformedRecord(ValueError):
+    """A rollout record from the network that does not have the record's exact shape."""
+
+
+MAX_RECORD_TOKENS = 1 << 16
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**255) <= value < 2**255:
+        raise MalformedRecord(f"{name}: {str(value)[:40]!r} is not an int256")
+    return value
+
+
+def _uint(value, name: str) -> int:
+    if _int(value, name) < 0:
+        raise MalformedRecord(f"{name}: {value} is negative")
+    return value
 
 
 def rollouts_tree(records: Sequence[RolloutRecord]) -> StandardMerkleTree:
-    """The OZ StandardMerkleTree over the records' leaves (order-independent root)."""
-    return StandardMerkleTree.of([r.leaf_values() for r in records], RECORD_LEAF_TYPES)
+    """The OZ StandardMerkleTree over the records' leaves (order-independent root), from their cached leaves.
+
+    Same layout as `StandardMerkleTree.of` (leaves sorted by hash, flat array, root at 0), without re-encoding."""
+    if not records:
+        raise ValueError("a Merkle tree needs at least one leaf; got an empty list of records")
+    hashed = sorted(((r.leaf(), i) for i, r in enumerate(records)), key=lambda hv: hv[0])
+    n = len(hashed)
+    tree: list[bytes] = [b""] * (2 * n - 1)
+    tree_index = [0] * n
+    for pos, (h, i) in enumerate(hashed):
+        tree[len(tree) - 1 - pos] = h
+        tree_index[i] = len(tree) - 1 - pos
+    for i in range(len(tree) - 1 - n, -1, -1):
+        tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
+    values = tuple(tuple(r.leaf_values()) for r in records)
+    return StandardMerkleTree(tuple(tree), RECORD_LEAF_TYPES, values, tuple(tree_index))
 
 
 def record_proof(tree: StandardMerkleTree, i: int) -> list[bytes]:

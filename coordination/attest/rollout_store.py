@@ -13,6 +13,7 @@ proofs so the reader can check each one against the receipt's root.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,10 @@ from pathlib import Path
 from eth_utils import to_checksum_address
 
 from coordination.attest.receipts import SignedReceipt
-from coordination.attest.records import RolloutRecord, records_to_jsonl, rollouts_tree
+from coordination.attest.records import MalformedRecord, RolloutRecord, records_to_jsonl, rollouts_tree
 from coordination.errors import AttestationError
+
+logger = logging.getLogger(__name__)
 
 
 class RecordsUnavailable(AttestationError):
@@ -46,6 +49,8 @@ class RolloutDirectory:
         self.root = Path(root)
 
     def _dir(self, run_id_hex: str, epoch: int, peer: str) -> Path:
+        if len(run_id_hex) != 64 or any(c not in "0123456789abcdefABCDEF" for c in run_id_hex):
+            raise RecordsUnavailable(f"run id {run_id_hex[:80]!r} is not 32 bytes of hex")
         return self.root / run_id_hex / f"epoch-{int(epoch)}" / to_checksum_address(peer)
 
     def put(
@@ -67,13 +72,22 @@ class RolloutDirectory:
     def receipts(self, run_id_hex: str, epoch: int) -> list[SignedReceipt]:
         folder = self.root / run_id_hex / f"epoch-{int(epoch)}"
         paths = sorted(folder.glob("*/receipt.json")) if folder.exists() else []
-        return [SignedReceipt.from_json(json.loads(p.read_text())) for p in paths]
+        out = []
+        for p in paths:
+            try:
+                out.append(SignedReceipt.from_json(json.loads(p.read_text())))
+            except (ValueError, AttestationError) as exc:  # one bad file never hides the others
+                logger.warning(f"skipping malformed receipt {p}: {exc}")
+        return out
 
     def records(self, run_id_hex: str, epoch: int, peer: str) -> list[RolloutRecord]:
         path = self._dir(run_id_hex, epoch, peer) / "records.jsonl"
         if not path.exists():
             raise RecordsUnavailable(f"no rollout records of {peer} for epoch {epoch} under {self.root}")
-        return [RolloutRecord.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+        try:
+            return [RolloutRecord.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+        except ValueError as exc:
+            raise MalformedRecord(f"rollout records of {peer} for epoch {epoch}: {exc}") from exc
 
     def records_with_proofs(self, run_id_hex: str, epoch: int, peer: str):
         return records_with_proofs(self.records(run_id_hex, epoch, peer))

@@ -1,10 +1,11 @@
-"""Verifiable sampling: rollout tokens drawn by inverse CDF from public, seeded uniforms.
+"""Verifiable sampling for a run: rollout seeds from public facts, and the one-forward-pass check.
 
-Token t of a rollout is the smallest token whose cumulative probability (softmax of the
-logits / temperature, in float64) reaches `u_t`, where `u_t` is a hash of
-(run id, epoch, peer, slot, generation, t). A validator therefore checks a whole completion
-with ONE forward pass (`check_sampled_tokens`) instead of regenerating it: fabricated or
-hand-picked completions fail unless every token falls in its uniform's CDF interval.
+The sampler itself (batched inverse CDF with a KV cache, temperature/top-k/top-p, EOS) is
+`trainer.seeded_generation`: peers train with it (`trainer.seeded_grpo.SeededGenerationMixin`) and
+this module only adds what belongs to a run: the seed of a rollout is a hash of
+(run id, epoch, peer address, slot, generation), so nobody can choose it, and a validator checks a
+whole completion with ONE forward pass (`check_sampled_tokens`) instead of regenerating it:
+fabricated or hand-picked completions fail unless every token falls in its uniform's CDF interval.
 Boundary ties from floating-point noise are absorbed by `cdf_tolerance`.
 
     seed = rollout_seed(run_id, epoch, peer, slot, generation)
@@ -19,7 +20,20 @@ from collections.abc import Sequence
 
 from eth_utils import to_checksum_address
 
+from trainer.seeded_generation import draw_tokens, mismatched_positions, seeded_generate, token_intervals, uniform
+
 CDF_TOLERANCE = 1e-4
+
+__all__ = [
+    "CDF_TOLERANCE",
+    "check_sampled_tokens",
+    "inverse_cdf",
+    "mismatched_positions",
+    "rollout_seed",
+    "sample_completion",
+    "token_interval",
+    "uniform",
+]
 
 
 def rollout_seed(run_id: str, epoch: int, peer: str, slot: int, generation: int) -> bytes:
@@ -27,80 +41,37 @@ def rollout_seed(run_id: str, epoch: int, peer: str, slot: int, generation: int)
     return hashlib.sha256(text.encode()).digest()
 
 
-def uniform(seed: bytes, t: int) -> float:
-    """The public uniform in [0, 1) for token position t of the rollout with `seed` (53 bits)."""
-    block = hashlib.sha256(seed + t.to_bytes(8, "big")).digest()
-    return (int.from_bytes(block[:8], "big") >> 11) / 2**53
-
-
-def _cdf(logits_row, temperature: float):
-    import torch
-
-    return torch.cumsum(torch.softmax(logits_row.double() / temperature, dim=-1), dim=-1)
-
-
 def inverse_cdf(logits_row, u: float, temperature: float) -> int:
     """The token drawn by uniform `u` from softmax(logits / temperature)."""
-    import torch
-
-    cdf = _cdf(logits_row, temperature)
-    return min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=cdf.dtype)).item()), cdf.numel() - 1)
+    return int(draw_tokens(logits_row.unsqueeze(0), [u], temperature=temperature)[0])
 
 
 def token_interval(logits_row, token: int, temperature: float) -> tuple[float, float]:
     """[low, high) of the uniforms that draw `token`."""
-    cdf = _cdf(logits_row, temperature)
-    return (float(cdf[token - 1]) if token > 0 else 0.0), float(cdf[token])
+    low, high = token_intervals(logits_row.unsqueeze(0), [token], temperature=temperature)
+    return float(low[0]), float(high[0])
 
 
 def sample_completion(
-    model, prompt_ids: Sequence[int], *, seed: bytes, max_new_tokens: int, temperature: float, eos_token_id: int | None
-) -> list[int]:
-    """Generate with a KV cache, drawing token t by inverse CDF at `uniform(seed, t)`; stops at EOS."""
-    import torch
-
-    model.eval()
-    out: list[int] = []
-    with torch.no_grad():
-        result = model(input_ids=torch.tensor([list(prompt_ids)], device=model.device), use_cache=True)
-        for t in range(max_new_tokens):
-            token = inverse_cdf(result.logits[0, -1].cpu(), uniform(seed, t), temperature)
-            out.append(token)
-            if token == eos_token_id:
-                break
-            step = torch.tensor([[token]], device=model.device)
-            result = _next_step(model, step, result)
-    return out
-
-
-def _next_step(model, step, previous):
-    """One incremental forward with the KV cache (transformers 5 names it `cache`, 4.x `past_key_values`)."""
-    if hasattr(previous, "cache"):
-        return model(input_ids=step, cache=previous.cache, use_cache=True)
-    return model(input_ids=step, past_key_values=previous.past_key_values, use_cache=True)
-
-
-def mismatched_positions(
-    logits, completion_ids: Sequence[int], *, seed: bytes, temperature: float, cdf_tolerance: float = CDF_TOLERANCE
-) -> list[int]:
-    """Positions whose token is not the inverse-CDF draw of its uniform (within the tolerance)."""
-    bad = []
-    for t, token in enumerate(completion_ids):
-        low, high = token_interval(logits[t], int(token), temperature)
-        if not (low - cdf_tolerance <= uniform(seed, t) < high + cdf_tolerance):
-            bad.append(t)
-    return bad
+    model, prompt_ids: Sequence[int], *, seed: bytes, max_new_tokens: int, temperature: float,
+    eos_token_id: int | None, top_k: int = 0, top_p: float = 1.0,
+) -> list[int]:  # fmt: skip
+    """One seeded completion (the training sampler on a batch of one); stops at EOS."""
+    ids, _ = seeded_generate(model, [list(prompt_ids)], [seed], max_new_tokens=max_new_tokens, temperature=temperature,
+                             eos_token_ids=[] if eos_token_id is None else [eos_token_id], top_k=top_k,
+                             top_p=top_p)  # fmt: skip
+    return ids[0]
 
 
 def check_sampled_tokens(
-    model, prompt_ids, completion_ids, *, seed: bytes, temperature: float, cdf_tolerance: float = CDF_TOLERANCE
-) -> list[int]:
+    model, prompt_ids, completion_ids, *, seed: bytes, temperature: float, cdf_tolerance: float = CDF_TOLERANCE,
+    top_k: int = 0, top_p: float = 1.0,
+) -> list[int]:  # fmt: skip
     """One forward pass; the positions where `completion_ids` disagree with seeded sampling."""
     from coordination.attest.logprobs import completion_logits
 
     if not completion_ids:
         return []
     logits = completion_logits(model, list(prompt_ids), list(completion_ids))
-    return mismatched_positions(
-        logits, completion_ids, seed=seed, temperature=temperature, cdf_tolerance=cdf_tolerance
-    )
+    return mismatched_positions(logits, list(completion_ids), seed=seed, temperature=temperature, top_k=top_k,
+                                top_p=top_p, cdf_tolerance=cdf_tolerance)  # fmt: skip

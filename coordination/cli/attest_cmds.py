@@ -59,14 +59,15 @@ def validate(
     run: Annotated[Path, typer.Option(help="run.yaml of the run to validate.")],
     epoch: Annotated[list[int], typer.Option(help="Epoch(s) whose receipts to audit; repeat for several.")],
     records_dir: Annotated[
-        Path | None, typer.Option(help="Directory of published receipts and records (instead of the swarm).")
+        Path | None,
+        typer.Option(
+            help="Directory of published receipts and records (offline re-check: without the swarm's epoch board "
+            "neither the canonical checkpoint nor the round can be checked; use --initial-peers to validate a run)."
+        ),
     ] = None,
     initial_peers: Annotated[
         list[str] | None, typer.Option(help="Multiaddr of a swarm peer (repeatable): read receipts from the DHT.")
     ] = None,
-    sampling: Annotated[
-        str, typer.Option(help="seeded: rollouts use verifiable seeded sampling; free: TRL sampled them.")
-    ] = "seeded",
     key_file: Annotated[
         Path | None, typer.Option(help=f"File with the validator's 0x private key (or ${KEY_ENV}).")
     ] = None,
@@ -77,6 +78,9 @@ def validate(
     rollout_rate: Annotated[
         float, typer.Option(help="Share of each receipt's rollouts recomputed with the model.")
     ] = 0.1,
+    eval_dtype: Annotated[
+        str, typer.Option(help="fp32 | bf16: dtype the policy is recomputed in (bf16 uses its calibrated tolerances).")
+    ] = "fp32",
     out: Annotated[Path | None, typer.Option(help="Write the signed verdicts here (JSON).")] = None,
     confirm: Annotated[
         list[Path] | None, typer.Option(help="Another validator's report: re-check its findings (repeatable).")
@@ -91,17 +95,23 @@ def validate(
 
     if not 0.0 <= rollout_rate <= 1.0:
         raise ConfigError(f"--rollout-rate={rollout_rate}: pass a share between 0 and 1")
-    if sampling not in ("seeded", "free"):
-        raise ConfigError(f"--sampling={sampling!r}: use seeded or free")
+    if eval_dtype not in ("fp32", "bf16"):
+        raise ConfigError(f"--eval-dtype={eval_dtype!r}: use fp32 or bf16")
     if (records_dir is None) == (not initial_peers):
         raise ConfigError("pass exactly one of --records-dir DIR or --initial-peers MULTIADDR")
     spec = load_run_spec(run)
     clients, chain_id = connect_chain(deployment, rpc, spec)
     key = read_key(key_file)
     with receipt_source(spec, records_dir, initial_peers, epoch) as (receipts, fetch, dht):
-        # checkpoints named by receipts come from the local store, else from the swarm (dht)
+        # every receipt is audited under its epoch's canonical checkpoint (from the swarm's epoch board) and paid
+        # only if its gradient entered the round; checkpoints come from the local store, else from the swarm
+        board = None
+        if dht is not None:
+            from coordination.swarm.epoch_board import EpochBoard
+
+            board = EpochBoard(dht=dht, run_id=spec.run_id)
         facts = facts_for_run(
-            spec, domain=attest_domain_for(clients, chain_id), seeded_sampling=sampling == "seeded", dht=dht
+            spec, domain=attest_domain_for(clients, chain_id), dht=dht, board=board, eval_dtype=eval_dtype
         )
         validator = Validator(private_key=key, facts=facts, fetch=fetch, rollout_rate=rollout_rate)
         if clients is not None:
@@ -122,12 +132,13 @@ def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | No
         store = RolloutDirectory(records_dir)
         yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch, None
         return
-    from coordination.attest.dht_receipts import fetch_receipts
+    from coordination.attest.dht_receipts import fetch_receipts, protect
     from coordination.attest.p2p_serving import P2PRecordFetcher
     from coordination.swarm.dht_node import start_dht
 
     dht = start_dht(initial_peers=initial_peers, client_mode=True)
     try:
+        protect(dht)  # check owner signatures of receipt (and epoch board) entries
         published = {e: fetch_receipts(dht, spec.run_id, e) for e in epochs}
         every = [p for ps in published.values() for p in ps]
         fetch = P2PRecordFetcher.from_published(dht, prefix=spec.run_id, published=every)

@@ -8,10 +8,11 @@ What `hivetune join --key ...` does on top of the plain swarm peer:
 2. **Assigned prompts.** Each epoch's prompts are `assigned_indices(run id, epoch, peer address)`
    in slot order (`AssignedPromptsTrainer`), so validators can recompute them and nobody picks
    easy samples.
-3. **Per-epoch attestation.** At each epoch end the rollouts become signed records + an EIP-712
-   work receipt (`EpochAttester`) under the epoch's *canonical* checkpoint: the state every member
-   of the swarm's round held when the rollouts were generated (coordination.swarm.consensus),
-   published in the DHT and served to validators.
+3. **Per-epoch attestation.** At each epoch end the seeded rollouts (sampled ids and log-probs as
+   GRPO trained on them) become signed records + an EIP-712 work receipt (`EpochAttester`) under the
+   epoch's *canonical* checkpoint: the state every member of the swarm's round held when the rollouts
+   were generated (coordination.swarm.consensus), committing to the gradient contribution the peer
+   sent to the round; published in the DHT (owner-protected entry) and served to validators.
 4. **Final checkpoint.** The canonical state of the last epoch; with `serve`, the peer keeps
    serving checkpoints and rollout records until it is stopped.
 
@@ -92,16 +93,14 @@ class EpochPublisher:
         import dataclasses
 
         with self._lock:
-            shadow = self.shadow_of(record.model, record.adapter_state)
             outcome = getattr(record, "outcome", None)
-            cid = (
-                outcome.start_cid
-                if outcome is not None and outcome.start_cid
-                else self.publish(shadow, step=record.epoch)
-            )
+            if outcome is not None and outcome.start_cid:
+                cid = outcome.start_cid  # the epoch's canonical checkpoint: what validators audit against
+            else:
+                cid = self.publish(self.shadow_of(record.model, record.adapter_state), step=record.epoch)
             self.cids[record.epoch] = cid
-            if self.attester is not None:
-                self.attester(dataclasses.replace(record, model=shadow, adapter_state={}))
+            if self.attester is not None:  # seeded records carry their own ids and log-probs: no model needed
+                self.attester(dataclasses.replace(record, adapter_state={}))
             rewards = [r.reward for r in record.rollouts]
             self.history.append(
                 {

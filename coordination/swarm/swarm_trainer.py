@@ -20,9 +20,13 @@ Every piece of the Trainer's step is made to agree with the swarm's epochs delib
    recompute which prompts a peer worked on and nobody picks easy ones (ranks of one peer take
    interleaved slots).
 8. **Per-epoch hook**: when the epoch advances, `on_epoch_end(record: EpochRecord)` gets the epoch
-   number, every rollout of it (prompt seed/index, prompt, completion, rewards), the LoRA state
-   that generated them, the model (already updated) and the round's outcome (canonical CIDs, the
-   contribution's CID, whether it entered the round).
+   number, every rollout of it (prompt seed/index, prompt, completion, rewards), the seeded samples
+   (`record.seeded`: slot, generation, prompt and completion token ids exactly as GRPO trained on them,
+   their sampling log-probs, the reward), the LoRA state that generated them, the model (already
+   updated) and the round's outcome (canonical CIDs, the contribution's CID, whether it entered the round).
+9. **Seeded sampling** (`trainer.seeded_grpo.SeededGenerationMixin`): with an assignment, every completion
+   is drawn by the verifiable sampler with seed `rollout_seed(run id, epoch, peer address, slot,
+   generation)`, so a validator checks it with one forward pass under the epoch's canonical checkpoint.
 
 Multi-process (`accelerate launch --num_processes k` inside one peer): only rank 0 talks to the
 swarm. DDP averages gradients across local ranks first; rank 0 contributes them with the peer's
@@ -42,6 +46,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from coordination.swarm.consensus_optimizer import ConsensusOptimizer, lora_parameters
+from trainer.seeded_grpo import SeededGenerationMixin, SeededSample
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class EpochRecord:
     peer_id: str
     stats: dict = field(default_factory=dict)
     outcome: object = None  # consensus.EpochOutcome of the round that ended this epoch (rank 0)
+    seeded: list[SeededSample] = field(default_factory=list)  # the epoch's seeded rollouts, as GRPO trained on them
 
 
 @dataclass
@@ -89,7 +95,14 @@ class Assignment:
             "problem": sample.to_json(),
             "seed": sample.seed,
             "index": sample.index,
+            "slot": slot,
         }
+
+    def seeder(self, epoch_of: Callable[[], int]):
+        """`rollout_seeder(row, generation)`: the public seed of the rollout at the row's slot in this epoch."""
+        from coordination.attest.seeded_sampling import rollout_seed
+
+        return lambda row, generation: rollout_seed(self.run_id, epoch_of(), self.peer, int(row["slot"]), generation)
 
 
 class EpochLRView:
@@ -116,7 +129,7 @@ def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-class SwarmGRPOTrainer(GRPOTrainer):
+class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
     """GRPOTrainer + hivemind (see module docstring). Extra keyword arguments:
 
     :param optimizer_factory: model -> ConsensusOptimizer (called on rank 0 only).
@@ -143,6 +156,8 @@ class SwarmGRPOTrainer(GRPOTrainer):
         self._epoch_started_at, self._epoch_adapter = time.time(), None
         self.assignment, self._assign_epoch, self._next_slot = assignment, None, 0
         super().__init__(*args, **kwargs)
+        if assignment is not None:
+            self.rollout_seeder = assignment.seeder(lambda: self.swarm_epoch)
         self._slot_offset, self._slot_stride = self.accelerator.process_index, self.accelerator.num_processes
         self.add_callback(_SwarmEpochCallback(self))
 
@@ -167,6 +182,9 @@ class SwarmGRPOTrainer(GRPOTrainer):
     def swarm_epoch(self) -> int:
         """This peer's epoch of the run (rank 0; other ranks get it broadcast after each step)."""
         return self.swarm_optimizer.local_epoch if self.swarm_optimizer is not None else 0
+
+    def rollout_epoch(self) -> int:
+        return self.swarm_epoch
 
     # 7. assigned prompts
     def _generate_and_score_completions(self, inputs):
@@ -235,6 +253,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
         """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch (rank 0 only)."""
         if not self.accelerator.is_main_process:
             self._rollouts = []
+            self._seeded_done = [s for s in self.__dict__.get("_seeded_done", []) if s.epoch >= new_epoch]
             return
         done = [r for r in self._rollouts if r.epoch < new_epoch]
         self._rollouts = [r for r in self._rollouts if r.epoch >= new_epoch]
@@ -250,6 +269,7 @@ class SwarmGRPOTrainer(GRPOTrainer):
                         peer_id=str(self.swarm_optimizer.dht.peer_id),
                         stats=self.swarm_metrics(),
                         outcome=self._outcome_of(epoch),
+                        seeded=self.take_seeded_rollouts(epoch),
                     )
                 )
         self._epoch_adapter, self._epoch_started_at = lora_state(self.model), time.time()

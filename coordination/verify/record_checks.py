@@ -6,10 +6,11 @@ Every function returns a `Finding` when the record fails, else None.
     seed is the run's, and its prompt digest is that of the regenerated prompt.
   - `check_reward`: the reward recomputed from the completion equals the claimed one exactly
     (micro-unit integers).
-  - `check_against_model`: ONE forward pass under the epoch's checkpoint gives (a) the log-probs,
-    compared to the claimed milli-nats within a tolerance, and (b) the logits that the seeded
-    sampler must have drawn each token from (fabricated completions fail here); a completion
-    shorter than the budget must end with EOS.
+  - `check_length` (every record, cheap): ids inside the vocabulary, at most `max_new_tokens`, ended by
+    their first EOS unless the budget ran out.
+  - `check_against_model`: ONE forward pass under the epoch's canonical checkpoint gives (a) the logits
+    that the seeded sampler must have drawn each token from (fabricated completions fail here) and
+    (b) the log-probs, compared to the claimed milli-nats within a calibrated tolerance.
 """
 
 from __future__ import annotations
@@ -50,14 +51,18 @@ def check_reward(facts: RunFacts, record: RolloutRecord) -> Finding | None:
     return None
 
 
-def check_length(facts: RunFacts, record: RolloutRecord, eos_token_id) -> Finding | None:
-    """Seeded sampling stops only at EOS or at the budget: anything else was cut or padded."""
-    ids = record.completion_ids
-    if not ids or len(ids) > facts.max_new_tokens or (len(ids) < facts.max_new_tokens and ids[-1] != eos_token_id):
+def check_length(facts: RunFacts, record: RolloutRecord, eos_token_ids, vocab_size: int | None) -> Finding | None:
+    """Seeded sampling stops at its first EOS or at the budget: anything else was cut, padded or made up."""
+    ids, eos = record.completion_ids, set(eos_token_ids)
+    if vocab_size is not None and any(t >= vocab_size for t in ids):
+        return _finding(Kind.FABRICATED_COMPLETION, record, f"a token id is outside the vocabulary ({vocab_size})")
+    ended = bool(ids) and ids[-1] in eos
+    early_eos = any(t in eos for t in ids[:-1])
+    if not ids or len(ids) > facts.max_new_tokens or early_eos or (len(ids) < facts.max_new_tokens and not ended):
         return _finding(
             Kind.FABRICATED_COMPLETION,
             record,
-            f"{len(ids)} tokens, not ended by EOS or the budget {facts.max_new_tokens}",
+            f"{len(ids)} tokens, not ended by its first EOS or the budget {facts.max_new_tokens}",
         )
     return None
 
@@ -69,6 +74,8 @@ def check_sampling(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int
         list(record.completion_ids),
         seed=seed,
         temperature=facts.temperature,
+        top_k=facts.top_k,
+        top_p=facts.top_p,
         cdf_tolerance=facts.cdf_tolerance,
     )
     if bad:
@@ -80,23 +87,41 @@ def check_sampling(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int
     return None
 
 
+def check_before_model(facts: RunFacts, record: RolloutRecord, model, tokenizer) -> Finding | None:
+    """What a drawn record must pass before its forward pass: length/EOS/vocabulary, text = decoding of its ids."""
+    finding = check_length(facts, record, facts.eos_token_ids or (tokenizer.eos_token_id,), _vocab(facts, model))
+    if finding:
+        return finding
+    if decode_completion(tokenizer, record.completion_ids) != record.completion:
+        return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
+    return None
+
+
+def check_with_logits(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int, peer: str) -> Finding | None:
+    """Every token is its seeded draw, and the log-probs are the sampling distribution's (within tolerance)."""
+    return check_sampling(facts, record, logits, epoch=epoch, peer=peer) or check_logprobs(facts, record, logits)
+
+
+def prompt_ids_of(facts: RunFacts, record: RolloutRecord, tokenizer) -> list[int]:
+    return encode_prompt(tokenizer, facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index)))
+
+
 def check_against_model(
     facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
 ) -> Finding | None:
-    """Decoding, then (seeded runs) length and sampling, then log-probs: one forward pass under `model`."""
-    if decode_completion(tokenizer, record.completion_ids) != record.completion:
-        return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
-    if facts.seeded_sampling:
-        finding = check_length(facts, record, tokenizer.eos_token_id)
-        if finding:
-            return finding
-    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
-    logits = completion_logits(model, encode_prompt(tokenizer, prompt), list(record.completion_ids))
-    if facts.seeded_sampling:
-        finding = check_sampling(facts, record, logits, epoch=epoch, peer=peer)
-        if finding:
-            return finding
-    return check_logprobs(facts, record, logits)
+    """Decoding, length/EOS, then sampling and log-probs: one forward pass under the epoch's canonical `model`."""
+    finding = check_before_model(facts, record, model, tokenizer)
+    if finding:
+        return finding
+    logits = completion_logits(model, prompt_ids_of(facts, record, tokenizer), list(record.completion_ids))
+    return check_with_logits(facts, record, logits, epoch=epoch, peer=peer)
+
+
+def _vocab(facts: RunFacts, model) -> int | None:
+    if facts.vocab_size is not None:
+        return facts.vocab_size
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(embeddings.weight.shape[0]) if embeddings is not None else None
 
 
 def check_logprobs(facts: RunFacts, record: RolloutRecord, logits) -> Finding | None:
@@ -106,7 +131,7 @@ def check_logprobs(facts: RunFacts, record: RolloutRecord, logits) -> Finding | 
             record,
             f"{len(record.logprobs_milli)} log-probs for {len(record.completion_ids)} tokens",
         )
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(logits / facts.temperature, dim=-1)  # the sampling distribution, as GRPO trains on it
     index = torch.tensor(list(record.completion_ids), dtype=torch.long).unsqueeze(1)
     recomputed = quantize_logprobs(logp.gather(1, index).squeeze(1).tolist())
     worst = max((abs(a - b) for a, b in zip(recomputed, record.logprobs_milli, strict=True)), default=0)

@@ -1,50 +1,127 @@
 """What `hivetune validate` does, as plain functions: build a run's facts, load policies, audit epochs.
 
-    facts = facts_for_run(spec, domain=domain, store=CheckpointStore())
+    facts = facts_for_run(spec, domain=domain, store=CheckpointStore(), board=EpochBoard(dht=dht, run_id=...))
     report = validate_epochs(validator, receipts_by_epoch)     # {"verdicts": [...], "cost": {...}}
 
-Policies: the receipt's checkpoint CID names the LoRA adapter the peer trained from; the
-validator loads the run's base model (`spec.model.base`) and, unless the CID is the literal
-`base`, the adapter resolved from the checkpoint store (fetched from peers if a DHT is given).
+Checks against the run, not the peer: with the swarm's epoch board, every receipt is audited under the
+canonical checkpoint of its epoch (`board.canonical(epoch).cid`; a receipt naming another checkpoint
+is WRONG_CHECKPOINT) and paid only when its committed gradient contribution is a member of the
+canonical round that ended the epoch (`board.round_of(epoch + 1)`: same address, same sha2-256;
+else NOT_IN_ROUND). Policies come from one `PolicyPool` (one base model, adapters through a bounded
+LRU, adapters whose config differs from the spec refused).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from functools import lru_cache
 from pathlib import Path
 
-from coordination.verify.run_facts import RunFacts
+from coordination.verify.policy_pool import BASE_CHECKPOINT, PolicyPool
+from coordination.verify.run_facts import EVAL_TOLERANCES, RunFacts
 from coordination.verify.validator import Validator
 from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Status
 
-BASE_CHECKPOINT = "base"  # a receipt trained from the bare base model (no adapter yet)
+logger = logging.getLogger(__name__)
+NO_CANONICAL = "<no canonical checkpoint>"  # what a receipt is compared to when the board has none for its epoch
+__all__ = ["BASE_CHECKPOINT", "NO_CANONICAL", "board_checks", "facts_for_run", "policy_loader", "validate_epochs"]
 
 
-def policy_loader(spec, *, store=None, dht=None):
-    """checkpoint CID -> (model, tokenizer), in eval mode."""
+def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4, eval_dtype: str = "fp32") -> PolicyPool:
+    """checkpoint CID -> (model, tokenizer), in eval mode: one base model, adapters swapped (PolicyPool)."""
+    import torch
 
-    def load(cid: str):
-        from trainer.models import load_model_and_tokenizer
-
-        model, tokenizer = load_model_and_tokenizer(spec.model.base)
-        if cid != BASE_CHECKPOINT:
-            from peft import PeftModel
-
-            from coordination.checkpoints.resolve import resolve_adapter
-
-            model = PeftModel.from_pretrained(model, str(resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)))
-        return model.eval(), tokenizer
-
-    return load
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[eval_dtype]
+    return PolicyPool(spec, store=store, dht=dht, max_adapters=max_adapters, dtype=dtype)
 
 
-def facts_for_run(spec, *, domain: dict, store=None, dht=None, **overrides) -> RunFacts:
+def board_checks(board) -> dict:
+    """`checkpoint_of_epoch` and `entered_round` for RunFacts, read (once per epoch) from an EpochBoard."""
+    from coordination.attest.receipts import NO_CONTRIBUTION, contribution_digest
+
+    @lru_cache(maxsize=256)
+    def canonical(epoch: int) -> str:
+        try:
+            found = board.canonical(epoch)
+        except Exception as exc:  # DHT input we could not read: no canonical checkpoint for this epoch
+            logger.warning(f"epoch {epoch}: reading the canonical checkpoint failed: {exc!r}")
+            found = None
+        return found.cid if found is not None else NO_CANONICAL
+
+    @lru_cache(maxsize=256)
+    def members(epoch: int) -> frozenset:
+        try:
+            found = board.round_of(epoch + 1)
+        except Exception as exc:  # DHT input we could not read: nobody provably entered that round
+            logger.warning(f"epoch {epoch}: reading the round failed: {exc!r}")
+            found = None
+        out = set()
+        for m in (found or {}).get("members", []):
+            try:
+                if m.get("contribution") is not None:  # a member without a contribution CID vouches for nothing
+                    out.add((str(m.get("address")).lower(), contribution_digest(m.get("contribution"))))
+            except (ValueError, TypeError, AttributeError):
+                continue  # an announcer's malformed member entry counts for nobody
+        return frozenset(out)
+
+    def entered(epoch: int, peer: str, contribution: bytes) -> bool:
+        return bytes(contribution) != NO_CONTRIBUTION and (peer.lower(), bytes(contribution)) in members(epoch)
+
+    return {"checkpoint_of_epoch": canonical, "entered_round": entered}
+
+
+def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_adapters: int = 4,
+                  eval_dtype: str = "fp32", **overrides) -> RunFacts:  # fmt: skip
+    """The run's facts; with `board` (an EpochBoard) receipts are checked against the run's canonical epochs.
+
+    `eval_dtype` (fp32 | bf16) is what the validator recomputes in; its calibrated tolerances come with it."""
     from trainer.tasks import get_task
 
+    if eval_dtype not in EVAL_TOLERANCES:
+        raise ValueError(f"eval_dtype={eval_dtype!r}: use one of {sorted(EVAL_TOLERANCES)}")
     task = get_task(spec.task.name, **spec.task.params)
-    return RunFacts.from_spec(
-        spec, task=task, domain=domain, load_policy=policy_loader(spec, store=store, dht=dht), **overrides
+    pool = overrides.pop("load_policy", None) or policy_loader(
+        spec, store=store, dht=dht, max_adapters=max_adapters, eval_dtype=eval_dtype
     )
+    cdf, milli = EVAL_TOLERANCES[eval_dtype]
+    checks = board_checks(board) if board is not None else {}
+    fields = {"cdf_tolerance": cdf, "logprob_tolerance_milli": milli, **checks, **model_limits(spec), **overrides}
+    return RunFacts.from_spec(spec, task=task, domain=domain, load_policy=pool, **fields)
+
+
+def model_limits(spec) -> dict:
+    """EOS ids and vocabulary size of the run's base model (cheap: tokenizer + config, no weights)."""
+    from transformers import AutoConfig
+
+    from trainer.models import load_tokenizer, resolve_model_path
+
+    try:
+        tokenizer = load_tokenizer(spec.model.base)
+        vocab = AutoConfig.from_pretrained(resolve_model_path(spec.model.base)).get_text_config().vocab_size
+    except Exception as exc:  # the drawn checks fall back to the policy's own tokenizer and embeddings
+        logger.warning(
+            f"could not read the base model's EOS / vocabulary ({exc}); length checks only on drawn records"
+        )
+        return {}
+    return {"eos_token_ids": eos_ids(tokenizer, spec.model.base), "vocab_size": int(vocab)}
+
+
+def eos_ids(tokenizer, base: str) -> tuple[int, ...]:
+    """The ids TRL stops generation at: the tokenizer's EOS plus the generation config's (as GRPOTrainer does)."""
+    from transformers import GenerationConfig
+
+    from trainer.models import resolve_model_path
+
+    ids = [int(tokenizer.eos_token_id)]
+    try:
+        extra = GenerationConfig.from_pretrained(resolve_model_path(base)).eos_token_id
+    except OSError:
+        extra = None
+    for t in [extra] if isinstance(extra, int) else list(extra or []):
+        if int(t) not in ids:
+            ids.append(int(t))
+    return tuple(ids)
 
 
 def verdict_json(signed: SignedVerdict, domain: dict, receipt=None) -> dict:

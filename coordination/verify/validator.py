@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from eth_account import Account
@@ -20,7 +21,9 @@ from coordination.errors import AttestationError
 from coordination.verify.audit_draw import draw_rollouts
 from coordination.verify.receipt_audit import AuditCost, RecordFetcher, audit_receipt
 from coordination.verify.run_facts import RunFacts
-from coordination.verify.verdicts import Finding, SignedVerdict, Verdict, sign_verdict
+from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Verdict, sign_verdict
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ROLLOUT_RATE = 0.1
 
@@ -43,7 +46,6 @@ class Validator:
         self.facts, self.fetch = facts, fetch
         self.rollout_rate, self.min_rollouts = rollout_rate, min_rollouts
         self.cost = AuditCost()
-        self._policies: dict[str, tuple] = {}
 
     @property
     def address(self) -> str:
@@ -58,9 +60,8 @@ class Validator:
             )
 
     def policy(self, cid: str):
-        if cid not in self._policies:
-            self._policies[cid] = self.facts.load_policy(cid)
-        return self._policies[cid]
+        """(model, tokenizer) of checkpoint `cid`; the loader (a PolicyPool) bounds what is kept in memory."""
+        return self.facts.load_policy(cid)
 
     def _draw(self, signed: SignedReceipt):
         return lambda n: draw_rollouts(
@@ -73,9 +74,15 @@ class Validator:
         )
 
     def find(self, signed: SignedReceipt, epoch: int, drawn=None) -> Finding | None:
-        finding, cost = audit_receipt(
-            self.facts, signed, epoch=epoch, fetch=self.fetch, drawn=drawn or self._draw(signed), policy=self.policy
-        )
+        """The first failed check of `signed` (None: accepted). Bad input rejects this receipt, never the run."""
+        try:
+            finding, cost = audit_receipt(
+                self.facts, signed, epoch=epoch, fetch=self.fetch, drawn=drawn or self._draw(signed),
+                policy=self.policy,
+            )  # fmt: skip
+        except Exception as exc:  # network input we did not foresee: rule on it, keep validating the others
+            logger.warning(f"receipt of {signed.receipt.peer} epoch {epoch}: audit failed on its input: {exc!r}")
+            return Finding(Kind.MALFORMED_RECORD, f"audit could not process the receipt's records: {exc!r}"[:300])
         for name in ("forward_passes", "forward_tokens", "records_checked_cheaply"):
             setattr(self.cost, name, getattr(self.cost, name) + getattr(cost, name))
         return finding

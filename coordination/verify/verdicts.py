@@ -40,6 +40,8 @@ class Kind(enum.IntEnum):
     WRONG_REWARD = 9
     WRONG_LOGPROBS = 10
     FABRICATED_COMPLETION = 11
+    NOT_IN_ROUND = 12  # the receipt's gradient contribution is not part of the epoch's canonical round (unpaid)
+    MALFORMED_RECORD = 13  # a served record or receipt does not parse (unpaid, not attributable)
 
 
 # conclusive: the peer signed a root whose records recomputation contradicts

@@ -49,12 +49,12 @@ def devnet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def published(devnet):
     import torch
+    from support.adversaries import Cheat, PeerContext, publish_as
+    from support.honest_rollouts import RolloutPlan, generate_rollouts
 
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.attest.rollouts import RolloutPlan, generate_rollouts
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.adversaries import Cheat, PeerContext, publish_as
     from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
 
     torch.set_num_threads(1)
@@ -65,7 +65,7 @@ def published(devnet):
             {
                 "name": "devnet-attest",
                 "task": {"name": "arithmetic", "seed": 2},
-                "grpo": {"num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 4},
+                "grpo": {"num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 4},
                 "averaging": {"matchmaking_time": 1.0},
                 "chain": {"rpc_url": net.rpc_url, "chain_id": net.deployment.chain_id},
             }

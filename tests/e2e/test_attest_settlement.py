@@ -7,15 +7,16 @@ on ContributionLedger; peers claim with their claim files; conclusive cheaters a
 
 import pytest
 import torch
+from support.adversaries import Cheat, PeerContext, publish_as
+from support.honest_rollouts import RolloutPlan, generate_rollouts
 
 from coordination.attest.rollout_store import RolloutDirectory
-from coordination.attest.rollouts import RolloutPlan, generate_rollouts, task_reward
+from coordination.attest.rollouts import task_reward
 from coordination.chain.claims import write_claim_files
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.eip712 import run_key
 from coordination.errors import ChainError
-from coordination.verify.adversaries import Cheat, PeerContext, publish_as
 from coordination.verify.contributions import contribution_table, payout
 from coordination.verify.reconcile import reconcile_epoch
 from coordination.verify.reward_status import reward_rows

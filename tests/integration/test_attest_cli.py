@@ -17,16 +17,24 @@ CHEATER = Account.from_key("0x" + "52" * 32)
 VALIDATOR_KEY = "0x" + "53" * 32
 
 
+def contribution_cid(account) -> str:
+    """The CID of the gradient contribution `account` sent to epoch 0's round (a stand-in block)."""
+    from coordination.checkpoints.addressing import block_cid
+
+    return str(block_cid(f"contribution of {account.address}".encode(), "raw"))
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     import torch
+    from support.adversaries import Cheat, PeerContext, publish_as
+    from support.honest_rollouts import RolloutPlan, generate_rollouts
 
+    from coordination.attest.receipts import contribution_digest
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.attest.rollouts import RolloutPlan, generate_rollouts
     from coordination.attest.typed_data import attest_domain
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.adversaries import Cheat, PeerContext, publish_as
     from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
 
     torch.set_num_threads(1)
@@ -59,8 +67,9 @@ def published(tmp_path_factory):
         )
         records = generate_rollouts(model, tok, facts.task, plan, reward_fn=facts.reward_fn)
         ctx = PeerContext(
-            account, run_key(spec.run_id), facts.domain, BASE_CHECKPOINT, model, tok, facts.task, facts.reward_fn, 5
-        )
+            account, run_key(spec.run_id), facts.domain, BASE_CHECKPOINT, model, tok, facts.task, facts.reward_fn, 5,
+            contribution=contribution_digest(contribution_cid(account)),
+        )  # fmt: skip
         served, signed = publish_as(cheat, records, ctx, epoch=0)
         store.put(signed, served)
     return run, root
@@ -103,6 +112,17 @@ def test_validate_without_a_key_is_a_one_line_config_error(published, monkeypatc
     assert isinstance(result.exception, ConfigError) and "--key-file" in str(result.exception)
 
 
+def test_validate_has_no_free_sampling_mode_and_checks_the_eval_dtype(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    run = tmp_path / "run.yaml"
+    run.write_text("name: x\n")
+    base = ["validate", "--run", str(run), "--epoch", "0", "--records-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, [*base, "--sampling", "free"])
+    assert result.exit_code != 0 and "--sampling" in result.output  # the option no longer exists
+    result = CliRunner().invoke(app, [*base, "--eval-dtype", "fp16"])
+    assert isinstance(result.exception, ConfigError) and "--eval-dtype" in str(result.exception)
+
+
 def test_rewards_lists_a_peers_claim_files(tmp_path):
     from coordination.chain.claims import tickets_for, write_claim_files
     from coordination.chain.eip712 import PeriodSettlement
@@ -130,7 +150,9 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     from coordination.attest.p2p_serving import RolloutServer
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.chain.signing import run_key
+    from coordination.swarm.epoch_board import EpochBoard
     from coordination.swarm.runspec import load_run_spec
+    from coordination.verify.validate_run import BASE_CHECKPOINT
 
     run, root = published
     spec = load_run_spec(run)
@@ -138,6 +160,14 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
     peer_dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True)
     try:
+        # the swarm's epoch board: epoch 0 was trained from the base, and both peers' contributions entered its round
+        board = EpochBoard(dht=peer_dht, run_id=spec.run_id)
+        peer_id = peer_dht.peer_id.to_base58()
+        assert board.announce(0, cid=BASE_CHECKPOINT, group=[board.owner], peer_id=peer_id, contribution=None)
+        members = [{"peer_id": peer_id, "address": a.address, "contribution": contribution_cid(a), "weight": 2}
+                   for a in (HONEST, CHEATER)]  # fmt: skip
+        assert board.announce(1, cid="bafy-epoch-1", group=[board.owner], peer_id=peer_id, contribution=None,
+                              members=members, parent=BASE_CHECKPOINT)  # fmt: skip
         with RolloutServer(dht=peer_dht, store=store, prefix=spec.run_id):
             for signed in store.receipts(run_key(spec.run_id).hex(), 0):
                 assert publish_receipt(peer_dht, spec.run_id, 0, signed, maddrs=peer_dht.get_visible_maddrs())

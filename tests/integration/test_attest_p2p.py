@@ -6,12 +6,13 @@ import json
 import pytest
 from eth_account import Account
 
-from coordination.attest.dht_receipts import fetch_receipts, publish_receipt, receipts_key
+from coordination.attest.dht_receipts import fetch_receipts, protect, publish_receipt, receipts_key
 from coordination.attest.p2p_serving import P2PRecordFetcher, RolloutServer
 from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.records import RolloutRecord, verify_record
 from coordination.attest.rollout_store import RecordsUnavailable, RolloutDirectory
 from coordination.attest.typed_data import attest_domain
+from coordination.chain.signing import run_key
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -19,6 +20,7 @@ LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 RUN = "bafy-p2p-run"
 DOMAIN = attest_domain(chain_id=31337)
 PEER = Account.from_key("0x" + "44" * 32)
+RUN_KEY = run_key(RUN)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,8 @@ def dhts():
 
     first = hivemind.DHT(host_maddrs=LOOPBACK, start=True)
     second = hivemind.DHT(host_maddrs=LOOPBACK, initial_peers=[str(m) for m in first.get_visible_maddrs()], start=True)
+    for node in (first, second):  # every node that reads owner-protected entries checks their signatures
+        protect(node)
     yield first, second
     for node in (first, second):
         node.shutdown()
@@ -53,7 +57,7 @@ def test_a_published_receipt_is_found_and_its_records_fetched_with_valid_proofs(
     peer_dht, validator_dht = dhts
     recs = records()
     signed = sign_receipt(
-        build_receipt(run_id_bytes32=b"\x01" * 32, epoch=2, peer=PEER.address, records=recs, checkpoint_cid="bafy-ck"),
+        build_receipt(run_id_bytes32=RUN_KEY, epoch=2, peer=PEER.address, records=recs, checkpoint_cid="bafy-ck"),
         PEER.key,
         DOMAIN,
     )
@@ -82,14 +86,20 @@ def test_a_malformed_dht_record_is_skipped(dhts):
         receipts_key(RUN, 5), subkey="0xnot-a-peer", value={"signed": {"junk": 1}}, expiration_time=get_dht_time() + 60
     )
     assert fetch_receipts(validator_dht, RUN, 5) == []
+    signed = sign_receipt(
+        build_receipt(run_id_bytes32=RUN_KEY, epoch=5, peer=PEER.address, records=records(), checkpoint_cid="c"),
+        PEER.key,
+        DOMAIN,
+    )
+    value = {"signed": signed.to_json(), "peer_id": "x", "maddrs": []}
+    assert peer_dht.store(receipts_key(RUN, 5), subkey=PEER.address, value=value, expiration_time=get_dht_time() + 60)
+    assert fetch_receipts(validator_dht, RUN, 5) == []  # well-formed but unprotected: anyone could have written it
 
 
 def test_an_unreachable_holder_is_records_unavailable(dhts):
     _, validator_dht = dhts
     signed = sign_receipt(
-        build_receipt(
-            run_id_bytes32=b"\x01" * 32, epoch=2, peer=PEER.address, records=records(), checkpoint_cid="bafy-ck"
-        ),
+        build_receipt(run_id_bytes32=RUN_KEY, epoch=2, peer=PEER.address, records=records(), checkpoint_cid="bafy-ck"),
         PEER.key,
         DOMAIN,
     )
@@ -125,7 +135,7 @@ def test_a_protected_receipt_cannot_be_overwritten_and_a_copier_cannot_hide_its_
     (honest_dht, attacker_dht, validator_dht), (honest_key, attacker_key, _) = protected_dhts
     recs = records()
     signed = sign_receipt(
-        build_receipt(run_id_bytes32=b"\x01" * 32, epoch=7, peer=PEER.address, records=recs, checkpoint_cid="bafy-ck"),
+        build_receipt(run_id_bytes32=RUN_KEY, epoch=7, peer=PEER.address, records=recs, checkpoint_cid="bafy-ck"),
         PEER.key,
         DOMAIN,
     )
@@ -154,3 +164,22 @@ def test_a_protected_receipt_cannot_be_overwritten_and_a_copier_cannot_hide_its_
         only_attacker = P2PRecordFetcher(validator_dht, prefix=RUN, holders={signed.key: (attacker,)}, timeout=20)
         served = only_attacker(signed)  # handed to the audit, which rules RECORD_NOT_IN_ROOT (not the peer's fault)
         assert not all(verify_record(signed.receipt.rollouts_root, r, p) for r, p in served)
+
+
+@pytest.mark.parametrize(
+    "request_json",
+    [
+        {"run": "../../../etc", "epoch": 1, "peer": "0x" + "44" * 20},
+        {"run": "ab" * 32, "epoch": 1, "peer": "0x" + "44" * 20},  # another run
+        {"run": RUN_KEY.hex(), "epoch": -1, "peer": "0x" + "44" * 20},
+        {"run": RUN_KEY.hex(), "epoch": True, "peer": "0x" + "44" * 20},
+        {"run": RUN_KEY.hex(), "epoch": 1, "peer": "../x"},
+        ["not", "an", "object"],
+    ],
+)
+def test_the_rollout_server_refuses_requests_outside_its_run_before_touching_files(request_json, tmp_path):
+    server = RolloutServer(dht=None, store=RolloutDirectory(tmp_path), prefix=RUN)
+    with pytest.raises(ValueError):
+        server.parse_request(json.dumps(request_json).encode())
+    assert server._answer(json.dumps(request_json).encode()) is None
+    assert server.parse_request(json.dumps({"run": RUN_KEY.hex(), "epoch": 1, "peer": PEER.address.lower()}).encode())

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from coordination.swarm.peer import run_peer, start_bootstrap
+from coordination.attest.seeded_sampling import rollout_seed
+from coordination.swarm.peer import peer_label_address, run_peer, start_bootstrap
 from coordination.swarm.runspec import run_spec_from_dict
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -47,6 +48,14 @@ def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch):
         assert r.outcome.epoch == r.epoch and r.outcome.entered and r.outcome.group_size == 1
         assert all(x.epoch == r.epoch and isinstance(x.index, int) and x.completion is not None for x in r.rollouts)
         assert all(name.endswith(("lora_A.default.weight", "lora_B.default.weight")) for name in r.adapter_state)
+        # seeded sampling: two whole groups on slots 0, 1; seeds are the public rollout seeds of this peer
+        address = peer_label_address(result.peer_id)
+        assert sorted((s.row["slot"], s.generation) for s in r.seeded) == [(a, g) for a in range(2) for g in range(4)]
+        for s in r.seeded:
+            assert s.epoch == r.epoch and s.seed == rollout_seed(
+                spec.run_id, r.epoch, address, s.row["slot"], s.generation
+            )
+            assert len(s.logprobs) == len(s.completion_ids) and s.reward is not None
     # linear decay over the spec's 3 epochs: lr(epoch e) = 1e-3 * (1 - e/3), constant within an epoch
     for epoch, lr in lrs:
         assert lr == pytest.approx(1e-3 * (1 - epoch / 3), rel=1e-6)

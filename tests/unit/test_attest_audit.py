@@ -5,10 +5,11 @@ import dataclasses
 import pytest
 import torch
 from eth_account import Account
+from support.honest_rollouts import RolloutPlan, generate_rollouts
 
 from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.rollout_store import RolloutDirectory, records_with_proofs
-from coordination.attest.rollouts import RolloutPlan, generate_rollouts, task_reward
+from coordination.attest.rollouts import task_reward
 from coordination.attest.typed_data import attest_domain
 from coordination.verify.audit_draw import draw_rollouts, rollouts_to_check
 from coordination.verify.reconcile import reconcile_epoch
@@ -200,7 +201,8 @@ def test_rollout_directory_round_trips_receipts_and_proven_records(one_epoch, tm
 
 
 def test_a_validator_adopts_another_validators_finding_only_after_reproducing_it(tiny, one_epoch):
-    from coordination.verify.adversaries import PeerContext, fabricate_completion
+    from support.adversaries import PeerContext, fabricate_completion
+
     from coordination.verify.validate_run import validate_epochs
 
     facts, records, _ = one_epoch

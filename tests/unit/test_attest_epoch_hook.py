@@ -1,6 +1,7 @@
-"""The swarm trainer's on_epoch_end hook: records under the epoch-start LoRA state, receipts a validator accepts."""
+"""The swarm trainer's on_epoch_end hook: seeded samples become records unchanged; receipts a validator accepts."""
 
 import copy
+import hashlib
 from types import SimpleNamespace
 
 import pytest
@@ -9,13 +10,17 @@ from eth_account import Account
 
 from coordination.attest.assignment import assigned_indices
 from coordination.attest.epoch_hook import EpochAttester, lora_state_loaded
+from coordination.attest.logprobs import encode_prompt
 from coordination.attest.rollout_store import RolloutDirectory
 from coordination.attest.rollouts import task_reward
+from coordination.attest.seeded_sampling import rollout_seed
 from coordination.attest.typed_data import attest_domain
 from coordination.chain.signing import run_key
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
 from coordination.verify.verdicts import Kind
+from trainer.seeded_generation import seeded_generate
+from trainer.seeded_grpo import SeededSample
 
 RUN = "bafy-hook-run"
 DOMAIN = attest_domain(chain_id=31337)
@@ -47,30 +52,33 @@ def peft_tiny():
     return model, tok, get_task("arithmetic", digits=2)
 
 
-def epoch_record(model, task, epoch, *, off_assignment=False):
-    """What SwarmGRPOTrainer hands to on_epoch_end (same field names as swarm_trainer.EpochRecord/Rollout)."""
+CONTRIBUTION = "bafkreif2pall7dybz7vecqka3zo24irdwabwdi4wc55jznaq75q7eaavvu"  # sha2-256 of b"abc"
+
+
+def epoch_record(model, tok, task, epoch, *, off_assignment=False):
+    """What SwarmGRPOTrainer hands to on_epoch_end: seeded samples drawn under the epoch-start state."""
     reward = task_reward(task)
-    rollouts = []
-    for index in assigned_indices(RUN, epoch, PEER.address, 2):
+    samples = []
+    for slot, index in enumerate(assigned_indices(RUN, epoch, PEER.address, 2)):
         index = index + 1 if off_assignment else index
         sample = task.sample(4, index)
-        for completion in (task.teacher_trace(sample)[:9], "<t>junk"):
-            rollouts.append(
-                SimpleNamespace(
-                    epoch=epoch,
-                    seed=4,
-                    index=index,
-                    prompt=task.prompt(sample),
-                    completion=completion,
-                    reward=reward(completion, sample),
-                )
-            )
+        prompt = task.prompt(sample)
+        row = {"prompt": prompt, "seed": 4, "index": index, "slot": slot}
+        for g in range(2):
+            seed = rollout_seed(RUN, epoch, PEER.address, slot, g)
+            ids, lps = seeded_generate(model, [encode_prompt(tok, prompt)], [seed], max_new_tokens=32,
+                                       temperature=1.0, eos_token_ids=[tok.eos_token_id])  # fmt: skip
+            text = tok.decode(ids[0], skip_special_tokens=True)
+            samples.append(SeededSample(epoch, row, g, seed, encode_prompt(tok, prompt), ids[0], lps[0],
+                                        reward(text, sample)))  # fmt: skip
     start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     with torch.no_grad():  # the swarm already stepped: the model is at epoch + 1
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.5)
-    return SimpleNamespace(epoch=epoch, rollouts=rollouts, adapter_state=start, model=model, peer_id="Qm", stats={})
+    outcome = SimpleNamespace(contribution=CONTRIBUTION, entered=True, start_cid=f"bafy-epoch{epoch}")
+    return SimpleNamespace(epoch=epoch, rollouts=[], seeded=samples, adapter_state=start, model=model,
+                           peer_id="Qm", stats={}, outcome=outcome)  # fmt: skip
 
 
 def facts_with(model, tok, task):
@@ -85,7 +93,6 @@ def facts_with(model, tok, task):
         max_new_tokens=32,
         temperature=1.0,
         load_policy=lambda cid: (model, tok),
-        seeded_sampling=False,
     )
 
 
@@ -101,13 +108,14 @@ def test_hook_records_verify_under_the_epoch_start_state_only(peft_tiny, tmp_pat
         store=store,
         checkpoint_cid=lambda e: f"bafy-epoch{e}",
     )
-    record = epoch_record(model, task, epoch=3)
-    after = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    start_model = copy.deepcopy(model)
+    record = epoch_record(model, tok, task, epoch=3)
     attester(record)
-    assert all(torch.equal(p, after[n]) for n, p in model.named_parameters() if p.requires_grad)  # restored
     ((epoch, signed),) = attester.published
     assert epoch == 3 and signed.receipt.samples == 4 and store.receipts(run_key(RUN).hex(), 3) == [signed]
-    start_model = copy.deepcopy(model)
+    assert signed.receipt.contribution == hashlib.sha256(b"abc").digest()
+    served = [r for r, _ in store.fetch(signed)]
+    assert [list(r.completion_ids) for r in served] == [s.completion_ids for s in record.seeded]  # ids unchanged
     with lora_state_loaded(start_model, record.adapter_state):
         good = Validator(
             private_key="0x" + "77" * 32, facts=facts_with(start_model, tok, task), fetch=store.fetch, rollout_rate=1.0
@@ -116,7 +124,7 @@ def test_hook_records_verify_under_the_epoch_start_state_only(peft_tiny, tmp_pat
     stale = Validator(
         private_key="0x" + "77" * 32, facts=facts_with(model, tok, task), fetch=store.fetch, rollout_rate=1.0
     )
-    assert stale.find(signed, 3).kind == Kind.WRONG_LOGPROBS
+    assert stale.find(signed, 3).kind in (Kind.FABRICATED_COMPLETION, Kind.WRONG_LOGPROBS)
 
 
 def test_hook_refuses_prompts_outside_the_assignment(peft_tiny, tmp_path):
@@ -131,4 +139,4 @@ def test_hook_refuses_prompts_outside_the_assignment(peft_tiny, tmp_path):
         checkpoint_cid=lambda e: "bafy",
     )
     with pytest.raises(ValueError, match="assigned_indices"):
-        attester(epoch_record(model, task, epoch=1, off_assignment=True))
+        attester(epoch_record(model, tok, task, epoch=1, off_assignment=True))

@@ -138,3 +138,27 @@ def test_hand_encoded_digests_equal_eth_abi(text, ids, lps):
 
     assert logprob_digest(lps) == keccak(encode(["int256[]"], [lps]))
     assert completion_digest(text, ids) == keccak(encode(["string", "uint256[]"], [text, ids]))
+
+
+def test_the_fast_rollouts_tree_is_the_oz_standard_tree():
+    from coordination.attest.records import RECORD_LEAF_TYPES, RolloutRecord, rollouts_tree
+    from coordination.chain.merkle import StandardMerkleTree, leaf_hash
+
+    records = [
+        RolloutRecord.build(
+            slot=i // 3,
+            generation=i % 3,
+            task_seed=7,
+            task_index=100 + i,
+            prompt=f"Q{i}",
+            completion="x" * i,
+            completion_ids=list(range(i)),
+            reward=-0.5 * i,
+            logprobs=[-0.1] * i,
+        )  # fmt: skip
+        for i in range(7)
+    ]
+    fast = rollouts_tree(records)
+    reference = StandardMerkleTree.of([r.leaf_values() for r in records], RECORD_LEAF_TYPES)
+    assert fast == reference
+    assert all(r.leaf() == leaf_hash(RECORD_LEAF_TYPES, r.leaf_values()) for r in records)
