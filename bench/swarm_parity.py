@@ -35,7 +35,7 @@ LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
+def spec_dict(base: str, per_peer: int, batch: int, args, peers: int = 1) -> dict:
     return {
         "name": "swarm-parity",
         "model": {"base": base},
@@ -49,7 +49,8 @@ def spec_dict(base: str, per_peer: int, batch: int, args) -> dict:
             "temperature": 0.7,
             "seed": args.seed,
         },
-        "averaging": {"matchmaking_time": 1.0, "averaging_timeout": 20.0},
+        # every round waits for all n peers: no peer races ahead alone while another is still starting up
+        "averaging": {"matchmaking_time": 1.0, "averaging_timeout": 20.0, "min_group": peers},
     }
 
 
@@ -144,7 +145,7 @@ def main() -> None:
             row["gain_single"] = row["after_single"] - before
             for n in args.peers:
                 progress.update(task, description=f"seed {seed}: {n}-peer swarm")
-                spec = spec_dict(base, args.batch // n, args.batch, args)
+                spec = spec_dict(base, args.batch // n, args.batch, args, peers=n)
                 swarm, swarm_s = run_arm(f"swarm{n}_", spec, n, args.epochs, work)
                 after = accuracy(base, swarm[0]["adapter_dir"], args.eval_n, args.digits)
                 groups = [g for s in swarm for g in s["round_groups"]]
@@ -161,6 +162,7 @@ def main() -> None:
                 console.print(f"seed {seed}: single gain {row['gain_single']:+.3f}, {n}-peer gain "
                               f"{after - before:+.3f}, one CID per epoch on every peer: {same}")  # fmt: skip
             runs.append(row)
+            (OUT / "swarm_parity.partial.json").write_text(json.dumps({"before": before, "runs": runs}, indent=2))
 
     result = {
         "epochs": args.epochs, "global_batch": args.batch, "total_samples_per_arm": args.epochs * args.batch,

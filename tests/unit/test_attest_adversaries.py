@@ -177,7 +177,13 @@ def test_a_malformed_record_rejects_its_receipt_and_never_stops_the_others(world
 def test_only_the_honest_peer_is_paid_and_only_for_rollouts_that_entered_the_round(world, all_published):
     served = {s.key: r for r, s in all_published.values()}
     validator = deployed_validator(world, lambda s: records_with_proofs(served[s.key]))
-    outcomes = reconcile_epoch([validator], [s for _, s in all_published.values()], epoch=EPOCH, quorum=1)
+    outcomes = reconcile_epoch(
+        [validator],
+        [s for _, s in all_published.values()],
+        epoch=EPOCH,
+        stakes={validator.account.address: 1},
+        required=1,
+    )
     honest_records_, honest = all_published[Cheat.HONEST]
     assert contribution_table(outcomes) == {honest.receipt.peer: sum(r.completion_tokens for r in honest_records_)}
     # the same honest work whose gradient missed the round earns nothing
