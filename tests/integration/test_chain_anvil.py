@@ -190,7 +190,8 @@ def test_devnet_command_writes_deployment_and_stops_anvil_on_sigint(tmp_path):
         pytest.skip("anvil not installed: run `make setup`")
     dep = tmp_path / "deployment.json"
     cmd = [sys.executable, "-m", "coordination.cli.app", "devnet", "--port", "0", "--json", "--deployment", str(dep)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = open(tmp_path / "devnet.stderr", "w")  # a file, not a pipe nobody reads (a full pipe blocks the child)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         info = json.loads(proc.stdout.readline())
         assert json.loads(dep.read_text())["staking"] == info["deployment"]["staking"]
@@ -198,7 +199,12 @@ def test_devnet_command_writes_deployment_and_stops_anvil_on_sigint(tmp_path):
         assert os.path.exists(f"/proc/{info['anvilPid']}")
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            printed = (tmp_path / "devnet.stderr").read_text()[-2000:]
+            raise AssertionError(f"devnet ignored SIGINT: {printed}") from None
     assert not os.path.exists(f"/proc/{info['anvilPid']}") or _is_zombie(info["anvilPid"])
 
 
