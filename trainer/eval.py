@@ -53,11 +53,12 @@ def evaluate(
     keep_completions: int = 8,
 ) -> dict:
     """Greedy pass@1 of `model` on `n` held-out samples of `task` drawn with `seed`."""
+    from trainer.prompts import completion_token_budget, render_prompt
+
     samples = [task.sample(seed, i, split="eval") for i in range(n)]
-    budget = max_new_tokens or task.max_completion_chars()
-    completions = generate_greedy(
-        model, tokenizer, [task.prompt(s) for s in samples], max_new_tokens=budget, batch_size=batch_size
-    )
+    budget = max_new_tokens or completion_token_budget(task, tokenizer)
+    prompts = [render_prompt(task, s, tokenizer) for s in samples]
+    completions = generate_greedy(model, tokenizer, prompts, max_new_tokens=budget, batch_size=batch_size)
     scores = [score(task, s, c) for s, c in zip(samples, completions, strict=True)]
     mean = {name: sum(sc[name] for sc in scores) / max(n, 1) for name in scores[0]} if scores else {}
     return {
@@ -68,8 +69,8 @@ def evaluate(
         "format_rate": mean.get("format", 0.0),
         "step_credit": mean.get("steps", 0.0),
         "examples": [
-            {"prompt": task.prompt(s), "completion": c, "answer": s.answer}
-            for s, c in list(zip(samples, completions, strict=True))[:keep_completions]
+            {"prompt": p, "completion": c, "answer": s.answer}
+            for p, s, c in list(zip(prompts, samples, completions, strict=True))[:keep_completions]
         ],
     }
 
