@@ -219,3 +219,21 @@ def verify_base_model(base: str | Path, *, expected_cid: str | None = None, revi
                 "use the run's base model (delete the directory to reconvert it)"
             )
     return path
+
+
+def load_pinned_base(
+    base: str | Path,
+    *,
+    revision: str | None = None,
+    expected_cid: str | None = None,
+    dtype=None,
+    attn_implementation: str | None = None,
+):
+    """(model, tokenizer) of a run's base after `verify_base_model` (what peers and validators load).
+
+    Call it with a run spec's `spec.model.pins`; raises BaseModelMismatchError on a CID/revision mismatch.
+    """
+    from trainer.models import load_model_and_tokenizer
+
+    path = verify_base_model(base, expected_cid=expected_cid, revision=revision)
+    return load_model_and_tokenizer(path, dtype=dtype, attn_implementation=attn_implementation)

@@ -2,7 +2,13 @@
 
 import pytest
 
-from trainer.base_models import BUILTIN_BASES, BaseModelMismatchError, base_dir_cid, builtin_revision, verify_base_model
+from trainer.base_models import (
+    BUILTIN_BASES,
+    BaseModelMismatchError,
+    base_dir_cid,
+    builtin_revision,
+    verify_base_model,
+)
 from trainer.models import create_tiny_model
 
 SMALL = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64)

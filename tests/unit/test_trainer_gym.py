@@ -61,8 +61,9 @@ def test_final_answer_parsing():
 
 
 def test_math_verify_accepts_equal_numbers_the_scorer_rejects():
-    loose = get_task("gym", dataset="basic_arithmetic", config="min_terms=2,max_terms=2,min_digits=1,max_digits=1",
-                     math_verify=True)
+    loose = get_task(
+        "gym", dataset="basic_arithmetic", config="min_terms=2,max_terms=2,min_digits=1,max_digits=1", math_verify=True
+    )
     sample = loose.sample(0, 0)
     assert loose.verify(f"{sample.answer}.0", sample)
     assert not loose.verify("12345678", sample)
@@ -73,3 +74,13 @@ def test_unknown_dataset_or_field_is_a_config_error():
         get_task("gym", dataset="nonexistent")
     with pytest.raises(TrainerConfigError, match="chain_sum"):
         get_task("gym", dataset="chain_sum", config="no_such_field=1")
+
+
+def test_reasoning_style_asks_for_and_rewards_an_answer_line():
+    task = get_task("gym", **CHAIN, style="reasoning")
+    sample = task.sample(0, 1)
+    assert "Answer: <answer>" in task.instruction(sample)
+    good = f"First add the ones.\nAnswer: {sample.answer}"
+    assert score(task, sample, good) == {"correctness": 1.0, "format": 1.0, "steps": 0.0}
+    assert score(task, sample, sample.answer)["format"] == 0.0
+    assert task.sample(0, 1) == get_task("gym", **CHAIN).sample(0, 1)  # the style changes the prompt, not the problem
