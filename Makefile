@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hivetune-setup
 NPM_STAMP := contracts/node_modules/.hivetune-setup
 PYTEST_ARGS ?=
+# make demo MODEL=smollm2: the demo on the built-in SmolLM2-135M-Instruct (recipes/configs/public_run_smollm2.yaml)
+MODEL ?= tiny
+DEMO_CONFIG := $(if $(filter smollm2,$(MODEL)),--config recipes/configs/public_run_smollm2.yaml,)
 
 .PHONY: setup demo test test-fast bench contracts lint clean
 
@@ -28,7 +31,7 @@ $(NPM_STAMP): contracts/package.json contracts/package-lock.json
 	@touch $(NPM_STAMP)
 
 demo: setup
-	$(PY) -m recipes.demo
+	$(PY) -m recipes.demo $(DEMO_CONFIG)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -15,7 +15,8 @@ greedy pass@1, sampled pass@1 (k samples at `eval_temperature`), pass@k. 95% CIs
 problems (seeds averaged inside each resample); the differences vs continued SFT are paired by
 problem and seed. Seed spread = the standard deviation of per-seed means. Writes JSON + PNG.
 
-Models: `tiny` (character model; task arithmetic, 2 digits, CoT format) or `smollm2` (the built-in
+Models: `tiny` (character model; task arithmetic, 3 digits, CoT format; a 150-step warm start: with
+300 steps on 2-digit sums the exact teacher already gave greedy 0.98 and pass@8 1.00, nothing to learn) or `smollm2` (the built-in
 SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only format, chat template).
 """
 
@@ -61,8 +62,8 @@ SETTINGS = {
     "tiny": Setting(
         "tiny",
         "arithmetic",
-        {"digits": 2},
-        300,
+        {"digits": 3},
+        150,
         3e-3,
         150,
         32,

@@ -143,7 +143,21 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
     plain.generation_config.pad_token_id = tokenizer.pad_token_id
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    _drop_load_time_keys(out / "tokenizer_config.json")
     return out
+
+
+# transformers writes how the tokenizer was *loaded* into its config (e.g. local_files_only is true under
+# HF_HUB_OFFLINE=1): not content, and it would make the directory CID depend on the environment.
+LOAD_TIME_KEYS = ("local_files_only", "is_local", "cache_dir", "_commit_hash", "token", "revision")
+
+
+def _drop_load_time_keys(path: Path) -> None:
+    import json
+
+    if path.exists():
+        config = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in config.items() if k not in LOAD_TIME_KEYS}, indent=2) + "\n")
 
 
 def base_dir_cid(path: str | Path) -> str:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from coordination.errors import ConfigError
 from trainer.base_models import (
     BUILTIN_BASES,
     BaseModelMismatchError,
@@ -31,7 +32,7 @@ def test_verify_refuses_a_base_whose_cid_differs(tmp_path):
     cid = base_dir_cid(path)
     assert verify_base_model(str(path), expected_cid=cid) == path
     assert verify_base_model(str(path)) == path  # nothing pinned
-    other = "bafyreibtlcmuhnwlvrlxjdm7k2tp3ro7dmbooag763qzle45uogfqvg2ra"
+    other = "bafyreidp7gatwyejddcjjsxeplkzlzf2o7u3xf32wdd6bllja7k6yoguja"
     with pytest.raises(BaseModelMismatchError, match=f"has CID {cid} but the spec pins {other}"):
         verify_base_model(str(path), expected_cid=other)
 
@@ -44,3 +45,19 @@ def test_verify_refuses_a_revision_it_cannot_honour(tmp_path):
     assert installed == BUILTIN_BASES["smollm2-135m-instruct"].version
     with pytest.raises(BaseModelMismatchError, match=f"revision {installed} is installed but the spec pins 9.9"):
         verify_base_model("smollm2-135m-instruct", revision="9.9")
+
+
+def test_cli_prints_the_cid_and_refuses_a_mismatch(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from coordination.cli.app import app
+
+    path = create_tiny_model(tmp_path / "m", seed=1, **SMALL)
+    runner = CliRunner()
+    done = runner.invoke(app, ["base-model", str(path), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == {"base": str(path), "path": str(path), "cid": base_dir_cid(path)}
+    bad = runner.invoke(app, ["base-model", str(path), "--cid", "bafyreiaaaa"])
+    assert isinstance(bad.exception, ConfigError) and "but the spec pins bafyreiaaaa" in str(bad.exception)
