@@ -16,8 +16,9 @@ problems (seeds averaged inside each resample); the differences vs continued SFT
 problem and seed. Seed spread = the standard deviation of per-seed means. Writes JSON + PNG.
 
 Models: `tiny` (character model; task arithmetic, 3 digits, CoT format; a 150-step warm start: with
-300 steps on 2-digit sums the exact teacher already gave greedy 0.98 and pass@8 1.00, nothing to learn) or `smollm2` (the built-in
-SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only format, chat template).
+300 steps on 2-digit sums the exact teacher already gave greedy 0.98 and pass@8 1.00, nothing to
+learn) or `smollm2` (the built-in SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only
+format, chat template).
 """
 
 from __future__ import annotations
