@@ -15,10 +15,10 @@ greedy pass@1, sampled pass@1 (k samples at `eval_temperature`), pass@k. 95% CIs
 problems (seeds averaged inside each resample); the differences vs continued SFT are paired by
 problem and seed. Seed spread = the standard deviation of per-seed means. Writes JSON + PNG.
 
-Models: `tiny` (character model; task arithmetic, 3 digits, CoT format; a 150-step warm start: with
-300 steps on 2-digit sums the exact teacher already gave greedy 0.98 and pass@8 1.00, nothing to
-learn) or `smollm2` (the built-in SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only
-format, chat template).
+Models: `tiny` (character model; task arithmetic, 2 digits, CoT format; a 120-step warm start: with
+300 steps the exact teacher already gave greedy 0.98 and pass@8 1.00, nothing to learn; 3 digits
+after 150 steps gave 0.00 and pass@8 0.00, no reward to learn from) or `smollm2` (the built-in
+SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only format, chat template).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ SETTINGS = {
     "tiny": Setting(
         "tiny",
         "arithmetic",
-        {"digits": 3},
-        150,
+        {"digits": 2},
+        120,
         3e-3,
         150,
         32,

@@ -162,7 +162,7 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
         seed=settings["seed"],
         **sft_fields,
     )
-    peft_config = None if is_tiny_model(tokenizer) else _sft_lora_config(lora_r)
+    peft_config = None if is_tiny_model(tokenizer) else sft_lora_config(lora_r)
     trainer = train_sft(
         model,
         tokenizer,
@@ -180,7 +180,8 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
     return out
 
 
-def _sft_lora_config(r: int):
+def sft_lora_config(r: int):
+    """The LoRA of a real model's warm start: every linear layer, alpha = 2r."""
     from peft import LoraConfig
 
     return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
