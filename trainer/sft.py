@@ -140,11 +140,11 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
     (max_steps=60) runs in seconds. A real (non-tiny) model gets LoRA SFT at `LORA_WARM_START_LR`
     unless `learning_rate` is given.
     """
-    from trainer.models import TINY_ALIAS, is_tiny_model, load_model_and_tokenizer
+    from trainer.models import TINY_ALIAS, is_tiny_model, load_model_and_tokenizer, load_tokenizer
 
     out = Path(out_dir)
     lora_r = int(cfg.pop("lora_r", 16))
-    if cfg.get("model", TINY_ALIAS) != TINY_ALIAS:
+    if not is_tiny_model(load_tokenizer(cfg.get("model", TINY_ALIAS))):
         cfg.setdefault("learning_rate", LORA_WARM_START_LR)
         cfg["lora_r"] = lora_r  # part of the cached settings (not an SFTConfig field)
     settings = {**WARM_START_DEFAULTS, **cfg, "task": task_name, "task_params": task_params or {}}
