@@ -359,6 +359,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--warm_steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="outputs/bench")
+    parser.add_argument("--name", default=None, help="output stem (default learning_<model>)")
     opts = parser.parse_args(argv)
     setting = SETTINGS[opts.model]
     if opts.steps:
@@ -371,11 +372,11 @@ def main(argv=None) -> dict:
     set_torch_threads(opts.threads)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"learning_{opts.model}"
+    stem = out / (opts.name or f"learning_{opts.model}")
     runs = []
     started = time.monotonic()
     for seed in range(opts.seeds):
-        runs.append(run_seed(setting, seed, opts, out / f"learning_{opts.model}_work"))
+        runs.append(run_seed(setting, seed, opts, out / f"{stem.name}_work"))
         table = summarize(runs, opts.k)
         report = {
             "setting": asdict(setting),
