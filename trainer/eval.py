@@ -53,11 +53,12 @@ def evaluate(
     keep_completions: int = 8,
 ) -> dict:
     """Greedy pass@1 of `model` on `n` held-out samples of `task` drawn with `seed`."""
+    from trainer.prompts import completion_token_budget, render_prompt
+
     samples = [task.sample(seed, i, split="eval") for i in range(n)]
-    budget = max_new_tokens or task.max_completion_chars()
-    completions = generate_greedy(
-        model, tokenizer, [task.prompt(s) for s in samples], max_new_tokens=budget, batch_size=batch_size
-    )
+    budget = max_new_tokens or completion_token_budget(task, tokenizer)
+    prompts = [render_prompt(task, s, tokenizer) for s in samples]
+    completions = generate_greedy(model, tokenizer, prompts, max_new_tokens=budget, batch_size=batch_size)
     scores = [score(task, s, c) for s, c in zip(samples, completions, strict=True)]
     mean = {name: sum(sc[name] for sc in scores) / max(n, 1) for name in scores[0]} if scores else {}
     return {
@@ -68,8 +69,8 @@ def evaluate(
         "format_rate": mean.get("format", 0.0),
         "step_credit": mean.get("steps", 0.0),
         "examples": [
-            {"prompt": task.prompt(s), "completion": c, "answer": s.answer}
-            for s, c in list(zip(samples, completions, strict=True))[:keep_completions]
+            {"prompt": p, "completion": c, "answer": s.answer}
+            for p, s, c in list(zip(prompts, samples, completions, strict=True))[:keep_completions]
         ],
     }
 
@@ -97,3 +98,95 @@ def write_report(results: dict[str, dict], out_dir: str | Path, *, title: str = 
     fig.savefig(out / "eval.png", dpi=100)
     plt.close(fig)
     return out / "eval.json"
+
+
+def generate_sampled(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    k: int,
+    temperature: float,
+    max_new_tokens: int,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[list[str]]:
+    """`k` sampled completions per prompt at `temperature` (seeded: a pure function of weights and seed)."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    model.eval()
+    torch.manual_seed(seed)
+    per_batch = max(1, batch_size // k)
+    outputs: list[list[str]] = []
+    for start in range(0, len(prompts), per_batch):
+        batch = tokenizer(
+            prompts[start : start + per_batch], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(model.device)
+        with torch.no_grad():
+            ids = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                top_p=1.0,
+                num_return_sequences=k,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        texts = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        outputs += [texts[i : i + k] for i in range(0, len(texts), k)]
+    return outputs
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate from `c` correct of `n` samples (Chen et al. 2021)."""
+    if n - c < k:
+        return 1.0
+    prob_all_wrong = 1.0
+    for i in range(n - c + 1, n + 1):
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong
+
+
+def score_problems(
+    model,
+    tokenizer,
+    task: Task,
+    *,
+    n: int,
+    seed: int,
+    k: int = 8,
+    temperature: float = 1.0,
+    max_new_tokens: int | None = None,
+    batch_size: int = 64,
+) -> dict:
+    """Per held-out problem: greedy correctness (0/1) and the number correct of `k` samples.
+
+    Returns {"greedy": [0/1]*n, "sampled_correct": [c]*n, "k": k, ...}: sampled pass@1 is
+    mean(c)/k and pass@k is mean(c > 0) (k samples, so the unbiased estimator is exact).
+    """
+    from trainer.prompts import completion_token_budget, render_prompt
+
+    samples = [task.sample(seed, i, split="eval") for i in range(n)]
+    prompts = [render_prompt(task, s, tokenizer) for s in samples]
+    budget = max_new_tokens or completion_token_budget(task, tokenizer)
+    greedy = generate_greedy(model, tokenizer, prompts, max_new_tokens=budget, batch_size=batch_size)
+    sampled = generate_sampled(
+        model,
+        tokenizer,
+        prompts,
+        k=k,
+        temperature=temperature,
+        max_new_tokens=budget,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    return {
+        "greedy": [int(task.verify(c, s)) for c, s in zip(greedy, samples, strict=True)],
+        "sampled_correct": [sum(task.verify(c, s) for c in group) for group, s in zip(sampled, samples, strict=True)],
+        "k": k,
+        "temperature": temperature,
+        "examples": [{"completion": c, "answer": s.answer} for c, s in list(zip(greedy, samples, strict=True))[:4]],
+    }

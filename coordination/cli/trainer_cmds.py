@@ -1,6 +1,7 @@
 """CLI commands of the single-peer trainer: synthetic data, evaluation, the tiny model, the pipeline.
 
     hivetune tiny-model --out outputs/tiny
+    hivetune base-model smollm2-135m-instruct        # convert/cache the built-in base, print its dir and CID
     hivetune data generate --task arithmetic --param digits=2 --n 1000 --seed 0 --out traces.jsonl
     hivetune eval --model outputs/warm --adapter outputs/adapter --task arithmetic --n 200 --seed 0 --out outputs/eval
     hivetune train --config recipes/configs/single_peer_arith_tiny.yaml --seed 1
@@ -24,7 +25,7 @@ data_app = typer.Typer(
     help="Generate synthetic reasoning data (teacher chain-of-thought traces).", no_args_is_help=True
 )
 
-TaskOption = Annotated[str, typer.Option("--task", help="Task name: arithmetic, countdown, gsm8k.")]
+TaskOption = Annotated[str, typer.Option("--task", help="Task name: arithmetic, countdown, gsm8k, gym.")]
 ParamOption = Annotated[
     list[str] | None, typer.Option("--param", help="Task parameter key=value (repeatable), e.g. --param digits=3.")
 ]
@@ -89,6 +90,9 @@ def eval_command(
     out: Annotated[Path, typer.Option("--out", help="Directory for eval.json and eval.png.")] = Path("outputs/eval"),
     param: ParamOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", help="Generation budget in tokens (default: the task's).")
+    ] = None,
 ) -> None:
     """Greedy pass@1 of a model (optionally with an adapter) on a held-out seeded set; writes JSON + PNG."""
     with trainer_errors():
@@ -101,7 +105,7 @@ def eval_command(
         if adapter is not None:
             adapter = _adapter_dir(adapter)
         net, tokenizer = load_adapter(model, adapter) if adapter else load_model_and_tokenizer(model)
-        result = evaluate(net, tokenizer, chosen, n=n, seed=seed)
+        result = evaluate(net, tokenizer, chosen, n=n, seed=seed, max_new_tokens=max_new_tokens)
         label = f"{Path(model).name}+{adapter.name}" if adapter else Path(model).name
         path = write_report({label: result}, out)
     if as_json:
@@ -138,6 +142,24 @@ def tiny_model_command(
     typer.echo(f"wrote tiny model (seed {seed}) to {path}")
 
 
+def base_model_command(
+    base: Annotated[str, typer.Argument(help="A built-in base (smollm2-135m-instruct), `tiny`, a path or a hub id.")],
+    revision: Annotated[str | None, typer.Option("--revision", help="Revision the spec pins.")] = None,
+    expected_cid: Annotated[str | None, typer.Option("--cid", help="Refuse the base unless it has this CID.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {base, path, cid} as JSON.")] = False,
+) -> None:
+    """Locate (converting a built-in once) a base model and print its directory and content address (CID)."""
+    with trainer_errors():
+        from trainer.base_models import base_dir_cid, verify_base_model
+
+        path = verify_base_model(base, expected_cid=expected_cid, revision=revision)
+        cid = base_dir_cid(path)
+    if as_json:
+        typer.echo(json.dumps({"base": base, "path": str(path), "cid": cid}))
+    else:
+        typer.echo(f"{base}: {path}\nbase_cid: {cid}")
+
+
 def train_command(
     config: Annotated[Path, typer.Option("--config", help="A single-peer pipeline config (YAML).")] = Path(
         "recipes/configs/single_peer_arith_tiny.yaml"
@@ -158,4 +180,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
     app.command("eval")(eval_command)
     app.command("tiny-model")(tiny_model_command)
+    app.command("base-model")(base_model_command)
     app.command("train")(train_command)

@@ -28,8 +28,38 @@ AGGREGATORS = ("trimmed_mean", "mean")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    base: str = field(default="tiny", metadata={"help": "'tiny' (built-in tiny Qwen2, no download) or an HF id/path."})
-    revision: str | None = field(default=None, metadata={"help": "Model revision (commit) for HF models."})
+    """The base model every peer and validator loads (`trainer.base_models.load_pinned_base(**spec.model.pins)`).
+
+    Peers and validators refuse a base whose directory CID (`base_cid`) or `revision` differs.
+    `dtype` and `attn_implementation` change the numerics (hence log-prob checks), so the run fixes them.
+    Gradient checkpointing is not here: it trades memory for time on one peer and leaves the math alone.
+    """
+
+    base: str = field(
+        default="tiny",
+        metadata={"help": "'tiny', 'smollm2-135m-instruct' (built-ins, no download) or an HF id/path."},
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": "HF commit for hub ids; the package version for built-ins (e.g. '0.1.2')."}
+    )
+    base_cid: str | None = field(
+        default=None, metadata={"help": "Base directory CID (trainer.base_models.base_dir_cid); None: unpinned."}
+    )
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bfloat16, float32."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa, eager, flash_attention_2; None: transformers' default."}
+    )
+
+    @property
+    def pins(self) -> dict:
+        """Keyword arguments of `trainer.base_models.load_pinned_base`."""
+        return {
+            "base": self.base,
+            "revision": self.revision,
+            "expected_cid": self.base_cid,
+            "dtype": self.dtype,
+            "attn_implementation": self.attn_implementation,
+        }
 
 
 @dataclass(frozen=True)

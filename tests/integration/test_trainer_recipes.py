@@ -31,6 +31,9 @@ FEW_GRPO_STEPS = [
 ]
 
 
+GPU_CONFIGS = ("grpo_smollm2_gpu.yaml", "grpo_qwen2.5_0.5b_gpu.yaml")
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HIVETUNE_HOME", str(tmp_path / "home"))
@@ -51,7 +54,13 @@ def test_every_shipped_trainer_config_is_covered():
     launched = {
         p.name for p in CONFIGS.glob("*.yaml") if any(r in p.read_text().splitlines()[0] for r in TRAINER_RECIPES)
     }
-    assert launched == {"sft_arith_tiny.yaml", "grpo_arith_tiny.yaml", "single_peer_arith_tiny.yaml"}
+    assert launched == {
+        "sft_arith_tiny.yaml",
+        "grpo_arith_tiny.yaml",
+        "single_peer_arith_tiny.yaml",
+        "grpo_smollm2.yaml",  # runs in tests/integration/test_trainer_smollm2.py
+        *GPU_CONFIGS,  # parsed below; they run on a GPU only
+    }
     for name in launched:
         first = (CONFIGS / name).read_text().splitlines()[0]
         assert first.startswith("# ") and name in first  # the first line is the launch command
@@ -147,6 +156,20 @@ def test_bad_input_is_one_clear_line(tmp_path, extra, message):
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.parametrize("name", GPU_CONFIGS)
+def test_gpu_configs_parse_with_gpu_settings(name):
+    from trl import TrlParser
+
+    from recipes.grpo_lora import GRPOConfig, GRPORecipeArguments, ModelConfig, check_args
+
+    parser = TrlParser((GRPORecipeArguments, GRPOConfig, ModelConfig))
+    script, args, model = parser.parse_args_and_config(args=["--config", str(CONFIGS / name), "--use_cpu", "true"])
+    check_args(script, args)
+    text = (CONFIGS / name).read_text()
+    assert "use_cpu: false" in text and "bf16: true" in text and model.dtype == "bfloat16"
+    assert script.task == "gym" and model.attn_implementation == "sdpa"
 
 
 def test_malformed_pipeline_config_names_the_key(tmp_path):

@@ -4,6 +4,7 @@
     task = get_task("arithmetic", digits=3)
     task = get_task("countdown", count=3, max_number=10)
     task = get_task("gsm8k", path="data/train.jsonl")
+    task = get_task("gym", dataset="chain_sum", config="min_terms=2,max_terms=2")   # any reasoning-gym dataset
 
 `get_task` raises `UnknownTaskError` (a ValueError) naming the known tasks for an unknown name,
 and `TrainerConfigError` for parameters the task does not take.
@@ -18,8 +19,9 @@ from trainer.tasks.arithmetic import ArithmeticTask
 from trainer.tasks.base import Sample, Task, extract_answer, split_reasoning
 from trainer.tasks.countdown import CountdownTask
 from trainer.tasks.gsm8k import GSM8KTask
+from trainer.tasks.gym import GymTask
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ArithmeticTask, CountdownTask, GSM8KTask)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (ArithmeticTask, CountdownTask, GSM8KTask, GymTask)}
 
 __all__ = [
     "TASKS",
@@ -31,6 +33,7 @@ __all__ = [
     "ArithmeticTask",
     "CountdownTask",
     "GSM8KTask",
+    "GymTask",
 ]
 
 

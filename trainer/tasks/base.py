@@ -104,6 +104,17 @@ class Task(ABC):
         """The text the model is conditioned on; the completion starts with `<t>`."""
         return f"{sample.question}\n"
 
+    def instruction(self, sample: Sample) -> str:
+        """The user message an instruct model gets (see trainer.prompts.render_prompt): question + answer format."""
+        return (
+            f"{sample.question.removeprefix('Q:')}\n\nThink step by step inside <t></t>, then give only the final "
+            "answer inside <a></a>, e.g. <t>...</t><a>42</a>."
+        )
+
+    def format_ok(self, completion: str) -> bool:
+        """True iff the completion has this task's answer format (the `format` reward)."""
+        return isinstance(completion, str) and split_reasoning(completion) is not None
+
     @abstractmethod
     def verify(self, completion: str, sample: Sample) -> bool:
         """True iff the completion's final answer is correct. Never raises on any string."""
