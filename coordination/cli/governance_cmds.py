@@ -113,7 +113,7 @@ def load_checkpoint_model(spec, cid: str, *, store: Path | None, initial_peers: 
     from peft import PeftModel
 
     from coordination.checkpoints import CheckpointStore, resolve_adapter
-    from trainer.models import load_model_and_tokenizer
+    from trainer.base_models import load_pinned_base
     from trainer.tasks import get_task
 
     blocks = CheckpointStore(store)
@@ -127,7 +127,7 @@ def load_checkpoint_model(spec, cid: str, *, store: Path | None, initial_peers: 
     finally:
         if dht is not None:
             dht.shutdown()
-    base, tokenizer = load_model_and_tokenizer(spec.model.base)
+    base, tokenizer = load_pinned_base(**spec.model.pins)  # refuses a base that is not the run's
     model = PeftModel.from_pretrained(base, str(adapter)).eval()
     return model, tokenizer, get_task(spec.task.name, **spec.task.params)
 
@@ -138,6 +138,9 @@ def eval_verify_cmd(
     rpc: str = RPC,
     deployment: Path = DEPLOYMENT,
     offline: bool = typer.Option(False, "--offline", help="skip checking the signers against the chain"),
+    base: str | None = typer.Option(
+        None, "--base", help="the run's base model: instruct bases render chat prompts (default: raw task prompts)"
+    ),
     as_json: bool = JSON_OUT,
 ) -> None:
     """Prove sample N is in the signed eval (Merkle proof) and recompute its verdict from the task."""
@@ -153,7 +156,12 @@ def eval_verify_cmd(
         if outsiders:
             raise AttestationError(f"eval bundle signed by non-validators {outsiders}: do not trust its score")
     name, _, params = bundle.task.partition(":")
-    check = verify_sample(bundle, sample, get_task(name, **json.loads(params or "{}")))
+    tokenizer = None
+    if base is not None:
+        from trainer.models import load_tokenizer
+
+        tokenizer = load_tokenizer(base)
+    check = verify_sample(bundle, sample, get_task(name, **json.loads(params or "{}")), tokenizer=tokenizer)
     payload = {
         "sample": sample,
         "ok": check.ok,

@@ -62,9 +62,9 @@ class EpochPublisher:
         if self._shadow is None:
             from peft import get_peft_model
 
-            from trainer.models import load_model_and_tokenizer
+            from trainer.base_models import load_pinned_base
 
-            base, _ = load_model_and_tokenizer(self.spec.model.base)
+            base, _ = load_pinned_base(**self.spec.model.pins)
             config = copy.deepcopy(_peft_config(model))
             config.inference_mode = True
             self._shadow = get_peft_model(base, config)

@@ -185,15 +185,16 @@ def run_transparent_eval(
 
     `generate(prompts) -> completions` replaces greedy decoding of `model` (tests, other backends).
     """
+    from trainer.prompts import completion_token_budget, render_prompt
     from trainer.tasks.base import extract_answer
 
     samples = eval_problems(task, seed, n)
-    prompts = [task.prompt(s) for s in samples]
+    prompts = [render_prompt(task, s, tokenizer) for s in samples]  # chat template for instruct bases
     if generate is None:
         from trainer.eval import generate_greedy
 
         completions = generate_greedy(
-            model, tokenizer, prompts, max_new_tokens=task.max_completion_chars(), batch_size=batch_size
+            model, tokenizer, prompts, max_new_tokens=completion_token_budget(task, tokenizer), batch_size=batch_size
         )
     else:
         completions = list(generate(prompts))
@@ -262,8 +263,11 @@ class SampleCheck:
         return self.in_commitment and self.prompt_matches and self.verdict_matches
 
 
-def verify_sample(bundle: EvalBundle, index: int, task, *, signed_root: bytes | None = None) -> SampleCheck:
-    """Prove record `index` is in the committed eval and recompute its prompt and verdict from the task."""
+def verify_sample(
+    bundle: EvalBundle, index: int, task, *, signed_root: bytes | None = None, tokenizer=None
+) -> SampleCheck:
+    """Prove record `index` is in the committed eval and recompute its prompt (rendered for the base's
+    `tokenizer`, as the eval did) and verdict from the task."""
     if not 0 <= index < bundle.total:
         raise AttestationError(f"sample {index} is out of range: the eval has samples 0..{bundle.total - 1}")
     tree = bundle.tree()
@@ -271,6 +275,8 @@ def verify_sample(bundle: EvalBundle, index: int, task, *, signed_root: bytes | 
     record = bundle.records[index]
     in_commitment = verify_proof(root, leaf_hash(EVAL_LEAF_TYPES, record.leaf_values()), tree.proof(index))
     sample = task.sample(bundle.seed, record.index, split="eval")
-    prompt_matches = task.prompt(sample) == record.prompt
+    from trainer.prompts import render_prompt
+
+    prompt_matches = render_prompt(task, sample, tokenizer) == record.prompt
     verdict_matches = bool(task.verify(record.completion, sample)) == record.verdict
     return SampleCheck(index, in_commitment, prompt_matches, verdict_matches, record)

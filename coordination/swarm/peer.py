@@ -270,9 +270,9 @@ def run_peer(spec: RunSpec, *, on_epoch_end: Callable | None = None, peer_addres
 
 def load_start_model(spec: RunSpec, cid: str | None, *, store, dht):
     """(model, tokenizer): the base, with the checkpoint `cid` (fetched + verified) as trainable adapter."""
-    from trainer.models import load_model_and_tokenizer
+    from trainer.base_models import load_pinned_base
 
-    model, tokenizer = load_model_and_tokenizer(spec.model.base)
+    model, tokenizer = load_pinned_base(**spec.model.pins)  # refuses a base whose CID/revision is not the spec's
     if cid is None:
         return model, tokenizer
     from peft import PeftModel
@@ -309,7 +309,7 @@ def _build_trainer(spec, *, dht, store, server, model, tokenizer, address, confi
     # every rank of a peer works on the peer's assignment (rank 0's id or the given address), epoch by epoch
     address = address or _leader_value(peer_label_address(str(dht.peer_id)) if dht is not None else None)
     dataset = parts.get("dataset") or prompt_dataset(
-        task, spec.task.seed, assigned_indices(spec.run_id, 0, address, 64)
+        task, spec.task.seed, assigned_indices(spec.run_id, 0, address, 64), tokenizer=tokenizer
     )
     factory = make_optimizer_factory(
         spec, dht, store=store, server=server, fresh_lora=not _is_peft(model),
@@ -324,7 +324,7 @@ def _build_trainer(spec, *, dht, store, server, model, tokenizer, address, confi
         on_local_step=partial(
             _report_progress, dht=dht, spec=spec, line=status_line, client_mode=config.client_mode, last={"t": 0.0}
         ),  # fmt: skip
-        assignment=Assignment(spec.run_id, address, task, spec.task.seed),
+        assignment=Assignment(spec.run_id, address, task, spec.task.seed, tokenizer),
     )
     return build_grpo_trainer(
         model=model,

@@ -46,6 +46,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from coordination.swarm.consensus_optimizer import ConsensusOptimizer, lora_parameters
+from trainer.prompts import render_prompt
 from trainer.seeded_grpo import SeededGenerationMixin, SeededSample
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Assignment:
     peer: str
     task: object
     task_seed: int
+    tokenizer: object = None  # chat-template prompts for instruct bases (trainer.prompts.render_prompt)
 
     def row(self, epoch: int, slot: int) -> dict:
         """The dataset row (as `trainer.grpo.prompt_dataset` builds it) of `slot` in `epoch`."""
@@ -90,7 +92,7 @@ class Assignment:
         index = assigned_indices(self.run_id, epoch, self.peer, slot + 1)[slot]
         sample = self.task.sample(self.task_seed, index)
         return {
-            "prompt": self.task.prompt(sample),
+            "prompt": render_prompt(self.task, sample, self.tokenizer),
             "answer": sample.answer,
             "problem": sample.to_json(),
             "seed": sample.seed,

@@ -148,7 +148,7 @@ def verifier_model(spec):
     from peft import get_peft_model
 
     from coordination.swarm.peer import lora_config_from_spec
-    from trainer.models import load_model_and_tokenizer
+    from trainer.base_models import load_pinned_base
 
-    model, _ = load_model_and_tokenizer(spec.model.base)
+    model, _ = load_pinned_base(**spec.model.pins)
     return get_peft_model(model, lora_config_from_spec(spec))

@@ -37,7 +37,7 @@ def check_prompt(facts: RunFacts, record: RolloutRecord, assigned: list[int]) ->
         )
     if record.task_seed != facts.task_seed:
         return _finding(Kind.WRONG_PROMPT, record, f"task seed {record.task_seed}, run uses {facts.task_seed}")
-    prompt = facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index))
+    prompt = facts.prompt(facts.task.sample(facts.task_seed, record.task_index))
     if record.prompt_digest != "0x" + text_digest(prompt).hex():
         return _finding(Kind.WRONG_PROMPT, record, "prompt digest is not that of the assigned sample's prompt")
     return None
@@ -103,7 +103,7 @@ def check_with_logits(facts: RunFacts, record: RolloutRecord, logits, *, epoch: 
 
 
 def prompt_ids_of(facts: RunFacts, record: RolloutRecord, tokenizer) -> list[int]:
-    return encode_prompt(tokenizer, facts.task.prompt(facts.task.sample(facts.task_seed, record.task_index)))
+    return encode_prompt(tokenizer, facts.prompt(facts.task.sample(facts.task_seed, record.task_index)))
 
 
 def check_against_model(

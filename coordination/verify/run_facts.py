@@ -53,7 +53,12 @@ class RunFacts:
     top_k: int = 0
     top_p: float = 1.0
     logprob_tolerance_milli: int = 10  # |recomputed - claimed| per token, in milli-nats (bench/attest_calibration.py)
-    cdf_tolerance: float = 1e-4  # slack on each token's CDF interval (bench/attest_calibration.py)
+    cdf_tolerance: float = 1e-4
+    # the prompt string of a task sample as peers train on it (trainer.prompts.render_prompt); None: task.prompt
+    prompt_of: Callable | None = None  # slack on each token's CDF interval (bench/attest_calibration.py)
+
+    def prompt(self, sample) -> str:
+        return self.prompt_of(sample) if self.prompt_of is not None else self.task.prompt(sample)
 
     @classmethod
     def from_spec(

@@ -91,10 +91,12 @@ def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_a
 
 
 def model_limits(spec) -> dict:
-    """EOS ids and vocabulary size of the run's base model (cheap: tokenizer + config, no weights)."""
+    """EOS ids, vocabulary size and prompt rendering of the run's base model (cheap: tokenizer + config)."""
     from transformers import AutoConfig
 
     from trainer.models import load_tokenizer, resolve_model_path
+    from trainer.prompts import render_prompt
+    from trainer.tasks import get_task
 
     try:
         tokenizer = load_tokenizer(spec.model.base)
@@ -104,7 +106,12 @@ def model_limits(spec) -> dict:
             f"could not read the base model's EOS / vocabulary ({exc}); length checks only on drawn records"
         )
         return {}
-    return {"eos_token_ids": eos_ids(tokenizer, spec.model.base), "vocab_size": int(vocab)}
+    task = get_task(spec.task.name, **spec.task.params)
+    return {
+        "eos_token_ids": eos_ids(tokenizer, spec.model.base),
+        "vocab_size": int(vocab),
+        "prompt_of": lambda sample: render_prompt(task, sample, tokenizer),  # as peers render it
+    }
 
 
 def eos_ids(tokenizer, base: str) -> tuple[int, ...]:
