@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from coordination.chain.connect import DEFAULT_RPC
 from coordination.errors import ConfigError
 
 KEY_ENV = "HIVETUNE_VALIDATOR_KEY"
@@ -44,7 +45,7 @@ def connect_chain(deployment: Path | None, rpc: str | None, spec):
         return None, (spec.chain.chain_id if spec.chain else 31337)
     from coordination.chain.connect import connect
 
-    url = rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545")
+    url = rpc or (spec.chain.rpc_url if spec.chain else DEFAULT_RPC)
     _, dep, clients = connect(url, deployment)
     return clients, dep.chain_id
 
@@ -168,7 +169,7 @@ def rewards(
     peer: Annotated[str, typer.Option(help="The peer's Ethereum address.")],
     claims_dir: Annotated[Path, typer.Option(help="Directory of claim files written by the aggregator.")],
     deployment: Annotated[Path | None, typer.Option(help="deployment.json: look up claimed/pending on chain.")] = None,
-    rpc: Annotated[str, typer.Option(help="JSON-RPC URL.")] = "http://127.0.0.1:8545",
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL.")] = DEFAULT_RPC,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a peer's units, pending and claimed rewards, period by period."""
@@ -176,11 +177,9 @@ def rewards(
 
     clients = None
     if deployment is not None:
-        from web3 import Web3
+        from coordination.chain.connect import connect
 
-        from coordination.chain.deploy import Deployment
-
-        clients = Deployment.load(deployment).clients(Web3(Web3.HTTPProvider(rpc)))
+        _, _, clients = connect(rpc, deployment)  # checks the chain id and the contracts' code
     rows = reward_rows(peer, claims_dir, ledger=clients.ledger if clients else None)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

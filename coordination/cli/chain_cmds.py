@@ -92,6 +92,9 @@ def devnet(
         deployment_path=deployment,
     )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops it as cleanly as Ctrl-C
+    # and Ctrl-C always works: a process started in the background (`cmd &` in a script) or by a parent
+    # that ignores SIGINT inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         _print_devnet(net, deployment, as_json)
         while True:

@@ -55,8 +55,8 @@ class Validator:
         """Raise ValidatorNotRegistered unless `staking.is_validator(self.address)`."""
         if not staking.is_validator(self.address):
             raise ValidatorNotRegistered(
-                f"{self.address} is not a registered validator: stake at least the minimum and run "
-                "`hivetune stake` then register (Staking.registerValidator)"
+                f"{self.address} is not an active validator: stake at least the minimum (`hivetune stake`), "
+                "`hivetune register-validator`, then `hivetune activate-validator` after the activation delay"
             )
 
     def policy(self, cid: str):

@@ -191,7 +191,9 @@ def test_devnet_command_writes_deployment_and_stops_anvil_on_sigint(tmp_path):
     dep = tmp_path / "deployment.json"
     cmd = [sys.executable, "-m", "coordination.cli.app", "devnet", "--port", "0", "--json", "--deployment", str(dep)]
     err = open(tmp_path / "devnet.stderr", "w")  # a file, not a pipe nobody reads (a full pipe blocks the child)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    # started as a background job of a script would be: SIGINT inherited as ignored; Ctrl-C must still stop it
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, preexec_fn=ignore_sigint)
     try:
         info = json.loads(proc.stdout.readline())
         assert json.loads(dep.read_text())["staking"] == info["deployment"]["staking"]
