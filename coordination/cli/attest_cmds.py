@@ -124,6 +124,19 @@ def validate(
 
 
 @contextlib.contextmanager
+def _validator(spec, clients, key: str, records_dir, initial_peers, epochs, *, eval_dtype: str = "fp32"):
+    """A Validator over the run's published records (directory or swarm), as `validate` builds it."""
+    from coordination.swarm.epoch_board import EpochBoard
+    from coordination.verify.validate_run import facts_for_run
+    from coordination.verify.validator import Validator
+
+    with receipt_source(spec, records_dir, initial_peers, epochs) as (_, fetch, dht):
+        board = EpochBoard(dht=dht, run_id=spec.run_id) if dht is not None else None
+        facts = facts_for_run(spec, domain=attest_domain_for(clients, 0), dht=dht, board=board, eval_dtype=eval_dtype)
+        yield Validator(private_key=key, facts=facts, fetch=fetch, rollout_rate=1.0)
+
+
+@contextlib.contextmanager
 def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | None, epochs: list[int]):
     """({epoch: [SignedReceipt]}, record fetcher, dht or None) from a local directory or from the swarm's DHT."""
     if records_dir is not None:
@@ -218,28 +231,49 @@ def settle_sign(
         int, typer.Option(help="Stake snapshot (a past chain timestamp every validator of the period uses).")
     ] = 0,
     slash_bps: Annotated[int, typer.Option(help="Share of a cheater's stake to slash, in basis points.")] = 5_000,
+    records_dir: Annotated[
+        Path | None,
+        typer.Option(help="Re-check every cited FRAUD evidence against these published records before co-signing."),
+    ] = None,
+    initial_peers: Annotated[
+        list[str] | None,
+        typer.Option(help="Multiaddr of a swarm peer (repeatable): re-check cited FRAUD evidence from the swarm."),
+    ] = None,
 ) -> None:
-    """Sign the period's contribution table (and slashes) that the verdict reports rule, weighed by stake."""
+    """Sign the period's contribution table (and slashes) that the verdict reports rule, weighed by stake.
+
+    With --records-dir or --initial-peers this validator re-runs the cited check of every FRAUD verdict
+    (deterministic, under the epoch's canonical checkpoint) and counts only the FRAUD verdicts it reproduces."""
     from eth_account import Account
 
     from coordination.chain.signing import run_key
     from coordination.verify.aggregate import load_reports
     from coordination.verify.period_files import sign_period_document
 
+    if records_dir is not None and initial_peers:
+        raise ConfigError("pass at most one of --records-dir DIR or --initial-peers MULTIADDR")
     spec, clients = _chain_for(run, deployment, rpc)
-    account = Account.from_key(read_key(key_file))
-    doc = sign_period_document(
-        account=account,
-        reports=load_reports(verdicts),
-        clients=clients,
-        run_key=run_key(spec.run_id),
-        period=period,
-        first_epoch=first_epoch,
-        last_epoch=last_epoch,
-        reward=reward,
-        snapshot=snapshot,
-        slash_bps=slash_bps,
-    )
+    key = read_key(key_file)
+    account = Account.from_key(key)
+    with contextlib.ExitStack() as stack:
+        recheck = None
+        if records_dir is not None or initial_peers:
+            epochs = list(range(first_epoch, last_epoch + 1))
+            validator = stack.enter_context(_validator(spec, clients, key, records_dir, initial_peers, epochs))
+            recheck = lambda signed, evidence: validator.confirms(signed, evidence.finding, evidence.epoch)  # noqa: E731
+        doc = sign_period_document(
+            account=account,
+            reports=load_reports(verdicts),
+            clients=clients,
+            run_key=run_key(spec.run_id),
+            period=period,
+            first_epoch=first_epoch,
+            last_epoch=last_epoch,
+            reward=reward,
+            snapshot=snapshot,
+            slash_bps=slash_bps,
+            recheck=recheck,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     typer.echo(

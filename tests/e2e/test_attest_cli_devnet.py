@@ -75,6 +75,7 @@ def published(devnet):
     facts = facts_for_run(spec, domain=c.ledger.domain().as_dict())
     model, tok = facts.load_policy(BASE_CHECKPOINT)
     store = RolloutDirectory(root / "records")
+    units = {}  # verified completion tokens per peer: what a peer is paid for
     plays = [
         (net.accounts[4], Cheat.HONEST, 1),
         (net.accounts[5], Cheat.HONEST, 2),
@@ -97,7 +98,8 @@ def published(devnet):
         )
         served, signed = publish_as(cheat, records, ctx, epoch=0)
         store.put(signed, served)
-    return run
+        units[account.address] = sum(r.completion_tokens for r in records)
+    return run, units
 
 
 def invoke(*args):
@@ -108,7 +110,7 @@ def invoke(*args):
 
 def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, published):
     net, c, root = devnet
-    run, deployment = published, root / "deployment.json"
+    (run, units), deployment = published, root / "deployment.json"
     reports, docs = [], []
     for i, v in enumerate(net.accounts[1:4]):
         key = root / f"v{i}.key"
@@ -158,7 +160,11 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
             root / f"v{i}.key",
             "--out",
             docs[-1],
+            # validator 0 re-runs every cited FRAUD check before co-signing; the cheater's evidence reproduces
+            *(["--records-dir", root / "records"] if i == 0 else []),
         )
+    rechecked = json.loads(docs[0].read_text())  # the re-checking signer reproduced the cited evidence itself
+    assert [x["peer"] for x in rechecked["slashes"]] == [net.accounts[6].address]
     payer = root / "payer.key"
     payer.write_text("0x" + net.accounts[0].key.hex().removeprefix("0x"))
     result = json.loads(
@@ -233,5 +239,6 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
             )
         )
         assert [r["state"] for r in again] == ["claimed"]
-    assert table[honest[1].address] == 2 * table[honest[0].address]  # 2 prompts vs 1, all at the 4-token budget
+    # paid by verified completion tokens (the run id, hence the seeds and EOS draws, changes with anvil's port)
+    assert table == {h.address: units[h.address] for h in honest}
     assert json.loads(invoke("rewards", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []
