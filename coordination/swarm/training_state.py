@@ -156,10 +156,13 @@ def write_state_dir(directory: Path | str, *, model, state: TrainingState, spec)
     (directory / ADAPTER_CONFIG).write_text(adapter_config_json(inner, spec))
     moments = {f"exp_avg/{n}": t for n, t in state.exp_avg.items()}
     moments.update({f"exp_avg_sq/{n}": t for n, t in state.exp_avg_sq.items()})
-    save_file({k: moments[k].contiguous() for k in sorted(moments)}, str(directory / STATE_TENSORS),
-              metadata={"format": "pt"})  # fmt: skip
     meta = {"epoch": state.epoch, "optimizer_steps": state.steps, "run_id": spec.run_id, "optimizer": "adamw",
             "betas": list(BETAS), "eps": EPS}  # fmt: skip
+    if any(bool(t.any()) for t in moments.values()):
+        save_file({k: moments[k].contiguous() for k in sorted(moments)}, str(directory / STATE_TENSORS),
+                  metadata={"format": "pt"})  # fmt: skip
+    else:  # all-zero moments (a fresh state): not written, as megabytes of zeros would repeat one chunk
+        meta["moments"] = "zero"
     (directory / STATE_META).write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n")
     return directory
 
@@ -194,10 +197,13 @@ def read_state_dir(directory: Path | str, model) -> TrainingState:
     set_peft_model_state_dict(inner, load_file(str(directory / ADAPTER_WEIGHTS)))
     state = TrainingState.from_model(model)
     meta_path, tensors_path = directory / STATE_META, directory / STATE_TENSORS
-    if meta_path.is_file() and tensors_path.is_file():
-        meta, moments = json.loads(meta_path.read_text()), load_file(str(tensors_path))
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if meta is not None and tensors_path.is_file():
+        moments = load_file(str(tensors_path))
         for name in state.names:
             state.exp_avg[name] = moments[f"exp_avg/{name}"].clone()
             state.exp_avg_sq[name] = moments[f"exp_avg_sq/{name}"].clone()
+        state.steps, state.epoch = int(meta["optimizer_steps"]), int(meta["epoch"])
+    elif meta is not None and meta.get("moments") == "zero":  # a fresh state: the moments stay zero
         state.steps, state.epoch = int(meta["optimizer_steps"]), int(meta["epoch"])
     return state

@@ -109,3 +109,24 @@ def test_a_tampered_claim_is_flagged(round_setup):
     store, model, record, _ = round_setup
     verdict = check_round(dataclasses.replace(record, cid=record.parent), spec=SPEC, model=model, store=store)
     assert not verdict.ok and verdict.recomputed == record.cid
+
+
+def test_a_fresh_state_of_a_large_adapter_is_stored_and_read_back(tmp_path):
+    """Zero Adam moments are not written (megabytes of zeros would link one 1 MiB chunk twice, which checkpoint
+    manifests refuse); the state reads back with zero moments, its epoch and steps, then moments once non-zero."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=40, hidden_size=512, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4)  # fmt: skip
+    model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=128, target_modules=["q_proj", "v_proj"]))
+    seeded_lora_init(model, SPEC.run_id)
+    state = TrainingState.from_model(model, epoch=3)
+    assert state.numel() * 4 * 2 > 2 * (1 << 20)  # the two moment tensors would hold >2 MiB of zeros
+    store = CheckpointStore(tmp_path / "store")
+    cid = add_state(store, model, state)
+    back = read_state_dir(store.checkout(cid), model)
+    assert back.epoch == 3 and all(not t.any() for t in back.exp_avg.values())
+    adamw_update(state, {n: torch.ones_like(t) for n, t in state.params.items()}, lr=1e-3)
+    back = read_state_dir(store.checkout(add_state(store, model, state)), model)
+    assert back.steps == 1 and all(bool(t.any()) for t in back.exp_avg_sq.values())
