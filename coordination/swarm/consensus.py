@@ -359,7 +359,8 @@ class EpochConsensus:
         epoch = self.epoch
         self.board.post_work(epoch, state="done", peer_id=self.peer_id)
         deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)
-        behind = set(self.last_group) - {self.board.owner}
+        # peers of our last round, and peers that were at the previous epoch but missed it (they must adopt E)
+        behind = (set(self.last_group) | set(self.board.work(epoch - 1))) - {self.board.owner}
         while behind:
             behind -= set(self.board.work(epoch))  # any status at epoch E: that peer holds E's state
             if not behind or time.monotonic() >= deadline:
