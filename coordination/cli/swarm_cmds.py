@@ -105,7 +105,8 @@ def join(
     spec = load_run_spec(run)
     config = PeerConfig(initial_peers=tuple(initial_peers), host_maddrs=tuple(host_maddr or DEFAULT_HOST),
                         identity_path=identity, client_mode=client_mode, max_epochs=max_epochs,
-                        output_dir=output_dir, report_to=report_to)  # fmt: skip
+                        output_dir=output_dir, owner_key_path=f"{output_dir}/owner.key",
+                        report_to=report_to)  # fmt: skip
     checkpoints = CheckpointStore(store) if store is not None else None
     if key is None:
         peer = Peer(spec, config, store=checkpoints)

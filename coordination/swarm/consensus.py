@@ -352,22 +352,30 @@ class EpochConsensus:
         if self.server is not None:
             self.server.announce(canonical.cid)
 
-    def linger(self, timeout: float | None = None) -> set:
-        """Stop training at our epoch E, but keep serving E's state until every peer of our last round holds
-        epoch E (it finished E too, or adopted it), or `timeout` (default: straggler_timeout) passes, so a
-        straggler of the last round can still fetch the state it must adopt. Returns the owners still behind."""
+    def linger(self, timeout: float | None = None, *, seen_within: float | None = None) -> set:
+        """Stop training at our epoch E, but keep serving E's state while a peer that may still need it has
+        not reached E: the members of our last round, peers at E-1 that missed it, and any peer seen training
+        within the last `seen_within` (default: `timeout`) s. One that crashed may be restarting: it resumes
+        from its journal and must fetch the states it missed, and finishing peers may be the only holders.
+        Stops when all of them hold epoch E or `timeout` (default: straggler_timeout) passes. Returns the
+        owners still behind."""
+        from hivemind.utils import get_dht_time
+
         epoch = self.epoch
+        wait = self.straggler_timeout if timeout is None else timeout
+        # taken before our own "done"; we are active too, and subtracted below
+        since = get_dht_time() - (wait if seen_within is None else seen_within)
         self.board.post_work(epoch, state="done", peer_id=self.peer_id)
-        deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)
-        # peers of our last round, and peers that were at the previous epoch but missed it (they must adopt E)
-        behind = (set(self.last_group) | set(self.board.work(epoch - 1))) - {self.board.owner}
+        deadline = time.monotonic() + wait
+        behind = set(self.last_group) | set(self.board.work(epoch - 1)) | self.board.active_since(since)
+        behind -= {self.board.owner}
         while behind:
-            behind -= set(self.board.work(epoch))  # any status at epoch E: that peer holds E's state
+            behind -= self.board.reached(epoch)
             if not behind or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
         if behind:
-            logger.warning(f"epoch {epoch}: {len(behind)} peer(s) of the last round never reached it; stopping anyway")
+            logger.warning(f"epoch {epoch}: {len(behind)} peer(s) seen in the run never reached it; stopping anyway")
         return behind
 
     def _fetch_with_retries(self, cid: str, fetch_checkpoint) -> None:

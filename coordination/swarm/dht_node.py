@@ -4,6 +4,7 @@
     publish_run_spec(dht, spec)        # bootstrap: announce the canonical spec under its run id
     check_run_spec(dht, spec)          # joiner: SwarmError naming the differing fields if the run differs
     visible_maddrs(dht)                # the multiaddrs to share (loopback / 0.0.0.0 filtered last)
+    use_owner_key("out/owner.key")     # this process's owner key of protected records survives restarts
 
 Specs live under the one well-known key `hivetune/runs` (subkey = run id, value = the dag-cbor
 canonical spec), so a joiner whose spec (hence run id) differs can still find the run it tried to
@@ -81,6 +82,40 @@ def start_dht(
         f"none of the initial peers {list(initial_peers)} answered after {retries + 1} attempts "
         f"({type(last_error).__name__}: {last_error}); {NO_PEER_HELP}"
     ) from last_error
+
+
+def use_owner_key(path) -> bytes:
+    """Make the RSA key in `path` (created on first use, mode 0600, written atomically) this process's owner
+    key of owner-protected DHT records (epoch board, receipts): a restarted peer keeps its identity in the
+    consensus, so the others see it come back rather than a stranger. Call it before the first record is
+    written: hivemind signs with one process-wide `RSASignatureValidator`. Returns the owner public key."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from hivemind.dht.crypto import RSASignatureValidator
+    from hivemind.utils.crypto import RSAPrivateKey
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            key = RSAPrivateKey.__new__(RSAPrivateKey)
+            key.__setstate__({"_private_key": path.read_bytes()})  # hivemind's own (DER) serialisation
+        except ValueError as exc:
+            raise SwarmError(f"{path} is not an RSA owner key ({exc}); move it away to start as a new peer") from exc
+    else:
+        key = RSAPrivateKey()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".owner-key-")
+        with os.fdopen(fd, "wb") as out:  # mkstemp: mode 0600
+            out.write(key.to_bytes())
+        os.replace(tmp, path)
+    with RSAPrivateKey._process_wide_key_lock:
+        current = RSAPrivateKey._process_wide_key
+        if current is not None and current.to_bytes() != key.to_bytes():
+            raise SwarmError(f"this process already signs DHT records with another owner key than {path}")
+        RSAPrivateKey._process_wide_key = key
+    return RSASignatureValidator(key).local_public_key
 
 
 def visible_maddrs(dht) -> list[str]:

@@ -14,6 +14,9 @@ Keys (all prefixed by the run id):
 - ``{run}_epoch_{k}``: a member's result of the round that ends epoch k-1: ``{"cid": state CID,
   "group": [owner keys of the round, sorted], "contribution": ..., "peer_id": ...}``.
 - ``{run}_head``: each peer's latest epoch and CID.
+- ``{run}_peers``: each peer's latest status, ``{"epoch": k, "state": ..., "time": dht time}`` (written with
+  every work status): who was training recently, so that a peer which finishes keeps serving its final
+  state to one that crashed and is restarting (`EpochConsensus.linger`).
 
 **Canonical CID of epoch k** (`choose_canonical`): among the ``epoch_k`` records, those whose
 writer is in the group it names vote for ``(cid, group)``; a candidate is valid when more than half
@@ -128,7 +131,26 @@ class EpochBoard:
 
     # -- work status ------------------------------------------------------------------------------
     def post_work(self, epoch: int, **status) -> bool:
+        presence = {"epoch": epoch, "state": status.get("state"), "time": get_dht_time()}
+        self._store(self._key("peers"), presence)
         return self._store(self._key("work", epoch), status)
+
+    def presence(self) -> dict[bytes, dict]:
+        """owner -> its latest status (epoch, state, time), well-formed records only."""
+        out = {}
+        for owner, value in self._read(self._key("peers")).items():
+            if isinstance(value, dict) and _is_epoch(value.get("epoch")) and isinstance(value.get("time"), float):
+                out[owner] = value
+        return out
+
+    def reached(self, epoch: int) -> set[bytes]:
+        """Owners known to hold `epoch`'s state: they posted a status for it, or a later one."""
+        later = {o for o, p in self.presence().items() if p["epoch"] >= epoch}
+        return set(self.work(epoch)) | later
+
+    def active_since(self, dht_time: float) -> set[bytes]:
+        """Owners that posted a status (other than "done") at or after `dht_time`: peers training recently."""
+        return {o for o, p in self.presence().items() if p["time"] >= dht_time and p.get("state") != "done"}
 
     def work(self, epoch: int) -> dict[bytes, dict]:
         return {o: v for o, v in self._read(self._key("work", epoch)).items() if isinstance(v, dict)}

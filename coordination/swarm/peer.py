@@ -26,6 +26,7 @@ from coordination.swarm.dht_node import (
     check_run_spec,
     publish_run_spec,
     start_dht,
+    use_owner_key,
     visible_maddrs,
 )
 from coordination.swarm.runspec import RunSpec
@@ -189,6 +190,8 @@ class PeerConfig:
     client_mode: bool = False  # behind NAT: outbound connections only, never a reducer
     max_epochs: int | None = None  # stop at this epoch of the run (a restarted peer continues, it does not redo)
     output_dir: str = "outputs/peer"  # journal (consensus.json), checkpoints, final adapter
+    owner_key_path: str | None = None  # RSA key of our DHT records (epoch board, receipts): kept across restarts
+    linger_timeout: float = 120.0  # s a finished peer keeps serving its final state to peers still behind
     report_to: str | None = None  # wandb | none (default: wandb, offline unless logged in)
     show_status: bool = True
 
@@ -218,6 +221,8 @@ class Peer:
         cfg, spec = self.config, self.spec
         leader = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, only rank 0 joins the swarm
         dht = self._dht
+        if leader and cfg.owner_key_path is not None:
+            use_owner_key(cfg.owner_key_path)
         if dht is None and leader:
             dht = start_dht(initial_peers=cfg.initial_peers, host_maddrs=cfg.host_maddrs,
                             identity_path=cfg.identity_path, client_mode=cfg.client_mode)  # fmt: skip
@@ -239,7 +244,7 @@ class Peer:
                 trainer.train()
                 result = _finish(trainer, cfg.output_dir)
                 if trainer.swarm_optimizer is not None:  # stragglers of our last round may still need its state
-                    trainer.swarm_optimizer.consensus.linger()
+                    trainer.swarm_optimizer.consensus.linger(timeout=cfg.linger_timeout)
             finally:
                 if trainer.swarm_optimizer is not None:
                     trainer.swarm_optimizer.shutdown()

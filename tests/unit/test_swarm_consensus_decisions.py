@@ -14,11 +14,17 @@ A, B, C, X = (f"[owner:{n}]".encode() for n in "abcx")
 
 
 class FakeBoard:
-    def __init__(self, owner, work=None, results=None):
-        self.owner, self._work, self._results = owner, work or {}, results or {}
+    def __init__(self, owner, work=None, results=None, presence=None):
+        self.owner, self._work, self._results, self._presence = owner, work or {}, results or {}, presence or {}
 
     def work(self, epoch):
         return self._work.get(epoch, {})
+
+    def reached(self, epoch):  # as EpochBoard.reached / active_since, over the in-memory records
+        return set(self.work(epoch)) | {o for o, p in self._presence.items() if p["epoch"] >= epoch}
+
+    def active_since(self, t):
+        return {o for o, p in self._presence.items() if p["time"] >= t and p["state"] != "done"}
 
     def results(self, epoch):
         return self._results.get(epoch, {})
@@ -120,3 +126,29 @@ def test_linger_returns_once_every_peer_of_the_last_round_reached_the_epoch():
     board._work[5][C] = {"state": "working"}
     assert c.linger(timeout=5.0) == set()
     assert posted == [(5, "done"), (5, "done")]
+
+
+def test_linger_waits_for_a_crashed_peer_seen_recently_until_its_restart_reaches_the_epoch():
+    """B crashed at epoch 2 (not in our last round, not at epoch 4): it may be restarting, so we serve on; the
+    restarted B (same owner key) posting at epoch 5 releases us. Peers seen long ago, or done, are not waited for."""
+    import threading
+    import time
+
+    from hivemind.utils import get_dht_time
+
+    now = get_dht_time()
+    presence = {
+        B: {"epoch": 2, "state": "ready", "time": now - 5},
+        X: {"epoch": 1, "state": "working", "time": now - 1e4},
+        C: {"epoch": 3, "state": "done", "time": now},
+    }
+    board = FakeBoard(A, presence=presence)
+    board.post_work = lambda epoch, **status: True
+    c = consensus(board, last_group=(A,))
+    c.state, c.peer_id = SimpleNamespace(epoch=5), "pa"
+    assert c.linger(timeout=0.0, seen_within=60.0) == {B}  # not X (seen long ago), not C (done)
+    restarted = {"epoch": 5, "state": "working", "time": now}
+    threading.Timer(1.0, lambda: presence.update({B: restarted})).start()
+    started = time.monotonic()
+    assert c.linger(timeout=30.0) == set()
+    assert 0.9 < time.monotonic() - started < 30.0  # it waited for B, and stopped as soon as B reached epoch 5

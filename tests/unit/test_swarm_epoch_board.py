@@ -48,3 +48,35 @@ def test_head_epoch_ignores_a_minority_announcing_epoch_10_to_the_6():
     assert head_epoch({A: {"epoch": 3}, X: {"epoch": 10**6}}) == 3  # lower median: a 1-1 tie goes low
     assert head_epoch({A: {"epoch": True}, X: {"epoch": -1}, B: {"epoch": "9"}}) is None
     assert head_epoch({}) is None
+
+
+def test_the_owner_key_survives_a_restart_and_a_second_key_in_one_process_is_refused(tmp_path):
+    """`use_owner_key` (what `hivetune join` does with <output-dir>/owner.key), in fresh processes: the same file
+    gives the same owner of epoch-board records; it is private (0600); a different or corrupt key is refused."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from coordination.swarm.dht_node import use_owner_key\n"
+        "from coordination.swarm.epoch_board import EpochBoard\n"
+        "owner = use_owner_key(sys.argv[1])\n"
+        "from hivemind.dht.crypto import RSASignatureValidator\n"
+        "assert RSASignatureValidator().local_public_key == owner\n"  # what EpochBoard and receipts sign with
+        "print(owner.hex())\n"
+        "if len(sys.argv) > 2: use_owner_key(sys.argv[2])\n"
+    )
+
+    def owner(*paths):
+        return subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, text=True)
+
+    key = tmp_path / "peer" / "owner.key"
+    first, again = owner(key), owner(key)
+    assert first.returncode == again.returncode == 0, first.stderr
+    assert first.stdout == again.stdout and len(first.stdout) > 200
+    assert key.stat().st_mode & 0o777 == 0o600
+    second = owner(key, tmp_path / "other.key")
+    assert second.returncode != 0 and "already signs DHT records with another owner key" in second.stderr
+    (tmp_path / "bad.key").write_bytes(b"not a key")
+    bad = owner(tmp_path / "bad.key")
+    assert bad.returncode != 0 and "is not an RSA owner key" in bad.stderr and "move it away" in bad.stderr
