@@ -353,7 +353,7 @@ class PublicRun:
 
     # -- 4. attestation and rewards --------------------------------------------------------------
     def settle(self, run: Path, maddr: str, roles: Roles) -> dict:
-        from coordination.chain.clock import advance_time, chain_now
+        from coordination.chain.clock import advance_time, mine_now
 
         epochs = [a for e in range(self.cfg.epochs) for a in ("--epoch", e)]
         deployment = ["--deployment", self.out / "deployment.json"]
@@ -379,8 +379,10 @@ class PublicRun:
         )  # validators work side by side, each with its own block store (checkpoints fetched over libp2p)
         docs = [self.out / "validators" / f"period-{i}.json" for i in range(len(roles.validators))]
         sign = ["settle-sign", "--run", run, "--period", 0, "--reward", self.cfg.reward_tokens * TOKEN, *deployment]
-        # one epoch range and one stake snapshot (a past timestamp) that every validator of the period signs
-        sign += ["--first-epoch", 0, "--last-epoch", self.cfg.epochs - 1, "--snapshot", chain_now(self.net.w3) - 1]
+        # one epoch range and one stake snapshot (a past timestamp) that every validator of the period signs; taken
+        # from a block mined now: anvil's latest block dates from the last transaction, before training began
+        snapshot = mine_now(self.net.w3) - 1
+        sign += ["--first-epoch", 0, "--last-epoch", self.cfg.epochs - 1, "--snapshot", snapshot]
         sign += sum((["--verdicts", r] for r in reports), [])
         self.procs.run_parallel(
             [

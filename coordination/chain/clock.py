@@ -17,6 +17,20 @@ def chain_now(w3) -> int:
     return w3.eth.get_block("latest")["timestamp"]
 
 
+def mine_now(w3) -> int:
+    """Mine an empty block at the chain's current time and return its timestamp. Dev chains only: anvil mines
+    only on transactions, so after minutes without one the latest block (`chain_now`) is minutes old, and a
+    snapshot taken from it can already be older than the unbonding delay when it is used."""
+    if is_in_process(w3):
+        w3.testing.mine()
+    else:
+        try:
+            w3.provider.make_request("evm_mine", [])
+        except Exception as exc:
+            raise ChainError(f"cannot mine on this chain ({exc}); only dev chains (anvil, eth-tester) can") from exc
+    return chain_now(w3)
+
+
 def advance_time(w3, seconds: int) -> int:
     """Mine a block `seconds` after the latest one; returns its timestamp. Dev chains only."""
     if seconds < 0:

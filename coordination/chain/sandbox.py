@@ -81,6 +81,20 @@ def activate_validators(w3, staking, addresses, *, sender) -> None:
     advance_time(w3, 1)  # a snapshot must lie in the past: let the activation's second go by
 
 
+def revert_of(call, *args, **kwargs) -> tuple[str, tuple]:
+    """Run `call(*args, **kwargs)`; return the custom error it reverted with, as `(name, args)`, or raise
+    AssertionError if it succeeded. Compare it whole, so the test states the exact error (`ANY` matches any
+    one argument):
+
+        assert revert_of(lambda: staking.stake(0, sender=user)) == ("ZeroAmount", ())
+    """
+    try:
+        call(*args, **kwargs)
+    except ChainError as exc:
+        return exc.error_name, tuple(exc.error_args)
+    raise AssertionError("expected a revert, but the call succeeded")
+
+
 @contextmanager
 def expect_revert(error_name: str, *args):
     """Assert the block raises ChainError carrying exactly this custom error and these arguments.

@@ -21,7 +21,7 @@ from coordination.chain.devnet import Devnet, find_anvil
 from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_struct
 from coordination.chain.governance import ProposalState, Support, promotion_proposal
 from coordination.chain.merkle import StandardMerkleTree
-from coordination.chain.sandbox import expect_revert
+from coordination.chain.sandbox import revert_of
 from coordination.errors import ChainError
 from coordination.governance.transparent_eval import EVAL_ATTESTATION_FIELDS, eval_domain
 
@@ -90,16 +90,17 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     advance_time(w3, 1)
 
     # reverts decode on anvil too, including one bubbling from Staking through the ledger
-    with expect_revert("ZeroAmount"):
-        c.staking.stake(0, sender=staker)
+    assert revert_of(lambda: c.staking.stake(0, sender=staker)) == ("ZeroAmount", ())
     c.token.approve(c.ledger.address, 1000 * TOKEN, sender=deployer)
     c.ledger.fund(1000 * TOKEN, sender=deployer)
     tree = StandardMerkleTree.of([(peer_a.address, 30), (peer_b.address, 10)], ["address", "uint256"])
     domain = c.ledger.domain()
     s = PeriodSettlement(run_key(RUN), 0, 0, 4, tree.root, 40, 400 * TOKEN, chain_now(w3) - 1)
     one = quorum_signatures([v1], lambda a: sign_period(a, domain, s))
-    with expect_revert("QuorumNotReached", 2000 * TOKEN, -(-4000 * TOKEN * 6667 // 10_000)):
-        c.ledger.submit_period(s, one, sender=deployer)
+    assert revert_of(lambda: c.ledger.submit_period(s, one, sender=deployer)) == (
+        "QuorumNotReached",
+        (2000 * TOKEN, -(-4000 * TOKEN * 6667 // 10_000)),
+    )
 
     # settle with a quorum, wait out the window, claim with the CLI from a claim file
     sigs = quorum_signatures([v1, v2], lambda a: sign_period(a, domain, s))
@@ -216,3 +217,16 @@ def _is_zombie(pid: int) -> bool:
             return f.read().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_snapshot_is_taken_from_a_block_mined_now_not_from_the_last_transaction(net):
+    """anvil mines only on transactions: `chain_now` stays at the last one; `mine_now` (what the demo's
+    settlement takes its stake snapshot from) is the chain's time now."""
+    import time
+
+    from coordination.chain.clock import mine_now
+
+    before = chain_now(net.w3)
+    time.sleep(2.2)
+    assert chain_now(net.w3) == before  # no transaction, no block: the latest block is stale
+    assert mine_now(net.w3) >= before + 2

@@ -13,7 +13,7 @@ from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
 from coordination.chain.eip712 import run_key
 from coordination.chain.governance import ProposalState, Support, promotion_proposal, rollback_proposal
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
+from coordination.chain.sandbox import ANY, Sandbox, register_validators, revert_of
 
 pytestmark = pytest.mark.chain
 
@@ -157,8 +157,10 @@ def test_a_later_vote_rolls_a_promotion_back(box):
     assert [c.cid for c in box.c.registry.lineage(RUN)] == [CID1, CID2, CID1]
     bad = rollback_proposal(box.c.registry.address, RUN, 7)
     pass_vote(box, bad)
-    with expect_revert("IndexOutOfRange", run_key(RUN), 7, 3):
-        box.c.governor.execute(bad, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(bad, sender=addr(box, 4))) == (
+        "IndexOutOfRange",
+        (run_key(RUN), 7, 3),
+    )
 
 
 # ---------------------------------------------------------------- the timelock
@@ -170,13 +172,17 @@ def test_the_timelock_delay_is_enforced(box):
     pid = open_vote(box, proposal)
     box.c.governor.cast_vote(pid, Support.FOR, sender=addr(box, 0))
     close_vote(box)
-    with expect_revert("TimelockUnexpectedOperationState", ANY, ANY):  # not queued: no executing at once
-        box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(proposal, sender=addr(box, 4))) == (
+        "TimelockUnexpectedOperationState",
+        (ANY, ANY),
+    )  # not queued: no executing at once
     box.c.governor.queue(proposal, sender=addr(box, 4))
     eta = box.c.governor.proposal_eta(pid)
     advance_time(box.w3, PARAMS.timelock_delay - 10)
-    with expect_revert("TimelockUnexpectedOperationState", ANY, ANY):
-        box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(proposal, sender=addr(box, 4))) == (
+        "TimelockUnexpectedOperationState",
+        (ANY, ANY),
+    )
     assert box.c.timelock.min_delay() == PARAMS.timelock_delay
     advance_time(box.w3, 11)
     assert box.w3.eth.get_block("latest")["timestamp"] >= eta
@@ -188,8 +194,10 @@ def test_only_the_timelock_may_promote_and_only_the_governor_may_queue(box):
     digest = ready(box, CID1, W1)
     assert box.c.registry.governor() == box.c.timelock.address
     assert box.c.governor.timelock() == box.c.timelock.address
-    with expect_revert("NotGovernor", addr(box, 0)):
-        box.c.registry._send("promote", run_key(RUN), CID1, digest, sender=addr(box, 0))
+    assert revert_of(lambda: box.c.registry._send("promote", run_key(RUN), CID1, digest, sender=addr(box, 0))) == (
+        "NotGovernor",
+        (addr(box, 0),),
+    )
     assert box.c.timelock.has_role("PROPOSER_ROLE", box.c.governor.address)
     assert not box.c.timelock.has_role("PROPOSER_ROLE", box.deployer)
     assert not box.c.timelock.has_role("DEFAULT_ADMIN_ROLE", box.deployer)  # the deployer renounced
@@ -202,8 +210,10 @@ def test_an_unnominated_cid_cannot_be_promoted_even_by_a_winning_vote(box):
     """A staker proposes a CID that voters never saw nominated: the vote passes, execution reverts."""
     proposal = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
     pass_vote(box, proposal)
-    with expect_revert("NotNominated", run_key(RUN), CID1):
-        box.c.governor.execute(proposal, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(proposal, sender=addr(box, 4))) == (
+        "NotNominated",
+        (run_key(RUN), CID1),
+    )
     assert box.c.registry.current(RUN) is None
 
 
@@ -211,14 +221,18 @@ def test_promote_needs_the_fixed_seed_and_the_recorded_digest(box):
     box.c.registry.nominate(RUN, CID1, W1, sender=addr(box, 3))
     unfixed = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
     pass_vote(box, unfixed)
-    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
-        box.c.governor.execute(unfixed, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(unfixed, sender=addr(box, 4))) == (
+        "SeedNotFixed",
+        (run_key(RUN), CID1),
+    )
     box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
     record(box, CID1, 3, 5)
     wrong = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST, "promote with another digest")
     pass_vote(box, wrong)
-    with expect_revert("EvalNotRecorded", run_key(RUN), CID1, DIGEST):
-        box.c.governor.execute(wrong, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(wrong, sender=addr(box, 4))) == (
+        "EvalNotRecorded",
+        (run_key(RUN), CID1, DIGEST),
+    )
 
 
 def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
@@ -229,14 +243,15 @@ def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
 
     reg = box.c.registry
     reg.nominate(RUN, CID1, W1, sender=addr(box, 3))
-    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
-        reg.eval_seed_int(RUN, CID1)
+    assert revert_of(lambda: reg.eval_seed_int(RUN, CID1)) == ("SeedNotFixed", (run_key(RUN), CID1))
     advance_time(box.w3, 1)
     reg.fix_seed(RUN, CID1, sender=addr(box, 3))
     seed = reg.eval_seed_int(RUN, CID1)
     assert seed == eval_seed(reg.eval_seed(RUN, CID1), run_key(RUN), CID1) < 2**63
-    with expect_revert("NotAValidator", addr(box, 0)):  # a staker is not a validator: no score without a quorum
-        record(box, CID1, 4, 7, signers=[box.accounts[0]])
+    assert revert_of(lambda: record(box, CID1, 4, 7, signers=[box.accounts[0]])) == (
+        "NotAValidator",
+        (addr(box, 0),),
+    )  # a staker is not a validator: no score without a quorum
     receipt = record(box, CID1, 4, 7)
     [event] = reg.events("EvalRecorded", receipt)
     expected = keccak(encode(["string", "uint256", "uint256", "uint256", "bytes32"], [CID1, seed, 4, 7, ROOT]))
@@ -244,8 +259,9 @@ def test_the_recorded_digest_is_bound_to_the_chain_seed(box):
     result = reg.eval_result(RUN, CID1, expected)
     assert (result.correct, result.total, result.records_root, result.recorded) == (4, 7, ROOT, True)
     for correct, total in ((8, 7), (0, 0)):
-        with expect_revert("InvalidEvalScore", correct, total):
-            reg.record_eval(RUN, CID1, correct, total, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 4))
+        assert revert_of(
+            reg.record_eval, RUN, CID1, correct, total, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 4)
+        ) == ("InvalidEvalScore", (correct, total))
 
 
 def test_registry_rejects_duplicates_and_empty_cids(box):
@@ -253,12 +269,13 @@ def test_registry_rejects_duplicates_and_empty_cids(box):
     promote_via_vote(box, CID1, digest)
     dup = promotion_proposal(box.c.registry.address, RUN, CID1, digest, "promote cid1 again")
     pass_vote(box, dup)
-    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
-        box.c.governor.execute(dup, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(dup, sender=addr(box, 4))) == (
+        "CheckpointAlreadyPromoted",
+        (run_key(RUN), CID1),
+    )
     empty = promotion_proposal(box.c.registry.address, RUN, "", DIGEST, "promote nothing")
     pass_vote(box, empty)
-    with expect_revert("EmptyCid"):
-        box.c.governor.execute(empty, sender=addr(box, 4))
+    assert revert_of(lambda: box.c.governor.execute(empty, sender=addr(box, 4))) == ("EmptyCid", ())
 
 
 # ---------------------------------------------------------------- nomination and seed
@@ -267,8 +284,7 @@ def test_registry_rejects_duplicates_and_empty_cids(box):
 def test_nomination_is_once_per_weights_hash_so_seeds_cannot_be_ground(box):
     """K byte-different manifests of one adapter make one nomination and one seed."""
     reg = box.c.registry
-    with expect_revert("NotNominated", run_key(RUN), CID1):
-        reg.nomination_block(RUN, CID1)
+    assert revert_of(lambda: reg.nomination_block(RUN, CID1)) == ("NotNominated", (run_key(RUN), CID1))
     receipt = reg.nominate(RUN, CID1, W1, sender=addr(box, 3))
     assert reg.events("CheckpointNominated", receipt) == [
         {
@@ -281,25 +297,30 @@ def test_nomination_is_once_per_weights_hash_so_seeds_cannot_be_ground(box):
     ]
     assert reg.nomination_block(RUN, CID1) == receipt["blockNumber"]
     for k in range(5):  # the same weights under other manifest CIDs
-        with expect_revert("WeightsAlreadyNominated", run_key(RUN), W1, CID1):
-            reg.nominate(RUN, f"bafkreimanifest{k}", W1, sender=addr(box, 4))
-    with expect_revert("AlreadyNominated", run_key(RUN), CID1, receipt["blockNumber"]):
-        reg.nominate(RUN, CID1, W2, sender=addr(box, 4))
+        assert revert_of(reg.nominate, RUN, f"bafkreimanifest{k}", W1, sender=addr(box, 4)) == (
+            "WeightsAlreadyNominated",
+            (run_key(RUN), W1, CID1),
+        )
+    assert revert_of(lambda: reg.nominate(RUN, CID1, W2, sender=addr(box, 4))) == (
+        "AlreadyNominated",
+        (run_key(RUN), CID1, receipt["blockNumber"]),
+    )
     assert reg.cid_of_weights(RUN, W1) == CID1
-    with expect_revert("EmptyCid"):
-        reg.nominate(RUN, "", W2, sender=addr(box, 3))
-    with expect_revert("ZeroWeightsHash"):
-        reg.nominate(RUN, CID2, bytes(32), sender=addr(box, 3))
+    assert revert_of(lambda: reg.nominate(RUN, "", W2, sender=addr(box, 3))) == ("EmptyCid", ())
+    assert revert_of(lambda: reg.nominate(RUN, CID2, bytes(32), sender=addr(box, 3))) == ("ZeroWeightsHash", ())
     assert reg.nominate("another run", CID1, W1, sender=addr(box, 3))["status"] == 1  # per run
 
 
 def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
     reg = box.c.registry
     block = reg.nominate(RUN, CID1, W1, sender=addr(box, 3))["blockNumber"]
-    with expect_revert("SeedNotYetAvailable", run_key(RUN), CID1, block + 1):
-        reg.fix_seed(RUN, CID1, sender=addr(box, 3))
-    with expect_revert("SeedNotFixed", run_key(RUN), CID1):
-        reg.record_eval(RUN, CID1, 1, 2, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 3))
+    assert revert_of(lambda: reg.fix_seed(RUN, CID1, sender=addr(box, 3))) == (
+        "SeedNotYetAvailable",
+        (run_key(RUN), CID1, block + 1),
+    )
+    assert revert_of(
+        lambda: reg.record_eval(RUN, CID1, 1, 2, ROOT, chain_now(box.w3) - 1, [], sender=addr(box, 3))
+    ) == ("SeedNotFixed", (run_key(RUN), CID1))
     advance_time(box.w3, 1)
     receipt = reg.fix_seed(RUN, CID1, sender=addr(box, 4))
     expected = bytes(box.w3.eth.get_block(block + 1)["hash"])
@@ -307,23 +328,28 @@ def test_the_seed_is_the_hash_of_the_block_after_the_nomination(box):
     assert reg.events("SeedFixed", receipt) == [
         {"runId": run_key(RUN), "cid": CID1, "seed": expected, "seedBlock": block + 1}
     ]
-    with expect_revert("SeedAlreadyFixed", run_key(RUN), CID1, expected):
-        reg.fix_seed(RUN, CID1, sender=addr(box, 4))
-    with expect_revert("NotNominated", run_key(RUN), CID2):
-        reg.fix_seed(RUN, CID2, sender=addr(box, 4))
+    assert revert_of(lambda: reg.fix_seed(RUN, CID1, sender=addr(box, 4))) == (
+        "SeedAlreadyFixed",
+        (run_key(RUN), CID1, expected),
+    )
+    assert revert_of(lambda: reg.fix_seed(RUN, CID2, sender=addr(box, 4))) == ("NotNominated", (run_key(RUN), CID2))
 
 
 def test_a_seed_left_unfixed_for_256_blocks_expires(box):
     block = box.c.registry.nominate(RUN, CID1, W1, sender=addr(box, 3))["blockNumber"]
     box.w3.testing.mine(300)
-    with expect_revert("SeedExpired", run_key(RUN), CID1, block + 1):
-        box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))
+    assert revert_of(lambda: box.c.registry.fix_seed(RUN, CID1, sender=addr(box, 3))) == (
+        "SeedExpired",
+        (run_key(RUN), CID1, block + 1),
+    )
 
 
 def test_a_promoted_checkpoint_cannot_be_nominated(box):
     promote_via_vote(box, CID1, ready(box, CID1, W1))
-    with expect_revert("CheckpointAlreadyPromoted", run_key(RUN), CID1):
-        box.c.registry.nominate(RUN, CID1, W2, sender=addr(box, 0))
+    assert revert_of(lambda: box.c.registry.nominate(RUN, CID1, W2, sender=addr(box, 0))) == (
+        "CheckpointAlreadyPromoted",
+        (run_key(RUN), CID1),
+    )
 
 
 # ---------------------------------------------------------------- votes
@@ -337,8 +363,10 @@ def test_proposal_without_quorum_or_majority_is_defeated(box):
     gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 2))  # 300 against
     close_vote(box)
     assert gov.state(pid) == ProposalState.DEFEATED
-    with expect_revert("GovernorUnexpectedProposalState", pid, int(ProposalState.DEFEATED), ANY):
-        gov.queue(proposal, sender=addr(box, 0))
+    assert revert_of(lambda: gov.queue(proposal, sender=addr(box, 0))) == (
+        "GovernorUnexpectedProposalState",
+        (pid, int(ProposalState.DEFEATED), ANY),
+    )
 
 
 def test_governor_uses_the_staking_timestamp_clock(box):
@@ -353,8 +381,10 @@ def test_quorum_is_a_fraction_of_stake_at_the_snapshot(box):
 
 def test_proposing_needs_the_stake_threshold(box):
     proposal = promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST)
-    with expect_revert("GovernorInsufficientProposerVotes", addr(box, 2), 300, 500):
-        box.c.governor.propose(proposal, sender=addr(box, 2))
+    assert revert_of(lambda: box.c.governor.propose(proposal, sender=addr(box, 2))) == (
+        "GovernorInsufficientProposerVotes",
+        (addr(box, 2), 300, 500),
+    )
 
 
 def test_stake_added_after_the_snapshot_does_not_count(box):
@@ -373,8 +403,10 @@ def test_moving_stake_after_voting_cannot_vote_twice(box):
     gov = box.c.governor
     pid = open_vote(box, promotion_proposal(box.c.registry.address, RUN, CID1, DIGEST))
     gov.cast_vote(pid, Support.FOR, sender=addr(box, 0))
-    with expect_revert("GovernorAlreadyCastVote", addr(box, 0)):
-        gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 0))
+    assert revert_of(lambda: gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 0))) == (
+        "GovernorAlreadyCastVote",
+        (addr(box, 0),),
+    )
     box.c.staking.delegate(addr(box, 1), sender=addr(box, 0))  # hand current votes to account 1
     gov.cast_vote(pid, Support.AGAINST, sender=addr(box, 1))  # weighs only its own 100 at the snapshot
     box.c.staking.request_unstake(600, sender=addr(box, 0))
@@ -388,11 +420,15 @@ def test_moving_stake_after_voting_cannot_vote_twice(box):
 
 
 def test_registry_views_revert_clearly(box):
-    with expect_revert("NoCheckpoint", run_key(RUN)):
-        box.c.registry._call("current", run_key(RUN))
-    with expect_revert("IndexOutOfRange", run_key(RUN), 0, 0):
-        box.c.registry.checkpoint_at(RUN, 0)
-    with expect_revert("ZeroAddress"):
-        deploy_contract(box.w3, "CheckpointRegistry", "0x" + "0" * 40, box.c.staking.address, sender=box.deployer)
-    with expect_revert("ZeroAddress"):
-        deploy_contract(box.w3, "CheckpointRegistry", box.c.timelock.address, "0x" + "0" * 40, sender=box.deployer)
+    assert revert_of(lambda: box.c.registry._call("current", run_key(RUN))) == ("NoCheckpoint", (run_key(RUN),))
+    assert revert_of(lambda: box.c.registry.checkpoint_at(RUN, 0)) == ("IndexOutOfRange", (run_key(RUN), 0, 0))
+    assert revert_of(
+        lambda: deploy_contract(
+            box.w3, "CheckpointRegistry", "0x" + "0" * 40, box.c.staking.address, sender=box.deployer
+        )
+    ) == ("ZeroAddress", ())
+    assert revert_of(
+        lambda: deploy_contract(
+            box.w3, "CheckpointRegistry", box.c.timelock.address, "0x" + "0" * 40, sender=box.deployer
+        )
+    ) == ("ZeroAddress", ())

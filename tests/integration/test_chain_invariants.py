@@ -10,6 +10,9 @@ After every step, for several accounts:
 One deployment for the module; every hypothesis example runs from the same snapshot.
 """
 
+import functools
+from collections import Counter
+
 import pytest
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
@@ -20,7 +23,7 @@ from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams
 from coordination.chain.eip712 import PeriodSettlement, quorum_signatures, run_key, sign_period, sign_slash, sign_void
 from coordination.chain.merkle import StandardMerkleTree
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
+from coordination.chain.sandbox import ANY, Sandbox, register_validators, revert_of
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -38,6 +41,21 @@ STAKERS = 3
 POOL = 50_000
 RUN = "bafy-invariants"
 PERCENT = st.integers(1, 120)  # of what the account has: above 100 exercises the revert path
+
+
+RAN = Counter()  # rule name -> times run, "invariants" -> times every invariant was checked
+RULES = set()
+
+
+def counted(rule_fn):
+    RULES.add(rule_fn.__name__)
+
+    @functools.wraps(rule_fn)
+    def run(self, *args, **kwargs):
+        RAN[rule_fn.__name__] += 1
+        return rule_fn(self, *args, **kwargs)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +100,21 @@ class StakeLedgerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ rules
 
     @rule(i=st.integers(0, STAKERS - 1), amount=st.integers(1, 3000))
+    @counted
     def stake_tokens(self, i, amount):
         self.box.approve_and_stake(self.users[i], amount)
         self.deposited[i] += amount
         self.stake[i] += amount
 
     @rule(i=st.integers(0, STAKERS - 1), percent=PERCENT)
+    @counted
     def request_unstake(self, i, percent):
         amount = max(1, self.stake[i] * percent // 100)
         if amount > self.stake[i]:
-            with expect_revert("StakeTooLow", self.stake[i], amount):
-                self.c.staking.request_unstake(amount, sender=self.users[i])
+            assert revert_of(lambda: self.c.staking.request_unstake(amount, sender=self.users[i])) == (
+                "StakeTooLow",
+                (self.stake[i], amount),
+            )
             return
         self.c.staking.request_unstake(amount, sender=self.users[i])
         self.stake[i] -= amount
@@ -105,22 +127,25 @@ class StakeLedgerMachine(RuleBasedStateMachine):
             advance_time(self.box.w3, timestamp - now)
 
     @rule(i=st.integers(0, STAKERS - 1), wait_out=st.booleans())
+    @counted
     def withdraw(self, i, wait_out):
         user = self.users[i]
         if wait_out:
             self._wait_until(self.release_at[i])
         if self.pending[i] == 0:
-            with expect_revert("NothingToWithdraw", user):
-                self.c.staking.withdraw(sender=user)
+            assert revert_of(lambda: self.c.staking.withdraw(sender=user)) == ("NothingToWithdraw", (user,))
         elif chain_now(self.box.w3) + 1 < self.release_at[i]:
-            with expect_revert("StillUnbonding", self.release_at[i], ANY):
-                self.c.staking.withdraw(sender=user)
+            assert revert_of(lambda: self.c.staking.withdraw(sender=user)) == (
+                "StillUnbonding",
+                (self.release_at[i], ANY),
+            )
         else:
             self.c.staking.withdraw(sender=user)
             self.withdrawn[i] += self.pending[i]
             self.pending[i] = 0
 
     @rule(i=st.integers(0, STAKERS - 1), percent=st.integers(1, 100))
+    @counted
     def unbond_and_withdraw(self, i, percent):
         """The full unstake path in one step (the separate rules also interleave it with everything else)."""
         if self.stake[i] == 0:
@@ -129,10 +154,12 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.withdraw(i, wait_out=True)
 
     @rule(seconds=st.sampled_from([1, 60, 240]))
+    @counted
     def wait(self, seconds):
         advance_time(self.box.w3, seconds)
 
     @rule(i=st.integers(0, STAKERS - 1), bps=st.integers(0, 10_001))
+    @counted
     def slash(self, i, bps):
         user, evidence = self.users[i], keccak(text=f"evidence {self.evidence}")
         self.evidence += 1
@@ -140,12 +167,16 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         sigs = quorum_signatures(self.validators, lambda a: sign_slash(a, domain, user, bps, evidence, t))
         amount = (self.stake[i] + self.pending[i]) * bps // 10_000
         if not 0 < bps <= 10_000:
-            with expect_revert("InvalidSlashBps", bps):
-                self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)) == (
+                "InvalidSlashBps",
+                (bps,),
+            )
             return
         if amount == 0:
-            with expect_revert("NothingToSlash", user):
-                self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)) == (
+                "NothingToSlash",
+                (user,),
+            )
             return
         self.c.staking.slash(user, bps, evidence, t, sigs, sender=self.box.deployer)
         from_active = min(amount, self.stake[i])
@@ -159,6 +190,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         epochs=st.integers(1, 3),
         overlap=st.booleans(),
     )
+    @counted
     def settle_period(self, units, reward, epochs, overlap):
         period, total = len(self.periods), sum(units)
         tree = StandardMerkleTree.of(list(zip(self.users, units, strict=True)), ["address", "uint256"])
@@ -169,16 +201,22 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         domain = self.c.ledger.domain()
         sigs = quorum_signatures(self.validators, lambda a: sign_period(a, domain, s))
         if first < self.next_epoch:  # double settlement of an epoch
-            with expect_revert("EpochRangeOverlaps", ANY, first, self.next_epoch):
-                self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)) == (
+                "EpochRangeOverlaps",
+                (ANY, first, self.next_epoch),
+            )
             return
         if reward > PARAMS.max_period_reward:
-            with expect_revert("RewardAboveCap", reward, PARAMS.max_period_reward):
-                self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)) == (
+                "RewardAboveCap",
+                (reward, PARAMS.max_period_reward),
+            )
             return
         if reward > self.pool:
-            with expect_revert("InsufficientRewardPool", self.pool, reward):
-                self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)) == (
+                "InsufficientRewardPool",
+                (self.pool, reward),
+            )
             return
         self.c.ledger.submit_period(s, sigs, sender=self.box.deployer)
         ends = chain_now(self.box.w3) + PARAMS.challenge_window
@@ -201,6 +239,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         self.pool -= reward
 
     @rule(data=st.data())
+    @counted
     def void_period(self, data):
         if not self.periods:
             return
@@ -208,14 +247,20 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         p, domain, t = self.periods[k], self.c.ledger.domain(), chain_now(self.box.w3) - 1
         sigs = quorum_signatures(self.validators, lambda a: sign_void(a, domain, RUN, k, t))
         if p["voided"]:
-            with expect_revert("PeriodIsVoided", ANY, k):
-                self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)) == (
+                "PeriodIsVoided",
+                (ANY, k),
+            )
         elif p["swept"]:
-            with expect_revert("PeriodSwept", ANY, k):
-                self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)) == (
+                "PeriodSwept",
+                (ANY, k),
+            )
         elif chain_now(self.box.w3) + 1 >= p["ends"]:
-            with expect_revert("ChallengeWindowClosed", p["ends"], ANY):
-                self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)) == (
+                "ChallengeWindowClosed",
+                (p["ends"], ANY),
+            )
         else:
             self.c.ledger.void_period(RUN, k, t, sigs, sender=self.box.deployer)
             p["voided"] = True
@@ -224,6 +269,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
                 self.next_epoch = p["epochs"].start
 
     @rule(data=st.data(), i=st.integers(0, STAKERS - 1), wait_out=st.booleans())
+    @counted
     def claim(self, data, i, wait_out):
         if not self.periods:
             return
@@ -234,23 +280,26 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         args = (RUN, k, user, p["units"][i], p["tree"].proof(i))
         now = chain_now(self.box.w3) + 1  # the claim's block
         if p["voided"]:
-            with expect_revert("PeriodIsVoided", ANY, k):
-                self.c.ledger.claim(*args, sender=user)
+            assert revert_of(lambda: self.c.ledger.claim(*args, sender=user)) == ("PeriodIsVoided", (ANY, k))
         elif p["swept"]:
-            with expect_revert("PeriodSwept", ANY, k):
-                self.c.ledger.claim(*args, sender=user)
+            assert revert_of(lambda: self.c.ledger.claim(*args, sender=user)) == ("PeriodSwept", (ANY, k))
         elif now < p["ends"]:
-            with expect_revert("ChallengeWindowOpen", p["ends"], ANY):
-                self.c.ledger.claim(*args, sender=user)
+            assert revert_of(lambda: self.c.ledger.claim(*args, sender=user)) == (
+                "ChallengeWindowOpen",
+                (p["ends"], ANY),
+            )
         elif now >= p["ends"] + PARAMS.claim_window:
-            with expect_revert("ClaimWindowClosed", p["ends"] + PARAMS.claim_window, ANY):
-                self.c.ledger.claim(*args, sender=user)
+            assert revert_of(lambda: self.c.ledger.claim(*args, sender=user)) == (
+                "ClaimWindowClosed",
+                (p["ends"] + PARAMS.claim_window, ANY),
+            )
         elif i in p["claimed"]:
-            with expect_revert("AlreadyClaimed", ANY, k, user):
-                self.c.ledger.claim(*args, sender=user)
+            assert revert_of(lambda: self.c.ledger.claim(*args, sender=user)) == ("AlreadyClaimed", (ANY, k, user))
         elif not p["bonded"][i]:
-            with expect_revert("PeerNotBonded", user, 0, PARAMS.min_peer_bond):
-                self.c.ledger.claim(*args, sender=user)
+            assert revert_of(lambda: self.c.ledger.claim(*args, sender=user)) == (
+                "PeerNotBonded",
+                (user, 0, PARAMS.min_peer_bond),
+            )
         else:
             before = self.c.token.balance_of(user)
             self.c.ledger.claim(*args, sender=user)
@@ -264,6 +313,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
                 self.paid_epochs.add((i, epoch))
 
     @rule(data=st.data(), wait_out=st.booleans())
+    @counted
     def sweep(self, data, wait_out):
         if not self.periods:
             return
@@ -273,14 +323,20 @@ class StakeLedgerMachine(RuleBasedStateMachine):
         if wait_out:
             self._wait_until(closes)
         if p["voided"]:
-            with expect_revert("PeriodIsVoided", ANY, k):
-                self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.sweep(RUN, k, sender=self.box.deployer)) == (
+                "PeriodIsVoided",
+                (ANY, k),
+            )
         elif p["swept"]:
-            with expect_revert("PeriodSwept", ANY, k):
-                self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.sweep(RUN, k, sender=self.box.deployer)) == (
+                "PeriodSwept",
+                (ANY, k),
+            )
         elif chain_now(self.box.w3) + 1 < closes:
-            with expect_revert("ClaimWindowOpen", closes, ANY):
-                self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
+            assert revert_of(lambda: self.c.ledger.sweep(RUN, k, sender=self.box.deployer)) == (
+                "ClaimWindowOpen",
+                (closes, ANY),
+            )
         else:
             receipt = self.c.ledger.sweep(RUN, k, sender=self.box.deployer)
             [event] = self.c.ledger.events("PeriodSweptToPool", receipt)
@@ -292,6 +348,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def tokens_are_conserved(self):
+        RAN["invariants"] += 1
         c = self.c
         totals = c.staking.totals()
         pool, outstanding = c.ledger.reward_pool(), c.ledger.outstanding_rewards()
@@ -336,15 +393,21 @@ class StakeLedgerMachine(RuleBasedStateMachine):
             assert self.c.staking.pending_withdrawal(user)[0] == self.pending[i]
 
 
+EXAMPLES, STEPS = 20, 10
+
+
 def test_stake_ledger_invariants_hold_over_random_sequences(box):
     StakeLedgerMachine.box = box
+    RAN.clear()
     run_state_machine_as_test(
         StakeLedgerMachine,
         settings=settings(
-            max_examples=20,
-            stateful_step_count=10,
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             derandomize=True,
         ),
     )
+    assert len(RULES) == 10 and all(RAN[name] > 0 for name in RULES), RAN  # every kind of step was exercised
+    assert RAN["invariants"] >= EXAMPLES * STEPS, RAN  # and the invariants were checked after the steps

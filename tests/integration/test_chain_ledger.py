@@ -22,7 +22,7 @@ from coordination.chain.eip712 import (
     sign_void,
 )
 from coordination.chain.merkle import StandardMerkleTree
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
+from coordination.chain.sandbox import ANY, Sandbox, register_validators, revert_of
 from coordination.errors import ChainError
 
 pytestmark = pytest.mark.chain
@@ -98,8 +98,7 @@ def test_fund_adds_to_pool_and_zero_reverts(box):
     receipt = box.c.ledger.fund(5, sender=box.deployer)
     assert box.c.ledger.events("RewardPoolFunded", receipt) == [{"funder": box.deployer, "amount": 5}]
     assert box.c.ledger.reward_pool() == POOL + 5
-    with expect_revert("ZeroAmount"):
-        box.c.ledger.fund(0, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.fund(0, sender=box.deployer)) == ("ZeroAmount", ())
 
 
 def test_python_typed_data_hash_equals_contract_digest(box):
@@ -156,15 +155,21 @@ def test_submit_replay_and_bad_inputs_revert(box):
     s = settlement(box, tree.root)
     sigs = period_sigs(box, [v1, v2], s)
     box.c.ledger.submit_period(s, sigs, sender=box.deployer)
-    with expect_revert("PeriodAlreadySubmitted", run_key(RUN), 0):  # replay of the very same message
-        box.c.ledger.submit_period(s, sigs, sender=box.deployer)
-    with expect_revert("ZeroRoot"):
-        box.c.ledger.submit_period(settlement(box, bytes(32), period=1), sigs, sender=box.deployer)
-    with expect_revert("ZeroTotalUnits"):
-        box.c.ledger.submit_period(settlement(box, tree.root, total=0, period=1), sigs, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.submit_period(s, sigs, sender=box.deployer)) == (
+        "PeriodAlreadySubmitted",
+        (run_key(RUN), 0),
+    )  # replay of the very same message
+    assert revert_of(
+        lambda: box.c.ledger.submit_period(settlement(box, bytes(32), period=1), sigs, sender=box.deployer)
+    ) == ("ZeroRoot", ())
+    assert revert_of(
+        lambda: box.c.ledger.submit_period(settlement(box, tree.root, total=0, period=1), sigs, sender=box.deployer)
+    ) == ("ZeroTotalUnits", ())
     bad_range = SimpleNamespace(as_tuple=lambda: (run_key(RUN), 1, 12, 11, tree.root, 60, 600, s.snapshot))
-    with expect_revert("InvalidEpochRange", 12, 11):
-        box.c.ledger.submit_period(bad_range, sigs, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.submit_period(bad_range, sigs, sender=box.deployer)) == (
+        "InvalidEpochRange",
+        (12, 11),
+    )
 
 
 def test_the_same_epochs_cannot_be_settled_twice(box):
@@ -173,8 +178,9 @@ def test_the_same_epochs_cannot_be_settled_twice(box):
     settle(box, tree, period=0, first=0, last=9)
     for first, last in ((0, 9), (9, 12), (5, 5)):
         s = settlement(box, tree.root, period=1, first=first, last=last)
-        with expect_revert("EpochRangeOverlaps", run_key(RUN), first, 10):
-            box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+        assert revert_of(
+            box.c.ledger.submit_period, s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer
+        ) == ("EpochRangeOverlaps", (run_key(RUN), first, 10))
     settle(box, tree, period=1, first=10, last=19)  # the next range is fine
     assert box.c.ledger.next_epoch(RUN) == 20
 
@@ -182,13 +188,17 @@ def test_the_same_epochs_cannot_be_settled_twice(box):
 def test_reward_above_the_cap_and_above_the_pool_revert(box):
     root = make_tree(box).root
     s = settlement(box, root, reward=5_001)
-    with expect_revert("RewardAboveCap", 5_001, 5_000):
-        box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+    assert revert_of(box.c.ledger.submit_period, s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer) == (
+        "RewardAboveCap",
+        (5_001, 5_000),
+    )
     settle(box, make_tree(box), reward=5_000, first=0, last=0)
     settle(box, make_tree(box), reward=5_000, period=1, first=1, last=1)
     s = settlement(box, root, reward=1, period=2, first=2, last=2)
-    with expect_revert("InsufficientRewardPool", 0, 1):
-        box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
+    assert revert_of(box.c.ledger.submit_period, s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer) == (
+        "InsufficientRewardPool",
+        (0, 1),
+    )
 
 
 @pytest.mark.parametrize(
@@ -222,14 +232,20 @@ def test_signatures_do_not_transfer_to_another_message(box, what):
 def test_submit_below_quorum_duplicate_and_forged_signers_revert(box):
     v0, v1, v2 = box.accounts[:3]
     s = settlement(box, make_tree(box).root)
-    with expect_revert("QuorumNotReached", 4000, 4001):
-        box.c.ledger.submit_period(s, period_sigs(box, [v0, v2], s), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.submit_period(s, period_sigs(box, [v0, v2], s), sender=box.deployer)) == (
+        "QuorumNotReached",
+        (4000, 4001),
+    )
     one = period_sigs(box, [v2], s)[0]
-    with expect_revert("SignersNotSorted", v2.address, v2.address):
-        box.c.ledger.submit_period(s, [one, one], sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.submit_period(s, [one, one], sender=box.deployer)) == (
+        "SignersNotSorted",
+        (v2.address, v2.address),
+    )
     forger = box.accounts[3]
-    with expect_revert("NotAValidator", forger.address):
-        box.c.ledger.submit_period(s, period_sigs(box, [forger], s), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.submit_period(s, period_sigs(box, [forger], s), sender=box.deployer)) == (
+        "NotAValidator",
+        (forger.address,),
+    )
 
 
 def test_quorum_is_counted_at_the_snapshot_not_now(box):
@@ -238,8 +254,10 @@ def test_quorum_is_counted_at_the_snapshot_not_now(box):
     s = settlement(box, make_tree(box).root)
     box.approve_and_stake(v2, 3000)
     advance_time(box.w3, 1)
-    with expect_revert("QuorumNotReached", 4000, 4001):
-        box.c.ledger.submit_period(s, period_sigs(box, [v0, v2], s), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.submit_period(s, period_sigs(box, [v0, v2], s), sender=box.deployer)) == (
+        "QuorumNotReached",
+        (4000, 4001),
+    )
 
 
 # ---------------------------------------------------------------- claim
@@ -249,8 +267,10 @@ def test_claims_pay_exact_shares_once_after_the_window(box):
     tree = make_tree(box)
     settle(box, tree)
     ends = box.c.ledger.get_period(RUN, 0).challenge_ends_at
-    with expect_revert("ChallengeWindowOpen", ends, ANY):
-        box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)) == (
+        "ChallengeWindowOpen",
+        (ends, ANY),
+    )
     advance_time(box.w3, 50)
     for i, (units, share) in enumerate([(10, 100), (20, 200), (30, 300)]):
         peer = peers(box)[i]
@@ -264,8 +284,10 @@ def test_claims_pay_exact_shares_once_after_the_window(box):
         assert_ledger_backed(box)
     assert box.c.ledger.get_period(RUN, 0).paid == 600
     assert box.c.ledger.outstanding_rewards() == 0
-    with expect_revert("AlreadyClaimed", run_key(RUN), 0, peers(box)[0]):
-        box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)) == (
+        "AlreadyClaimed",
+        (run_key(RUN), 0, peers(box)[0]),
+    )
 
 
 def test_a_peer_without_a_bond_at_the_snapshot_is_not_paid(box):
@@ -277,8 +299,10 @@ def test_a_peer_without_a_bond_at_the_snapshot_is_not_paid(box):
     box.c.ledger.submit_period(s, period_sigs(box, box.accounts[1:3], s), sender=box.deployer)
     advance_time(box.w3, 50)
     index = [v[0] for v in tree.values].index(unbonded)
-    with expect_revert("PeerNotBonded", unbonded, 0, 5):
-        box.c.ledger.claim(RUN, 0, unbonded, 20, tree.proof(index), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, unbonded, 20, tree.proof(index), sender=box.deployer)) == (
+        "PeerNotBonded",
+        (unbonded, 0, 5),
+    )
 
 
 def test_wrong_proofs_and_unknown_periods_revert(box):
@@ -286,14 +310,22 @@ def test_wrong_proofs_and_unknown_periods_revert(box):
     settle(box, tree)
     advance_time(box.w3, 50)
     peer = peers(box)[0]
-    with expect_revert("InvalidProof", run_key(RUN), 0, peer, 11):  # inflated units
-        box.c.ledger.claim(RUN, 0, peer, 11, tree.proof(0), sender=peer)
-    with expect_revert("InvalidProof", run_key(RUN), 0, peer, 10):  # someone else's proof
-        box.c.ledger.claim(RUN, 0, peer, 10, tree.proof(1), sender=peer)
-    with expect_revert("PeriodNotFound", run_key(RUN), 1):
-        box.c.ledger.claim(RUN, 1, peer, 10, tree.proof(0), sender=peer)
-    with expect_revert("PeriodNotFound", run_key("other"), 0):  # the proof is bound to its run's root
-        box.c.ledger.claim("other", 0, peer, 10, tree.proof(0), sender=peer)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peer, 11, tree.proof(0), sender=peer)) == (
+        "InvalidProof",
+        (run_key(RUN), 0, peer, 11),
+    )  # inflated units
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peer, 10, tree.proof(1), sender=peer)) == (
+        "InvalidProof",
+        (run_key(RUN), 0, peer, 10),
+    )  # someone else's proof
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 1, peer, 10, tree.proof(0), sender=peer)) == (
+        "PeriodNotFound",
+        (run_key(RUN), 1),
+    )
+    assert revert_of(lambda: box.c.ledger.claim("other", 0, peer, 10, tree.proof(0), sender=peer)) == (
+        "PeriodNotFound",
+        (run_key("other"), 0),
+    )  # the proof is bound to its run's root
 
 
 def test_a_root_over_its_total_cannot_pay_more_than_its_units(box):
@@ -301,8 +333,10 @@ def test_a_root_over_its_total_cannot_pay_more_than_its_units(box):
     settle(box, tree, total=60, reward=600)
     advance_time(box.w3, 50)
     box.c.ledger.claim(RUN, 0, peers(box)[0], 50, tree.proof(0), sender=box.deployer)
-    with expect_revert("UnitsExceedTotal", 100, 60):
-        box.c.ledger.claim(RUN, 0, peers(box)[1], 50, tree.proof(1), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peers(box)[1], 50, tree.proof(1), sender=box.deployer)) == (
+        "UnitsExceedTotal",
+        (100, 60),
+    )
 
 
 # ---------------------------------------------------------------- expiry and sweep
@@ -315,11 +349,12 @@ def test_unclaimed_dust_and_shares_return_to_the_pool_after_the_claim_window(box
     advance_time(box.w3, 50)
     for i in range(2):
         box.c.ledger.claim(RUN, 0, peers(box)[i], 1, tree.proof(i), sender=box.deployer)
-    with expect_revert("ClaimWindowOpen", ends + 100, ANY):
-        box.c.ledger.sweep(RUN, 0, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.sweep(RUN, 0, sender=box.deployer)) == ("ClaimWindowOpen", (ends + 100, ANY))
     advance_time(box.w3, 100)
-    with expect_revert("ClaimWindowClosed", ends + 100, ANY):
-        box.c.ledger.claim(RUN, 0, peers(box)[2], 1, tree.proof(2), sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peers(box)[2], 1, tree.proof(2), sender=box.deployer)) == (
+        "ClaimWindowClosed",
+        (ends + 100, ANY),
+    )
     receipt = box.c.ledger.sweep(RUN, 0, sender=peers(box)[0])  # anyone may sweep
     assert box.c.ledger.events("PeriodSweptToPool", receipt) == [
         {"runId": run_key(RUN), "period": 0, "returnedToPool": 34}  # 100 - 2 * 33
@@ -327,8 +362,7 @@ def test_unclaimed_dust_and_shares_return_to_the_pool_after_the_claim_window(box
     assert box.c.ledger.reward_pool() == POOL - 66
     assert box.c.ledger.outstanding_rewards() == 0
     assert_ledger_backed(box)
-    with expect_revert("PeriodSwept", run_key(RUN), 0):
-        box.c.ledger.sweep(RUN, 0, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.sweep(RUN, 0, sender=box.deployer)) == ("PeriodSwept", (run_key(RUN), 0))
 
 
 # ---------------------------------------------------------------- void
@@ -345,8 +379,10 @@ def test_void_in_window_returns_reward_blocks_claims_and_frees_the_range(box):
     tree = make_tree(box)
     settle(box, tree)
     t, sigs = void_sigs(box, [v0, v1])
-    with expect_revert("QuorumNotReached", 3000, 4001):
-        box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)) == (
+        "QuorumNotReached",
+        (3000, 4001),
+    )
     t, sigs = void_sigs(box, [v1, v2])
     receipt = box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
     assert box.c.ledger.events("PeriodVoided", receipt) == [
@@ -357,12 +393,15 @@ def test_void_in_window_returns_reward_blocks_claims_and_frees_the_range(box):
     assert box.c.ledger.next_epoch(RUN) == 0  # the voided range can be settled again, as another period
     assert_ledger_backed(box)
     advance_time(box.w3, 50)
-    with expect_revert("PeriodIsVoided", run_key(RUN), 0):
-        box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)
-    with expect_revert("PeriodIsVoided", run_key(RUN), 0):
-        box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
-    with expect_revert("PeriodAlreadySubmitted", run_key(RUN), 0):
-        settle(box, tree)
+    assert revert_of(lambda: box.c.ledger.claim(RUN, 0, peers(box)[0], 10, tree.proof(0), sender=box.deployer)) == (
+        "PeriodIsVoided",
+        (run_key(RUN), 0),
+    )
+    assert revert_of(lambda: box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)) == (
+        "PeriodIsVoided",
+        (run_key(RUN), 0),
+    )
+    assert revert_of(lambda: settle(box, tree)) == ("PeriodAlreadySubmitted", (run_key(RUN), 0))
     settle(box, tree, period=1)
 
 
@@ -371,9 +410,13 @@ def test_void_after_window_and_of_unknown_period_revert(box):
     settle(box, make_tree(box))
     ends = box.c.ledger.get_period(RUN, 0).challenge_ends_at
     t, sigs = void_sigs(box, [v1, v2], period=3)
-    with expect_revert("PeriodNotFound", run_key(RUN), 3):
-        box.c.ledger.void_period(RUN, 3, t, sigs, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.void_period(RUN, 3, t, sigs, sender=box.deployer)) == (
+        "PeriodNotFound",
+        (run_key(RUN), 3),
+    )
     advance_time(box.w3, 50)
     t, sigs = void_sigs(box, [v1, v2])
-    with expect_revert("ChallengeWindowClosed", ends, ANY):
-        box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)
+    assert revert_of(lambda: box.c.ledger.void_period(RUN, 0, t, sigs, sender=box.deployer)) == (
+        "ChallengeWindowClosed",
+        (ends, ANY),
+    )

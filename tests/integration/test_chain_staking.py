@@ -11,7 +11,7 @@ from eth_utils import keccak
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import DeployParams, deploy_contract
 from coordination.chain.eip712 import order_by_signer, quorum_signatures, sign_permit, sign_slash, staking_domain
-from coordination.chain.sandbox import ANY, Sandbox, expect_revert, register_validators
+from coordination.chain.sandbox import ANY, Sandbox, register_validators, revert_of
 from coordination.errors import ChainError
 
 pytestmark = pytest.mark.chain
@@ -73,10 +73,11 @@ def test_stake_moves_tokens_and_self_delegates_votes(box):
 
 def test_stake_zero_and_without_allowance_revert(box):
     user = addr(box, 3)
-    with expect_revert("ZeroAmount"):
-        box.c.staking.stake(0, sender=user)
-    with expect_revert("ERC20InsufficientAllowance", box.c.staking.address, 0, 5):
-        box.c.staking.stake(5, sender=user)
+    assert revert_of(lambda: box.c.staking.stake(0, sender=user)) == ("ZeroAmount", ())
+    assert revert_of(lambda: box.c.staking.stake(5, sender=user)) == (
+        "ERC20InsufficientAllowance",
+        (box.c.staking.address, 0, 5),
+    )
 
 
 def test_stake_with_permit_needs_no_approve(box):
@@ -87,8 +88,10 @@ def test_stake_with_permit_needs_no_approve(box):
     box.c.staking.stake_with_permit(321, deadline, v, r, s, sender=owner.address)
     assert box.c.staking.stake_of(owner.address) == 321
     assert box.c.token.nonces(owner.address) == nonce + 1
-    with expect_revert("ERC2612InvalidSigner", ANY, owner.address):  # the permit cannot be replayed
-        box.c.staking.stake_with_permit(321, deadline, v, r, s, sender=owner.address)
+    assert revert_of(lambda: box.c.staking.stake_with_permit(321, deadline, v, r, s, sender=owner.address)) == (
+        "ERC2612InvalidSigner",
+        (ANY, owner.address),
+    )  # the permit cannot be replayed
 
 
 def test_clock_is_timestamp(box):
@@ -111,8 +114,7 @@ def test_request_unstake_then_withdraw_after_delay(box):
     assert box.c.staking.stake_of(user) == 300
     assert box.c.staking.get_votes(user) == 300
     assert box.c.staking.pending_withdrawal(user) == (200, release_at)
-    with expect_revert("StillUnbonding", release_at, ANY):
-        box.c.staking.withdraw(sender=user)
+    assert revert_of(lambda: box.c.staking.withdraw(sender=user)) == ("StillUnbonding", (release_at, ANY))
     advance_time(box.w3, 100)
     receipt = box.c.staking.withdraw(sender=user)
     assert box.c.staking.events("Withdrawn", receipt) == [{"account": user, "amount": 200}]
@@ -133,14 +135,13 @@ def test_second_request_adds_and_restarts_delay(box):
 def test_unstake_reverts(box):
     user = addr(box, 3)
     box.approve_and_stake(user, 500)
-    with expect_revert("ZeroAmount"):
-        box.c.staking.request_unstake(0, sender=user)
-    with expect_revert("StakeTooLow", 500, 501):
-        box.c.staking.request_unstake(501, sender=user)
-    with expect_revert("StakeTooLow", 999, 1000):  # a validator cannot drop below the minimum
-        box.c.staking.request_unstake(1, sender=addr(box, 0))
-    with expect_revert("NothingToWithdraw", user):
-        box.c.staking.withdraw(sender=user)
+    assert revert_of(lambda: box.c.staking.request_unstake(0, sender=user)) == ("ZeroAmount", ())
+    assert revert_of(lambda: box.c.staking.request_unstake(501, sender=user)) == ("StakeTooLow", (500, 501))
+    assert revert_of(lambda: box.c.staking.request_unstake(1, sender=addr(box, 0))) == (
+        "StakeTooLow",
+        (999, 1000),
+    )  # a validator cannot drop below the minimum
+    assert revert_of(lambda: box.c.staking.withdraw(sender=user)) == ("NothingToWithdraw", (user,))
 
 
 # ---------------------------------------------------------------- validators
@@ -148,8 +149,7 @@ def test_unstake_reverts(box):
 
 def test_register_waits_out_the_activation_delay_then_counts(box):
     user = addr(box, 3)
-    with expect_revert("StakeTooLow", 0, 1000):
-        box.c.staking.register_validator(sender=user)
+    assert revert_of(lambda: box.c.staking.register_validator(sender=user)) == ("StakeTooLow", (0, 1000))
     box.approve_and_stake(user, 1500)
     receipt = box.c.staking.register_validator(sender=user)
     activates_at = chain_now(box.w3) + 20
@@ -158,19 +158,21 @@ def test_register_waits_out_the_activation_delay_then_counts(box):
     ]
     assert not box.c.staking.is_validator(user)
     assert box.c.staking.totals()["totalValidatorStake"] == 6000  # not counted yet
-    with expect_revert("AlreadyValidator", user):
-        box.c.staking.register_validator(sender=user)
-    with expect_revert("ActivationPending", user, activates_at, ANY):
-        box.c.staking.activate_validator(user, sender=user)
-    with expect_revert("NotRegistered", addr(box, 4)):
-        box.c.staking.activate_validator(addr(box, 4), sender=user)
+    assert revert_of(lambda: box.c.staking.register_validator(sender=user)) == ("AlreadyValidator", (user,))
+    assert revert_of(lambda: box.c.staking.activate_validator(user, sender=user)) == (
+        "ActivationPending",
+        (user, activates_at, ANY),
+    )
+    assert revert_of(lambda: box.c.staking.activate_validator(addr(box, 4), sender=user)) == (
+        "NotRegistered",
+        (addr(box, 4),),
+    )
     advance_time(box.w3, 20)
     receipt = box.c.staking.activate_validator(user, sender=addr(box, 5))  # anyone may activate
     assert box.c.staking.events("ValidatorActivated", receipt) == [{"validator": user, "stake": 1500}]
     assert box.c.staking.is_validator(user)
     assert box.c.staking.totals()["totalValidatorStake"] == 7500
-    with expect_revert("AlreadyValidator", user):
-        box.c.staking.activate_validator(user, sender=user)
+    assert revert_of(lambda: box.c.staking.activate_validator(user, sender=user)) == ("AlreadyValidator", (user,))
     box.approve_and_stake(user, 100)  # a validator's new stake counts toward the validator total
     assert box.c.staking.totals()["totalValidatorStake"] == 7600
     receipt = box.c.staking.deregister_validator(sender=user)
@@ -181,8 +183,7 @@ def test_register_waits_out_the_activation_delay_then_counts(box):
         "totalValidatorStake": 6000,
         "validatorCount": 3,
     }
-    with expect_revert("NotAValidator", user):
-        box.c.staking.deregister_validator(sender=user)
+    assert revert_of(lambda: box.c.staking.deregister_validator(sender=user)) == ("NotAValidator", (user,))
 
 
 def test_required_quorum_stake_rounds_up(box):
@@ -226,33 +227,44 @@ def test_quorum_rejects_below_quorum_duplicates_unsorted_forged_and_empty(box):
     v0, v1, v2 = box.accounts[:3]
     offender, t = addr(box, 3), snap(box)
     digest = box.c.staking.slash_digest(offender, 1, EVIDENCE, t)
-    with expect_revert("QuorumNotReached", 4000, 4001):
-        box.c.staking.require_quorum_at(digest, slash_sigs(box, [v0, v2], offender, 1, t), t)
+    assert revert_of(
+        lambda: box.c.staking.require_quorum_at(digest, slash_sigs(box, [v0, v2], offender, 1, t), t)
+    ) == ("QuorumNotReached", (4000, 4001))
     one = slash_sigs(box, [v2], offender, 1, t)[0]
-    with expect_revert("SignersNotSorted", v2.address, v2.address):
-        box.c.staking.require_quorum_at(digest, [one, one], t)
+    assert revert_of(lambda: box.c.staking.require_quorum_at(digest, [one, one], t)) == (
+        "SignersNotSorted",
+        (v2.address, v2.address),
+    )
     ordered = slash_sigs(box, [v1, v2], offender, 1, t)
     lo, hi = sorted([v1.address, v2.address], key=lambda a: int(a, 16))
-    with expect_revert("SignersNotSorted", hi, lo):
-        box.c.staking.require_quorum_at(digest, ordered[::-1], t)
+    assert revert_of(lambda: box.c.staking.require_quorum_at(digest, ordered[::-1], t)) == (
+        "SignersNotSorted",
+        (hi, lo),
+    )
     outsider = box.accounts[4]
-    with expect_revert("NotAValidator", outsider.address):
-        box.c.staking.require_quorum_at(digest, slash_sigs(box, [outsider], offender, 1, t), t)
-    with expect_revert("NoSignatures"):
-        box.c.staking.require_quorum_at(digest, [], t)
-    with expect_revert("ECDSAInvalidSignatureLength", 3):
-        box.c.staking.require_quorum_at(digest, [b"abc"], t)
+    assert revert_of(
+        lambda: box.c.staking.require_quorum_at(digest, slash_sigs(box, [outsider], offender, 1, t), t)
+    ) == ("NotAValidator", (outsider.address,))
+    assert revert_of(lambda: box.c.staking.require_quorum_at(digest, [], t)) == ("NoSignatures", ())
+    assert revert_of(lambda: box.c.staking.require_quorum_at(digest, [b"abc"], t)) == (
+        "ECDSAInvalidSignatureLength",
+        (3,),
+    )
 
 
 def test_snapshot_must_be_past_and_younger_than_the_unbonding_delay(box):
     v1, v2 = box.accounts[1:3]
     now = chain_now(box.w3)
     sigs = slash_sigs(box, [v1, v2], addr(box, 3), 1, now)
-    with expect_revert("SnapshotNotPast", ANY, ANY):
-        box.c.staking.require_quorum_at(box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, now + 5), sigs, now + 5)
+    assert revert_of(
+        lambda: box.c.staking.require_quorum_at(
+            box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, now + 5), sigs, now + 5
+        )
+    ) == ("SnapshotNotPast", (ANY, ANY))
     advance_time(box.w3, 150)
-    with expect_revert("SnapshotTooOld", now, ANY):
-        box.c.staking.require_quorum_at(box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, now), sigs, now)
+    assert revert_of(
+        lambda: box.c.staking.require_quorum_at(box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, now), sigs, now)
+    ) == ("SnapshotTooOld", (now, ANY))
 
 
 def test_a_newcomer_that_registers_counts_at_no_past_snapshot(box):
@@ -264,8 +276,9 @@ def test_a_newcomer_that_registers_counts_at_no_past_snapshot(box):
     advance_time(box.w3, 2)
     t = snap(box)
     digest = box.c.staking.slash_digest(addr(box, 3), 1, EVIDENCE, t)
-    with expect_revert("NotAValidator", newcomer.address):
-        box.c.staking.require_quorum_at(digest, slash_sigs(box, [newcomer], addr(box, 3), 1, t), t)
+    assert revert_of(
+        lambda: box.c.staking.require_quorum_at(digest, slash_sigs(box, [newcomer], addr(box, 3), 1, t), t)
+    ) == ("NotAValidator", (newcomer.address,))
 
 
 # ---------------------------------------------------------------- slashing
@@ -286,8 +299,10 @@ def test_slash_takes_bps_of_active_stake_to_treasury(box):
     assert box.c.staking.stake_of(offender) == 600
     assert box.c.staking.get_votes(offender) == 600
     assert box.c.staking.evidence_used(EVIDENCE)
-    with expect_revert("EvidenceAlreadyUsed", EVIDENCE):  # the same signatures cannot be replayed
-        box.c.staking.slash(offender, 2_500, EVIDENCE, t, sigs, sender=addr(box, 5))
+    assert revert_of(lambda: box.c.staking.slash(offender, 2_500, EVIDENCE, t, sigs, sender=addr(box, 5))) == (
+        "EvidenceAlreadyUsed",
+        (EVIDENCE,),
+    )  # the same signatures cannot be replayed
 
 
 def test_unstaking_does_not_escape_a_slash_and_slashed_stake_is_never_withdrawable(box):
@@ -305,19 +320,25 @@ def test_unstaking_does_not_escape_a_slash_and_slashed_stake_is_never_withdrawab
     before = box.c.token.balance_of(offender)
     box.c.staking.withdraw(sender=offender)
     assert box.c.token.balance_of(offender) == before + 400  # the slashed 400 never comes back
-    with expect_revert("NothingToWithdraw", offender):
-        box.c.staking.withdraw(sender=offender)
+    assert revert_of(lambda: box.c.staking.withdraw(sender=offender)) == ("NothingToWithdraw", (offender,))
 
 
 def test_slash_reverts_on_bad_bps_and_nothing_to_slash(box):
     v1, v2 = box.accounts[1:3]
     offender, t = addr(box, 3), snap(box)
-    with expect_revert("InvalidSlashBps", 0):
-        box.c.staking.slash(offender, 0, EVIDENCE, t, [], sender=offender)
-    with expect_revert("InvalidSlashBps", 10_001):
-        box.c.staking.slash(offender, 10_001, EVIDENCE, t, [], sender=offender)
-    with expect_revert("NothingToSlash", offender):
-        box.c.staking.slash(offender, 100, EVIDENCE, t, slash_sigs(box, [v1, v2], offender, 100, t), sender=offender)
+    assert revert_of(lambda: box.c.staking.slash(offender, 0, EVIDENCE, t, [], sender=offender)) == (
+        "InvalidSlashBps",
+        (0,),
+    )
+    assert revert_of(lambda: box.c.staking.slash(offender, 10_001, EVIDENCE, t, [], sender=offender)) == (
+        "InvalidSlashBps",
+        (10_001,),
+    )
+    assert revert_of(
+        lambda: box.c.staking.slash(
+            offender, 100, EVIDENCE, t, slash_sigs(box, [v1, v2], offender, 100, t), sender=offender
+        )
+    ) == ("NothingToSlash", (offender,))
 
 
 def test_stake_jiggling_between_signings_changes_nothing(box):
@@ -366,10 +387,11 @@ def test_slash_signed_for_another_chain_or_contract_is_rejected(box):
 
 def test_set_treasury_only_owner(box):
     new = addr(box, 4)
-    with expect_revert("OwnableUnauthorizedAccount", addr(box, 3)):
-        box.c.staking.set_treasury(new, sender=addr(box, 3))
-    with expect_revert("ZeroAddress"):
-        box.c.staking.set_treasury("0x" + "0" * 40, sender=box.deployer)
+    assert revert_of(lambda: box.c.staking.set_treasury(new, sender=addr(box, 3))) == (
+        "OwnableUnauthorizedAccount",
+        (addr(box, 3),),
+    )
+    assert revert_of(lambda: box.c.staking.set_treasury("0x" + "0" * 40, sender=box.deployer)) == ("ZeroAddress", ())
     receipt = box.c.staking.set_treasury(new, sender=box.deployer)
     assert box.c.staking.events("TreasuryChanged", receipt) == [{"previous": TREASURY, "current": new}]
     assert box.c.staking.param("treasury") == new
@@ -377,10 +399,14 @@ def test_set_treasury_only_owner(box):
 
 def test_constructor_rejects_bad_quorum_and_zero_addresses(box):
     token = box.c.token.address
-    with expect_revert("InvalidQuorumBps", 10001):
-        deploy_contract(box.w3, "Staking", token, 1, 1, 1, 10001, TREASURY, box.deployer, sender=box.deployer)
-    with expect_revert("ZeroAddress"):
-        deploy_contract(box.w3, "Staking", token, 1, 1, 1, 5000, "0x" + "0" * 40, box.deployer, sender=box.deployer)
+    assert revert_of(
+        lambda: deploy_contract(box.w3, "Staking", token, 1, 1, 1, 10001, TREASURY, box.deployer, sender=box.deployer)
+    ) == ("InvalidQuorumBps", (10001,))
+    assert revert_of(
+        lambda: deploy_contract(
+            box.w3, "Staking", token, 1, 1, 1, 5000, "0x" + "0" * 40, box.deployer, sender=box.deployer
+        )
+    ) == ("ZeroAddress", ())
 
 
 # ---------------------------------------------------------------- votes
@@ -397,5 +423,7 @@ def test_delegate_moves_voting_power_and_past_votes_are_snapshotted(box):
     assert box.c.staking.get_past_votes(a, t0) == 400
     box.approve_and_stake(a, 100)  # new stake follows the chosen delegate
     assert box.c.staking.get_votes(b) == 500
-    with expect_revert("ERC5805FutureLookup", chain_now(box.w3) + 10, ANY):
-        box.c.staking.get_past_votes(a, chain_now(box.w3) + 10)
+    assert revert_of(lambda: box.c.staking.get_past_votes(a, chain_now(box.w3) + 10)) == (
+        "ERC5805FutureLookup",
+        (chain_now(box.w3) + 10, ANY),
+    )

@@ -11,7 +11,7 @@ from coordination.chain.clock import advance_time
 from coordination.chain.deploy import DeployParams
 from coordination.chain.eip712 import run_key
 from coordination.chain.governance import ProposalState, promotion_proposal
-from coordination.chain.sandbox import Sandbox, expect_revert, register_validators
+from coordination.chain.sandbox import Sandbox, register_validators, revert_of
 from coordination.checkpoints.store import CheckpointStore
 from coordination.checkpoints.synthetic import write_synthetic_adapter
 from coordination.checkpoints.weights import weights_hash
@@ -155,8 +155,11 @@ def test_bad_eval_attestations_block_the_proposal(box, fault):
 
 
 def test_unnominated_or_unseeded_checkpoint_has_no_seed(box):
-    with expect_revert("NotNominated", run_key(RUN), CID):
-        propose_promotion(box.w3, box.c, run_id=RUN, cid=CID, bundle=eval_bundle(1), sender=box.accounts[0].address)
+    assert revert_of(
+        lambda: propose_promotion(
+            box.w3, box.c, run_id=RUN, cid=CID, bundle=eval_bundle(1), sender=box.accounts[0].address
+        )
+    ) == ("NotNominated", (run_key(RUN), CID))
     nominate(box.w3, box.c, RUN, CID, WEIGHTS, sender=box.accounts[0].address)
     with pytest.raises(ChainError, match="not fixed yet"):
         nomination_seed(box.w3, box.c, RUN, CID)
@@ -182,8 +185,10 @@ def test_an_unnominated_cid_that_wins_the_vote_still_cannot_execute(box):
     advance_time(box.w3, PARAMS.voting_period + 1)
     promote(box.w3, box.c, pid, sender=box.accounts[3].address)
     advance_time(box.w3, PARAMS.timelock_delay + 1)
-    with expect_revert("NotNominated", run_key(RUN), "bafyreievil"):
-        promote(box.w3, box.c, pid, sender=box.accounts[3].address)
+    assert revert_of(lambda: promote(box.w3, box.c, pid, sender=box.accounts[3].address)) == (
+        "NotNominated",
+        (run_key(RUN), "bafyreievil"),
+    )
     assert box.c.registry.current(RUN) is None
 
 
@@ -195,8 +200,11 @@ def test_seed_grinding_k_manifests_of_one_adapter_make_one_nomination(box, tmp_p
     assert len(set(manifests)) == 8 and len(hashes) == 1
     nominate(box.w3, box.c, RUN, manifests[0], hashes.pop(), sender=box.accounts[0].address)
     for cid in manifests[1:]:
-        with expect_revert("WeightsAlreadyNominated", run_key(RUN), ANY_BYTES, manifests[0]):
-            nominate(box.w3, box.c, RUN, cid, weights_hash(store.checkout(cid)), sender=box.accounts[0].address)
+        weights = weights_hash(store.checkout(cid))
+        assert revert_of(nominate, box.w3, box.c, RUN, cid, weights, sender=box.accounts[0].address) == (
+            "WeightsAlreadyNominated",
+            (run_key(RUN), ANY_BYTES, manifests[0]),
+        )
     fix_seed(box.w3, box.c, RUN, manifests[0], sender=box.accounts[3].address)
     seeds = set()
     for cid in manifests[1:]:
