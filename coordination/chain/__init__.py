@@ -15,7 +15,7 @@ Public API (import from the submodules; nothing heavy is imported here):
 - `merkle`: OZ StandardMerkleTree; `claims.ClaimTicket` (the one claim-file model, `hivetune claim --claim-file`).
 - `revert`: reverts -> `ChainError(message, error_name, args)`; `clock`: `chain_now`, `advance_time`.
 - `devnet`: anvil on a free port + deploy + funded accounts (`Devnet.start()`); `sandbox`: the same on
-  in-process eth-tester for tests and benchmarks (`Sandbox.create()`, `expect_revert`).
+  in-process eth-tester for tests and benchmarks (`Sandbox.create()`, `revert_of`).
 - `connect`: `connect(rpc, deployment_path)` and `account_from_key(key)` for CLI commands.
 
 One clock everywhere: ERC-6372 `mode=timestamp` (unbonding and activation delays, challenge and claim

@@ -11,7 +11,6 @@ the dev extra (`eth-tester[py-evm]`).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from unittest.mock import ANY
 
@@ -21,7 +20,7 @@ from eth_account.signers.local import LocalAccount
 from coordination.chain.deploy import TOKEN, Clients, Deployment, DeployParams, deploy_all
 from coordination.errors import ChainError
 
-__all__ = ["ANY", "Sandbox", "activate_validators", "expect_revert", "register_validators"]
+__all__ = ["ANY", "Sandbox", "activate_validators", "register_validators", "revert_of"]
 
 
 @dataclass
@@ -93,21 +92,3 @@ def revert_of(call, *args, **kwargs) -> tuple[str, tuple]:
     except ChainError as exc:
         return exc.error_name, tuple(exc.error_args)
     raise AssertionError("expected a revert, but the call succeeded")
-
-
-@contextmanager
-def expect_revert(error_name: str, *args):
-    """Assert the block raises ChainError carrying exactly this custom error and these arguments.
-
-    Pass `ANY` for an argument whose value the test does not pin (e.g. a block timestamp).
-    """
-    try:
-        yield
-    except ChainError as exc:
-        got = (exc.error_name, exc.error_args)
-        ok = exc.error_name == error_name and len(exc.error_args) == len(args)
-        ok = ok and all(a is ANY or a == b for a, b in zip(args, exc.error_args, strict=False))
-        if not ok:
-            raise AssertionError(f"expected {error_name}{args}, got {got[0]}{got[1]} ({exc})") from exc
-    else:
-        raise AssertionError(f"expected revert {error_name}{args}, but the call succeeded")

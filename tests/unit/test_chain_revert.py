@@ -6,7 +6,7 @@ from eth_utils import keccak
 
 from coordination.chain.deploy import Deployment
 from coordination.chain.revert import chain_error_from, chain_errors, decode_revert_data
-from coordination.chain.sandbox import ANY, expect_revert
+from coordination.chain.sandbox import ANY, revert_of
 from coordination.errors import ChainError
 
 ADDR = "0x000000000000000000000000000000000000bEEF"
@@ -81,15 +81,18 @@ def test_programming_errors_are_not_swallowed():
         raise TypeError("a bug")
 
 
-def test_expect_revert_itself_fails_on_a_mismatch():
-    with pytest.raises(AssertionError, match="expected StakeTooLow"):
-        with expect_revert("StakeTooLow", 5, 11):
-            raise ChainError("x", "StakeTooLow", (5, 10))
+def test_revert_of_returns_the_exact_error_and_fails_when_nothing_reverts():
+    def reverts(name, args):
+        raise ChainError("x", name, args)
+
+    assert revert_of(reverts, "StakeTooLow", (5, 10)) == ("StakeTooLow", (5, 10))
+    assert revert_of(reverts, "StakeTooLow", (5, 10)) != ("StakeTooLow", (5, 11))
+    assert revert_of(reverts, "StillUnbonding", [7, 123]) == ("StillUnbonding", (7, ANY))  # ANY: one argument
+    assert revert_of(reverts, "StillUnbonding", (7, 123)) != ("StillUnbonding", (7,))
     with pytest.raises(AssertionError, match="succeeded"):
-        with expect_revert("ZeroAmount"):
-            pass
-    with expect_revert("StillUnbonding", 7, ANY):
-        raise ChainError("x", "StillUnbonding", (7, 123))
+        revert_of(lambda: None)
+    with pytest.raises(TypeError):  # anything but a revert is not swallowed
+        revert_of(lambda: 1 / "x")
 
 
 def test_deployment_file_round_trips_atomically_and_bad_files_say_what_to_do(tmp_path):
