@@ -20,22 +20,24 @@ from trainer.tasks import Task
 
 def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 64) -> list[str]:
     """Greedy completions for `prompts` (special tokens stripped)."""
+    return _generate(model, tokenizer, prompts, batch_size, max_new_tokens=max_new_tokens, do_sample=False)
+
+
+def _generate(model, tokenizer, prompts: list[str], batch_size: int, **generate_kwargs) -> list[str]:
+    """`model.generate` over `prompts` in left-padded batches; the decoded new text of every returned sequence
+    (`num_return_sequences` of them per prompt, in order)."""
     import torch
 
     tokenizer.padding_side = "left"
-    outputs = []
     model.eval()
+    outputs = []
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(
             prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(model.device)
         with torch.no_grad():
             ids = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                **batch, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **generate_kwargs
             )
         outputs += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return outputs
@@ -114,30 +116,10 @@ def generate_sampled(
     """`k` sampled completions per prompt at `temperature` (seeded: a pure function of weights and seed)."""
     import torch
 
-    tokenizer.padding_side = "left"
-    model.eval()
     torch.manual_seed(seed)
-    per_batch = max(1, batch_size // k)
-    outputs: list[list[str]] = []
-    for start in range(0, len(prompts), per_batch):
-        batch = tokenizer(
-            prompts[start : start + per_batch], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(model.device)
-        with torch.no_grad():
-            ids = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                num_return_sequences=k,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        texts = tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        outputs += [texts[i : i + k] for i in range(0, len(texts), k)]
-    return outputs
+    texts = _generate(model, tokenizer, prompts, max(1, batch_size // k), max_new_tokens=max_new_tokens,
+                      do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=k)  # fmt: skip
+    return [texts[i : i + k] for i in range(0, len(texts), k)]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -23,7 +23,7 @@ from functools import cached_property
 
 from eth_utils import keccak
 
-from coordination.chain.merkle import StandardMerkleTree, hash_pair, verify_proof
+from coordination.chain.merkle import StandardMerkleTree, verify_proof
 
 LOGPROB_SCALE = 1000  # log-probs are kept as integer milli-nats
 REWARD_SCALE = 10**6  # rewards are compared as integer micro-units
@@ -191,22 +191,11 @@ def _uint(value, name: str) -> int:
 
 
 def rollouts_tree(records: Sequence[RolloutRecord]) -> StandardMerkleTree:
-    """The OZ StandardMerkleTree over the records' leaves (order-independent root), from their cached leaves.
-
-    Same layout as `StandardMerkleTree.of` (leaves sorted by hash, flat array, root at 0), without re-encoding."""
+    """The OZ StandardMerkleTree over the records' leaves (order-independent root), from their cached leaves."""
     if not records:
         raise ValueError("a Merkle tree needs at least one leaf; got an empty list of records")
-    hashed = sorted(((r.leaf(), i) for i, r in enumerate(records)), key=lambda hv: hv[0])
-    n = len(hashed)
-    tree: list[bytes] = [b""] * (2 * n - 1)
-    tree_index = [0] * n
-    for pos, (h, i) in enumerate(hashed):
-        tree[len(tree) - 1 - pos] = h
-        tree_index[i] = len(tree) - 1 - pos
-    for i in range(len(tree) - 1 - n, -1, -1):
-        tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
-    values = tuple(tuple(r.leaf_values()) for r in records)
-    return StandardMerkleTree(tuple(tree), RECORD_LEAF_TYPES, values, tuple(tree_index))
+    values = [tuple(r.leaf_values()) for r in records]
+    return StandardMerkleTree.from_leaves([r.leaf() for r in records], RECORD_LEAF_TYPES, values)
 
 
 def record_proof(tree: StandardMerkleTree, i: int) -> list[bytes]:

@@ -50,8 +50,15 @@ class StandardMerkleTree:
     def of(cls, values: Sequence[Sequence], types: Sequence[str]) -> StandardMerkleTree:
         if not values:
             raise ValueError("a Merkle tree needs at least one leaf; got an empty list of values")
-        hashed = [(leaf_hash(types, v), i) for i, v in enumerate(values)]
-        hashed.sort(key=lambda hv: hv[0])
+        return cls.from_leaves([leaf_hash(types, v) for v in values], types, values)
+
+    @classmethod
+    def from_leaves(cls, leaves: Sequence[bytes], types: Sequence[str], values: Sequence[Sequence]):
+        """The tree over already-hashed leaves (`leaves[i]` = `leaf_hash(types, values[i])`, e.g. cached ones):
+        leaves sorted by hash, flat array, root at index 0, as the JS library lays it out."""
+        if not leaves or len(leaves) != len(values):
+            raise ValueError(f"a Merkle tree needs one leaf per value; got {len(leaves)} leaves, {len(values)} values")
+        hashed = sorted(((h, i) for i, h in enumerate(leaves)), key=lambda hv: hv[0])
         n = len(hashed)
         tree: list[bytes] = [b""] * (2 * n - 1)
         tree_index = [0] * n
