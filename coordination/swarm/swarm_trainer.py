@@ -163,6 +163,20 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
         self._slot_offset, self._slot_stride = self.accelerator.process_index, self.accelerator.num_processes
         self.add_callback(_SwarmEpochCallback(self))
 
+    def train(self, *args, **kwargs):
+        """Join the swarm before the first step: a peer that (re)starts when the run already reached
+        `max_epochs` adopts the final state and stops without a local step (that step's round would wait
+        for peers that are done)."""
+        if self.max_epochs is not None:
+            self.create_optimizer()  # rank 0: joins the swarm's head epoch (fetches its state)
+            epoch = _broadcast_lora(self)
+            if epoch >= self.max_epochs:
+                from transformers.trainer_utils import TrainOutput
+
+                logger.info(f"the run is at epoch {epoch} >= max_epochs {self.max_epochs}: nothing left to train")
+                return TrainOutput(self.state.global_step, 0.0, {})
+        return super().train(*args, **kwargs)
+
     # 1. optimizer
     def create_optimizer(self, model=None):
         if self.optimizer is None:

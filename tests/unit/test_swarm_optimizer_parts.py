@@ -45,3 +45,26 @@ def test_lr_view_reports_the_optimizer_lr_and_never_steps_it():
     assert view.get_last_lr() == [0.5]
     opt.param_groups[0]["lr"] = 0.25  # what the consensus optimizer does at each epoch
     assert view.get_last_lr() == [0.25]
+
+
+@pytest.mark.parametrize("swarm_epoch, trains", [(10, False), (12, False), (9, True)])
+def test_a_peer_that_joins_at_or_after_max_epochs_stops_without_a_local_step(monkeypatch, swarm_epoch, trains):
+    """A restarted peer whose swarm already reached max_epochs adopts the final state when its optimizer joins,
+    then must not take a step: that step's round would wait forever for peers that are done (CI hung on it)."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    from coordination.swarm.swarm_trainer import SwarmGRPOTrainer
+
+    joined = []
+    monkeypatch.setattr(GRPOTrainer, "train", lambda self, *a, **k: "trained")
+    t = SwarmGRPOTrainer.__new__(SwarmGRPOTrainer)
+    t.max_epochs, t.optimizer, t.model, t.state = 10, None, "model", SimpleNamespace(global_step=0)
+    t.accelerator = SimpleNamespace(is_main_process=True, num_processes=1)
+    t.optimizer_factory = lambda model: joined.append(model) or SimpleNamespace(local_epoch=swarm_epoch)
+    out = t.train()
+    assert joined == ["model"]  # joined the swarm (fetching its head state) before deciding
+    assert (out == "trained") is trains
+    if not trains:
+        assert out.global_step == 0
