@@ -396,6 +396,7 @@ class StakeLedgerMachine(RuleBasedStateMachine):
 EXAMPLES, STEPS = 20, 10
 
 
+@pytest.mark.timeout(900)  # py-evm is CPU-bound: ~1-2 min alone, several times that on a loaded 2-core box
 def test_stake_ledger_invariants_hold_over_random_sequences(box):
     StakeLedgerMachine.box = box
     RAN.clear()
