@@ -1,22 +1,40 @@
-"""Validator compute and the peer's attestation overhead vs one epoch on the real peer path; detection per cheat.
+"""Validator compute and the peer's attestation overhead vs the peers' epochs on the real paths; detection per cheat.
 
-    python bench/verify_cost.py                    # default rate 0.1, 8 prompts x 4 = 32 rollouts, 4 trials per cheat
-    python bench/verify_cost.py --rate 0.05 --trials 8 --prompts 8
+    python bench/verify_cost.py                       # tiny base, 1 peer, 8 prompts x 4 = 32 rollouts, rate 0.1
+    python bench/verify_cost.py --peers 4 --repeats 6 --tag=-tiny-p4
+    python bench/verify_cost.py --base smollm2-135m-instruct --trials 0 --repeats 3 --tag=-smollm2
+    python bench/verify_cost.py --hidden 384 --layers 8 --trials 0 --tag=-384x8
 
-The peer epoch is the real training path: TRL's GRPOTrainer with seeded generation
-(`trainer.seeded_grpo.SeededGRPOTrainer`, LoRA, the run's temperature), one optimizer step over the epoch's
-assignment (generation + rewards + GRPO loss + backward + step), timed on the second step (warm); only the
-swarm's averaging round is left out, so the ratios are upper bounds. The peer's attestation is
-`EpochAttester` on that step's seeded samples (records, Merkle root, EIP-712 receipt, written to disk).
-One validator audits the receipt from disk with the deployed checks at `--rate` (cheap checks on every record,
-one forward pass per drawn rollout under the epoch's checkpoint). Prints validator/peer (goal <= 2%) and
-attestation/peer (goal <= 3%) wall ratios, then per cheat the analytic and empirical detection probability
-(one validator, a quorum of 3). Writes outputs/bench/verify_cost.json and .png.
+Peer side (`Peer`): what `hivetune join` trains, minus the network round. The spec's pinned base
+(`load_pinned_base`), LoRA (`lora_config_from_spec`) and GRPO config (`grpo_config_from_spec`), TRL's
+GRPOTrainer with seeded generation (`SeededGenerationMixin`, as `SwarmGRPOTrainer`) on the peer's assigned
+prompts (`Assignment.row` / `Assignment.seeder`). One warm-up step, then `--repeats` timed epochs of one local
+step each (generation, rewards, GRPO loss, backward, optimizer step). With `--peers` > 1 every peer starts each
+epoch from the same canonical state, published by the first peer as a PEFT adapter in a `CheckpointStore` (as
+`EpochPublisher.publish`), as if the round had averaged them to it. The peer's attestation is `EpochAttester`
+on the step's seeded samples (records, Merkle root, EIP-712 receipt, written to disk).
 
-Measured (2026-12-02, shared 2-core CPU, rate 0.1, 32 rollouts x 32 tokens, 4 drawn): tiny 128x4: validator 6.6%,
-attestation 2.3% of the epoch; 384x8: validator 3.4%, attestation 1.0%. The validator's share falls with model size
-(its fixed costs: signatures, Merkle root, cheap checks on every record) towards the forward-pass floor
-4/32 x 1 forward / (generation + forward + backward) ~ 3% at this draw on CPU; it is not yet <= 2% here.
+Validator side: `facts_for_run(spec, ...)` as `hivetune validate` builds it (PolicyPool over the store: one base
+model, the epoch's canonical adapter read by CID and installed; the spec's caps, EOS ids, vocabulary, prompt
+rendering, fp32 tolerances) with the epoch board's answers (canonical checkpoint, round members), the deployed
+default draw rate (`DEFAULT_ROLLOUT_RATE`), receipts and records read from the peers' `RolloutDirectory`. Each
+epoch one validator audits all the epoch's receipts with `Validator.find_many` (what `validate_epochs` runs:
+drawn records of all receipts in shared forward passes) and, for comparison, one receipt at a time
+(`Validator.find`); the adapter LRU is emptied first, so each epoch pays its checkpoint's read and install (the
+base model load, once per validator process, is reported apart). Every honest receipt must be accepted.
+
+Ratios count this process's CPU seconds (torch on one thread; `--clock wall` for wall seconds), so other jobs
+on a shared machine slow neither side: validator seconds per epoch / the peers' summed step seconds (per peer
+epoch audited), and attestation seconds / step seconds, with means and seeded 95% bootstrap intervals over
+the epochs. Then per cheat the analytic and empirical detection probability (one validator, a quorum of 3) on
+the tiny model (`--trials 0` skips it). Writes bench/results/verify_cost<tag>.json and .png.
+
+The floor: a drawn rollout costs the validator one teacher-forced forward over prompt + completion; the peer
+spends on every rollout a generation (completion tokens) and a forward + backward (~3x) over prompt +
+completion. At rate 0.1 on 32 rollouts 4 are drawn (ceil), so in FLOPs the validator needs about
+4/32 x 1 / (1 + 3) ~ 3% of the peer's epoch before any fixed cost; only where generation is slower per token
+than a teacher-forced pass (latency-bound decoding, e.g. on an accelerator) can the share fall under 2% at
+this draw. Measured numbers: README.md (bench table) and bench/results/verify_cost*.json.
 """
 
 from __future__ import annotations
@@ -60,6 +78,9 @@ def _contribution() -> bytes:
 
 
 CONTRIBUTION = _contribution()  # the one contribution the bench's round holds
+# what the ratios count: this process's CPU seconds (torch on one thread), so that other jobs on a shared machine
+# slow neither side's figure; --clock wall uses wall-clock seconds instead
+CLOCK = [time.process_time]
 PARTIAL = "fabricated_one_rollout"  # fabricates a single completion of the receipt: the hardest case
 
 
@@ -171,11 +192,11 @@ class Peer:
                 else:
                     peer.load_state(canonical[step]["state"])
                 trainer.take_seeded_rollouts(0)
-                peer._t0 = time.perf_counter()
+                peer._t0 = CLOCK[0]()
 
             def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step >= 2:
-                    seconds = time.perf_counter() - peer._t0
+                    seconds = CLOCK[0]() - peer._t0
                     step = state.global_step - 2
                     peer.steps.append({"seconds": seconds, "samples": trainer.take_seeded_rollouts(0),
                                        "checkpoint": canonical[step]["cid"]})  # fmt: skip
@@ -222,9 +243,9 @@ def attest(peer: Peer, step: dict, root: Path):
                              checkpoint_cid=lambda e: step["checkpoint"])  # fmt: skip
     contribution = str(block_cid(b"the gradient of " + peer.account.address.encode(), "raw"))
     outcome = SimpleNamespace(contribution=contribution, entered=True, start_cid=step["checkpoint"])
-    start = time.perf_counter()
+    start = CLOCK[0]()
     attester(SimpleNamespace(epoch=0, rollouts=[], seeded=step["samples"], outcome=outcome))
-    seconds = time.perf_counter() - start
+    seconds = CLOCK[0]() - start
     ((_, signed),) = attester.published
     return signed, store, seconds
 
@@ -281,21 +302,21 @@ def measure_cost(spec, peers: int, repeats: int, rate: float) -> dict:
             facts = validator_facts(spec, store, canonical[r], contributions, pool)
             pool = facts.load_policy
             if r == 0:
-                start = time.perf_counter()
+                start = CLOCK[0]()
                 pool(canonical[r]["cid"])  # the base model is loaded once per validator process: not per epoch
-                base_load_s = time.perf_counter() - start
+                base_load_s = CLOCK[0]() - start
             fetch = attested[0][1].fetch
             v = Validator(private_key="0x" + "71" * 32, facts=facts, fetch=fetch, rollout_rate=rate)
             forget_adapters(pool)  # the epoch's checkpoint is new to the validator: its adapter read + swap is paid
-            start = time.perf_counter()
+            start = CLOCK[0]()
             findings = v.find_many(receipts, 0)
-            batched_s = time.perf_counter() - start
+            batched_s = CLOCK[0]() - start
             assert findings == [None] * peers, f"an honest receipt was flagged: {findings}"
             one = Validator(private_key="0x" + "71" * 32, facts=facts, fetch=fetch, rollout_rate=rate)
             forget_adapters(pool)
-            start = time.perf_counter()
+            start = CLOCK[0]()
             singles = [one.find(signed, 0) for signed in receipts]
-            single_s = time.perf_counter() - start
+            single_s = CLOCK[0]() - start
             assert singles == [None] * peers, f"an honest receipt was flagged one by one: {singles}"
             peer_s = sum(p.steps[r]["seconds"] for p in group)
             attest_ratio = statistics.fmean(a[2] / p.steps[r]["seconds"] for a, p in zip(attested, group, strict=True))
@@ -441,9 +462,11 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=None, help="a tiny model of this width instead of --base")
     parser.add_argument("--layers", type=int, default=None, help="a tiny model of this depth instead of --base")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="CPU seconds or wall seconds")
     parser.add_argument("--tag", default="", help="suffix of the result files (bench/results/verify_cost<tag>.*)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     with tempfile.TemporaryDirectory(prefix="verify-cost-base-") as tmp:
         base = bench_base(args, Path(tmp))
         spec = bench_spec(base, args.prompts)
@@ -455,7 +478,8 @@ def main() -> None:
         config = AutoConfig.from_pretrained(resolve_model_path(base))
     model = args.base if args.hidden is None and args.layers is None else "tiny"
     model += f" {config.hidden_size}x{config.num_hidden_layers}"
-    result = {"rate": args.rate, "model": model, "threads": args.threads, "cost": cost, "trials": args.trials,
+    result = {"rate": args.rate, "model": model, "threads": args.threads, "clock": args.clock, "cost": cost,
+              "trials": args.trials,
               "seeds": {"torch": 0, "grpo": spec.grpo.seed, "task": spec.task.seed, "bootstrap": 0},
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
     if args.trials:

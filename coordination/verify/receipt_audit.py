@@ -8,6 +8,12 @@ first failed check (None when the receipt holds up and is paid) plus the audit's
 
     finding, cost = audit_receipt(facts, signed, epoch=3, fetch=store_fetch, drawn=lambda n: [0, 5],
                                   policy=lambda cid: (model, tok))
+
+Many receipts (`Validator.find_many`): `prepare_audit` runs every check of each receipt up to its drawn
+rollouts' forward pass, `finish_audits` recomputes the drawn records of all of them that name the same
+checkpoint in shared right-padded forward passes (`batched_logits`, at most `MAX_BATCH_TOKENS` tokens each)
+and rules each receipt's records exactly as `audit_receipt` does; then the round check. Same checks, same
+order, same rulings: only the per-pass overhead is shared.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from coordination.verify.run_facts import RunFacts
 from coordination.verify.verdicts import Finding, Kind
 
 MAX_BATCH_TOKENS = 16384  # tokens per batched forward pass of drawn records (bounds the validator's memory)
+MAX_BATCH_LOGITS = 1 << 27  # and logits per pass (tokens x vocabulary): 512 MiB of fp32
 RecordFetcher = Callable[[SignedReceipt], Sequence[tuple[RolloutRecord, Sequence[bytes]]]]
 
 
@@ -206,8 +213,7 @@ def check_drawn(
     if finding or pending is None:
         return finding
     model, _ = policy(pending.checkpoint)
-    prompts, completions = zip(*pending.rows, strict=True)
-    return rule_drawn(facts, pending, completion_logits_batch(model, prompts, completions))
+    return rule_drawn(facts, pending, batched_logits(model, pending.rows))
 
 
 def fetch_served(fetch: RecordFetcher, signed: SignedReceipt):
@@ -259,17 +265,24 @@ def audit_receipt(
     finding, pending = prepare_audit(facts, signed, epoch=epoch, fetch=fetch, drawn=drawn, policy=policy, cost=cost)
     if pending is not None:
         model, _ = policy(pending.checkpoint)
-        prompts, completions = zip(*pending.rows, strict=True)
-        finding = rule_drawn(facts, pending, completion_logits_batch(model, prompts, completions))
+        finding = rule_drawn(facts, pending, batched_logits(model, pending.rows))
     if finding:
         return finding, cost
     return check_round(facts, signed), cost
 
 
-def batched_logits(model, rows: Sequence[tuple[list[int], list[int]]], max_tokens: int = MAX_BATCH_TOKENS) -> list:
+def batch_tokens(model) -> int:
+    """Tokens per batched forward pass: `MAX_BATCH_TOKENS`, fewer for a large vocabulary (`MAX_BATCH_LOGITS`)."""
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    vocab = int(embeddings.weight.shape[0]) if embeddings is not None else 1
+    return max(1, min(MAX_BATCH_TOKENS, MAX_BATCH_LOGITS // max(vocab, 1)))
+
+
+def batched_logits(model, rows: Sequence[tuple[list[int], list[int]]], max_tokens: int | None = None) -> list:
     """`completion_logits` of every (prompt, completion) row, in padded forward passes of <= `max_tokens` each.
 
     Rows are grouped by length (less padding) and the logits come back in the rows' order."""
+    max_tokens = max_tokens or batch_tokens(model)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
     out: list = [None] * len(rows)
     chunk: list[int] = []
