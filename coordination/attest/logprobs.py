@@ -52,11 +52,20 @@ def completion_logits_batch(model, prompts: Sequence[Sequence[int]], completions
     for i, r in enumerate(rows):
         ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r, dtype=torch.long), 1
     device = next(model.parameters()).device
+    # the lm_head only where some row predicts a completion token: positions before the shortest prompt's
+    # last token predict prompt tokens, which no check reads (a large vocabulary makes them a real cost)
+    keep = {"logits_to_keep": width - (min(len(p) for p in prompts) - 1)}
     with _eval_mode(model), torch.no_grad():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        try:
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **keep).logits
+        except TypeError as exc:  # a model without `logits_to_keep`: every position's logits
+            if "logits_to_keep" not in str(exc):
+                raise
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    dropped = width - logits.shape[1]  # leading positions the model did not project
     out = []
     for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-        out.append(logits[i, len(p) - 1 : len(p) - 1 + len(c)].double().cpu())
+        out.append(logits[i, len(p) - 1 - dropped : len(p) - 1 - dropped + len(c)].double().cpu())
     return out
 
 

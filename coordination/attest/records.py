@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-from eth_utils import keccak
-
+from coordination.chain.hashing import keccak
 from coordination.chain.merkle import StandardMerkleTree, verify_proof
 
 LOGPROB_SCALE = 1000  # log-probs are kept as integer milli-nats
@@ -60,7 +60,15 @@ def _word(value: int) -> bytes:
 
 
 def _int_array_tail(values: Sequence[int]) -> bytes:
-    return _word(len(values)) + b"".join(_word(int(v)) for v in values)
+    """ABI tail of an int256[]/uint256[]: the length word, then one two's-complement word per value.
+
+    `int.to_bytes(32, signed=True)` is `_word` for every value in int256 range (all token ids and
+    milli-nat log-probs), at a fraction of its cost; anything outside falls back to `_word`'s modulo."""
+    ints = [int(v) for v in values]
+    try:
+        return _word(len(ints)) + b"".join(v.to_bytes(32, "big", signed=True) for v in ints)
+    except OverflowError:
+        return _word(len(ints)) + b"".join(_word(v) for v in ints)
 
 
 def logprob_digest(logprobs_milli: Sequence[int]) -> bytes:
@@ -70,7 +78,7 @@ def logprob_digest(logprobs_milli: Sequence[int]) -> bytes:
 
 def completion_digest(completion: str, completion_ids: Sequence[int]) -> bytes:
     """keccak256(abi.encode(string completion, uint256[] ids)), encoded by hand."""
-    if any(int(t) < 0 for t in completion_ids):
+    if completion_ids and min(map(int, completion_ids)) < 0:
         raise ValueError("token ids must be >= 0")
     text = completion.encode("utf-8")
     padded = text + b"\x00" * (-len(text) % 32)
@@ -162,8 +170,7 @@ class RolloutRecord:
             raise MalformedRecord(f"reward {reward!r} is not a finite number")
         return cls(
             ints["slot"], ints["generation"], ints["task_seed"], ints["task_index"], digest, completion,
-            tuple(_uint(t, "completion_ids") for t in ids), float(reward),
-            tuple(_int(t, "logprobs_milli") for t in lps),
+            _uints(ids, "completion_ids"), float(reward), _ints(lps, "logprobs_milli"),
         )  # fmt: skip
 
 
@@ -174,14 +181,31 @@ class MalformedRecord(ValueError):
 MAX_RECORD_TOKENS = 1 << 16
 
 
+_HEX = re.compile("[0-9a-fA-F]*")
+
+
 def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
+    return _HEX.fullmatch(text) is not None
 
 
 def _int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not -(2**255) <= value < 2**255:
         raise MalformedRecord(f"{name}: {str(value)[:40]!r} is not an int256")
     return value
+
+
+def _ints(values, name: str) -> tuple[int, ...]:
+    """`_int` of every value: plain ints (what JSON gives) are range-checked at once, anything else one by one."""
+    if set(map(type, values)) <= {int} and (not values or -(2**255) <= min(values) and max(values) < 2**255):
+        return tuple(values)
+    return tuple(_int(v, name) for v in values)
+
+
+def _uints(values, name: str) -> tuple[int, ...]:
+    out = _ints(values, name)
+    if out and min(out) < 0:
+        raise MalformedRecord(f"{name}: {min(out)} is negative")
+    return out
 
 
 def _uint(value, name: str) -> int:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eth_abi import encode
-from eth_utils import keccak
+
+from coordination.chain.hashing import keccak
 
 
 def leaf_hash(types: Sequence[str], values: Sequence) -> bytes:

@@ -17,7 +17,7 @@ import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,6 +207,38 @@ class CheckpointStore:
             raise
         fsync_dir(to_dir.parent)
         return to_dir
+
+    def read_files(self, cid: str | CID, names: Sequence[str] | None = None) -> dict[str, bytes]:
+        """The checkpoint's files (or just `names`) as verified bytes in memory: nothing is written to disk.
+
+        The same checks as `get`: every chunk against its CID, each file's size and sha256 against the
+        manifest. What a validator uses to load an adapter without materializing (and fsyncing) a checkout."""
+        cid = parse_cid(cid)
+        node = self.manifest(cid)
+        entries = {entry["name"]: entry for entry in node["files"]}
+        missing = [n for n in (names or []) if n not in entries]
+        if missing:
+            raise CheckpointError(f"checkpoint {cid} has no file(s) {missing}")
+        out = {}
+        for name in names if names is not None else list(entries):
+            entry, parts, size = entries[name], [], 0
+            for link in entry["chunks"]:
+                chunk = self.blocks.get(link)
+                size += len(chunk)
+                if size > entry["size"]:
+                    raise CheckpointError(
+                        f"checkpoint {cid}: {entry['name']} chunks exceed its declared {entry['size']} bytes"
+                    )
+                parts.append(chunk)
+            data = b"".join(parts)
+            digest = hashlib.sha256(data).hexdigest()
+            if size != entry["size"] or digest != entry["sha256"]:
+                raise CheckpointError(
+                    f"checkpoint {cid}: {entry['name']} reassembles to {size} bytes / sha256 {digest[:12]}, "
+                    f"but the manifest says {entry['size']} / {entry['sha256'][:12]}: the manifest is inconsistent"
+                )
+            out[name] = data
+        return out
 
     def _move_into_place(self, staging: Path, to_dir: Path, node: dict) -> None:
         if to_dir.exists() and not any(to_dir.iterdir()):

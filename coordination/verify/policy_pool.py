@@ -19,9 +19,8 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
-from coordination.errors import AttestationError
+from coordination.errors import AttestationError, CheckpointError
 
 BASE_CHECKPOINT = "base"  # a receipt trained from the bare base model (no adapter yet)
 
@@ -124,42 +123,67 @@ class PolicyPool:
         return state
 
     def _read(self, cid: str) -> dict:
-        from safetensors.torch import load_file
+        """The adapter's tensors, read from the store's verified blocks in memory (no checkout written to disk);
+        with a DHT, missing blocks are fetched from the peers that announce the checkpoint first."""
+        from safetensors.torch import load
 
         from coordination.checkpoints.addressing import parse_cid
-        from coordination.checkpoints.resolve import resolve_adapter
+        from coordination.checkpoints.store import CheckpointStore
 
         parse_cid(cid)  # a CID, never a local path named by a peer
-        folder = Path(resolve_adapter(cid, self.store, dht=self.dht, prefix=self.spec.run_id))
+        store = self.store if self.store is not None else CheckpointStore()
+        if self.dht is not None and not store.is_complete(cid):
+            from coordination.checkpoints.fetch import fetch_checkpoint
+
+            fetch_checkpoint(self.dht, str(cid), store, prefix=self.spec.run_id or "hivetune")
+        files = store.read_files(cid)  # every chunk and file hash checked, as a checkout would
         try:
-            config = json.loads((folder / "adapter_config.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise AdapterRefused(f"adapter_config.json of {cid} is unreadable: {exc}") from exc
+            config = json.loads(files["adapter_config.json"].decode("utf-8"))
+        except (KeyError, UnicodeDecodeError, ValueError) as exc:
+            raise AdapterRefused(f"adapter_config.json of {cid} is unreadable: {exc!r}") from exc
         check_adapter_config(config, self.spec)
+        if "adapter_model.safetensors" not in files:
+            raise CheckpointError(f"checkpoint {cid} has no adapter_model.safetensors")
         self.loads += 1
-        return load_file(str(folder / "adapter_model.safetensors"))
+        return load(files["adapter_model.safetensors"])
+
+    def _lora_params(self, model) -> dict:
+        """The model's LoRA parameters by the key PEFT saves them under (adapter name dropped), built once."""
+        if getattr(self, "_lora_of", (None,))[0] is not model:
+            adapter = getattr(model, "active_adapter", "default")
+            adapter = adapter if isinstance(adapter, str) else adapter[0]
+            params = {n.replace(f".{adapter}", ""): p for n, p in model.named_parameters() if "lora_" in n}
+            self._lora_of = (model, params)
+        return self._lora_of[1]
 
     def _install(self, model, state: dict | None) -> None:
-        import torch
-        from peft import set_peft_model_state_dict
+        """Copy the adapter's tensors into the model's LoRA matrices: all of them or (AdapterRefused) none.
 
-        lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+        The state must hold exactly the spec's LoRA matrices (the keys `save_pretrained` writes for this
+        LoRA, each of its matrix's shape); they are checked before anything is written, then copied in
+        place (no PEFT state-dict walk over the whole model per swap)."""
+        import torch
+
+        lora = self._lora_params(model)
         if state is None:
             with torch.no_grad():
                 for name, p in lora.items():
                     if "lora_B" in name:
                         p.zero_()
             return
-        try:
-            result = set_peft_model_state_dict(model, state)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            self._loaded = None
-            raise AdapterRefused(f"adapter tensors do not fit the spec's LoRA: {exc}") from exc
-        unexpected = list(getattr(result, "unexpected_keys", []) or [])
-        missing = [k for k in (getattr(result, "missing_keys", []) or []) if "lora_" in k]
-        if unexpected or missing or len(state) != len(lora):
+        unexpected = sorted(set(state) - set(lora))
+        missing = sorted(set(lora) - set(state))
+        if unexpected or missing:
             self._loaded = None
             raise AdapterRefused(
                 f"adapter tensors are not exactly the spec's LoRA matrices ({len(state)} tensors for {len(lora)}; "
                 f"unexpected {unexpected[:3]}, missing {missing[:3]})"
             )
+        wrong = [f"{k}: {tuple(state[k].shape)} for {tuple(p.shape)}" for k, p in lora.items()
+                 if tuple(state[k].shape) != tuple(p.shape)]  # fmt: skip
+        if wrong:
+            self._loaded = None
+            raise AdapterRefused(f"adapter tensors do not fit the spec's LoRA: {wrong[:3]}")
+        with torch.no_grad():
+            for key, p in lora.items():
+                p.copy_(state[key])

@@ -8,6 +8,12 @@ first failed check (None when the receipt holds up and is paid) plus the audit's
 
     finding, cost = audit_receipt(facts, signed, epoch=3, fetch=store_fetch, drawn=lambda n: [0, 5],
                                   policy=lambda cid: (model, tok))
+
+Many receipts (`Validator.find_many`): `prepare_audit` runs every check of each receipt up to its drawn
+rollouts' forward pass, `finish_audits` recomputes the drawn records of all of them that name the same
+checkpoint in shared right-padded forward passes (`batched_logits`, at most `MAX_BATCH_TOKENS` tokens each)
+and rules each receipt's records exactly as `audit_receipt` does; then the round check. Same checks, same
+order, same rulings: only the per-pass overhead is shared.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from coordination.attest.rollout_store import RecordsUnavailable
 from coordination.errors import AttestationError, CheckpointError
 from coordination.verify.policy_pool import AdapterRefused
 from coordination.verify.record_checks import (
+    TaskSamples,
     check_before_model,
     check_length,
     check_prompt,
@@ -34,6 +41,8 @@ from coordination.verify.record_checks import (
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.verdicts import Finding, Kind
 
+MAX_BATCH_TOKENS = 16384  # tokens per batched forward pass of drawn records (bounds the validator's memory)
+MAX_BATCH_LOGITS = 1 << 27  # and logits per pass (tokens x vocabulary): 512 MiB of fp32
 RecordFetcher = Callable[[SignedReceipt], Sequence[tuple[RolloutRecord, Sequence[bytes]]]]
 
 
@@ -130,13 +139,15 @@ def check_counts(facts: RunFacts, signed: SignedReceipt, records: Sequence[Rollo
     return None
 
 
-def check_cheaply(facts: RunFacts, signed: SignedReceipt, records, cost: AuditCost) -> Finding | None:
-    receipt = signed.receipt
+def check_cheaply(
+    facts: RunFacts, signed: SignedReceipt, records, cost: AuditCost, samples: TaskSamples | None = None
+) -> Finding | None:
+    receipt, samples = signed.receipt, samples or TaskSamples(facts)
     assigned = assigned_indices(facts.run_id, receipt.epoch, receipt.peer, len(records) // facts.group_size)
     eos = facts.eos_token_ids or None
     for record in records:
         cost.records_checked_cheaply += 1
-        finding = check_prompt(facts, record, assigned) or check_reward(facts, record)
+        finding = check_prompt(facts, record, assigned, samples) or check_reward(facts, record, samples)
         if not finding and eos is not None:
             finding = check_length(facts, record, eos, facts.vocab_size)
         if finding:
@@ -144,29 +155,65 @@ def check_cheaply(facts: RunFacts, signed: SignedReceipt, records, cost: AuditCo
     return None
 
 
-def check_drawn(facts: RunFacts, signed: SignedReceipt, records, picks, policy, cost: AuditCost) -> Finding | None:
+@dataclass
+class PendingAudit:
+    """A receipt that passed every check up to its drawn rollouts' forward pass: what that pass needs."""
+
+    signed: SignedReceipt
+    drawn: list  # the drawn RolloutRecords, in draw order
+    prompts: list  # their prompt token ids
+    checkpoint: str  # the CID every drawn record is recomputed under
+
+    @property
+    def rows(self) -> list[tuple[list[int], list[int]]]:
+        return [(p, list(r.completion_ids)) for p, r in zip(self.prompts, self.drawn, strict=True)]
+
+
+def load_drawn(
+    facts: RunFacts, signed: SignedReceipt, records, picks, policy, cost: AuditCost, samples: TaskSamples | None = None
+) -> tuple[Finding | None, PendingAudit | None]:
+    """The checkpoint and the cheap checks of the drawn records; (finding, None) or (None, pending forward pass)."""
     if not picks:
-        return None
+        return None, None
     try:
         model, tokenizer = policy(signed.receipt.checkpoint_cid)
     except AdapterRefused as exc:
-        return Finding(Kind.WRONG_CHECKPOINT, f"checkpoint {signed.receipt.checkpoint_cid[:80]} refused: {exc}")
+        return Finding(Kind.WRONG_CHECKPOINT, f"checkpoint {signed.receipt.checkpoint_cid[:80]} refused: {exc}"), None
     except (CheckpointError, OSError, TimeoutError) as exc:
-        return Finding(Kind.RECORDS_UNAVAILABLE, f"checkpoint {signed.receipt.checkpoint_cid[:80]} unavailable: {exc}")
+        return (
+            Finding(Kind.RECORDS_UNAVAILABLE, f"checkpoint {signed.receipt.checkpoint_cid[:80]} unavailable: {exc}"),
+            None,
+        )
     drawn = [records[i] for i in picks]
     for record in drawn:  # cheap, and it keeps out-of-vocabulary ids away from the model
         finding = check_before_model(facts, record, model, tokenizer)
         if finding:
-            return finding
-    prompts = [prompt_ids_of(facts, r, tokenizer) for r in drawn]
+            return finding, None
+    samples = samples or TaskSamples(facts)
+    prompts = [prompt_ids_of(facts, r, tokenizer, samples) for r in drawn]
     cost.forward_passes += len(drawn)
     cost.forward_tokens += sum(len(p) + r.completion_tokens for p, r in zip(prompts, drawn, strict=True))
-    all_logits = completion_logits_batch(model, prompts, [list(r.completion_ids) for r in drawn])
-    for record, logits in zip(drawn, all_logits, strict=True):
-        finding = check_with_logits(facts, record, logits, epoch=signed.receipt.epoch, peer=signed.receipt.peer)
+    return None, PendingAudit(signed, drawn, prompts, signed.receipt.checkpoint_cid)
+
+
+def rule_drawn(facts: RunFacts, pending: PendingAudit, all_logits) -> Finding | None:
+    """Every drawn record against its recomputed logits (seeded draws, then log-probs): the first failure."""
+    receipt = pending.signed.receipt
+    for record, logits in zip(pending.drawn, all_logits, strict=True):
+        finding = check_with_logits(facts, record, logits, epoch=receipt.epoch, peer=receipt.peer)
         if finding:
             return finding
     return None
+
+
+def check_drawn(
+    facts: RunFacts, signed: SignedReceipt, records, picks, policy, cost: AuditCost, samples: TaskSamples | None = None
+) -> Finding | None:
+    finding, pending = load_drawn(facts, signed, records, picks, policy, cost, samples)
+    if finding or pending is None:
+        return finding
+    model, _ = policy(pending.checkpoint)
+    return rule_drawn(facts, pending, batched_logits(model, pending.rows))
 
 
 def fetch_served(fetch: RecordFetcher, signed: SignedReceipt):
@@ -176,6 +223,32 @@ def fetch_served(fetch: RecordFetcher, signed: SignedReceipt):
         return None, Finding(Kind.MALFORMED_RECORD, f"records of {signed.receipt.peer} do not parse: {exc}")
     except (RecordsUnavailable, OSError, TimeoutError) as exc:
         return None, Finding(Kind.RECORDS_UNAVAILABLE, f"records of {signed.receipt.peer} unavailable: {exc}")
+
+
+def prepare_audit(
+    facts: RunFacts,
+    signed: SignedReceipt,
+    *,
+    epoch: int,
+    fetch: RecordFetcher,
+    drawn: Callable[[int], list[int]],
+    policy,
+    cost: AuditCost,
+) -> tuple[Finding | None, PendingAudit | None]:
+    """Every check before the drawn rollouts' forward pass: (finding, None), (None, pending) or (None, None)."""
+    finding = check_identity(facts, signed, epoch) or check_caps(facts, signed)
+    if finding:
+        return finding, None
+    served, finding = fetch_served(fetch, signed)
+    finding = finding or check_served_records(signed, served)
+    if finding:
+        return finding, None
+    records = sorted((r for r, _ in served), key=lambda r: (r.slot, r.generation))
+    samples = TaskSamples(facts)  # each task sample and prompt built once per audit
+    finding = check_counts(facts, signed, records) or check_cheaply(facts, signed, records, cost, samples)
+    if finding:
+        return finding, None
+    return load_drawn(facts, signed, records, drawn(len(records)), policy, cost, samples)
 
 
 def audit_receipt(
@@ -189,16 +262,64 @@ def audit_receipt(
 ) -> tuple[Finding | None, AuditCost]:
     """The first failed check's Finding (None: accepted), and the audit's cost."""
     cost = AuditCost()
-    finding = check_identity(facts, signed, epoch) or check_caps(facts, signed)
+    finding, pending = prepare_audit(facts, signed, epoch=epoch, fetch=fetch, drawn=drawn, policy=policy, cost=cost)
+    if pending is not None:
+        model, _ = policy(pending.checkpoint)
+        finding = rule_drawn(facts, pending, batched_logits(model, pending.rows))
     if finding:
         return finding, cost
-    served, finding = fetch_served(fetch, signed)
-    finding = finding or check_served_records(signed, served)
-    if finding:
-        return finding, cost
-    records = sorted((r for r, _ in served), key=lambda r: (r.slot, r.generation))
-    finding = check_counts(facts, signed, records) or check_cheaply(facts, signed, records, cost)
-    if finding:
-        return finding, cost
-    finding = check_drawn(facts, signed, records, drawn(len(records)), policy, cost)
-    return finding or check_round(facts, signed), cost
+    return check_round(facts, signed), cost
+
+
+def batch_tokens(model) -> int:
+    """Tokens per batched forward pass: `MAX_BATCH_TOKENS`, fewer for a large vocabulary (`MAX_BATCH_LOGITS`)."""
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    vocab = int(embeddings.weight.shape[0]) if embeddings is not None else 1
+    return max(1, min(MAX_BATCH_TOKENS, MAX_BATCH_LOGITS // max(vocab, 1)))
+
+
+def batched_logits(model, rows: Sequence[tuple[list[int], list[int]]], max_tokens: int | None = None) -> list:
+    """`completion_logits` of every (prompt, completion) row, in padded forward passes of <= `max_tokens` each.
+
+    Rows are grouped by length (less padding) and the logits come back in the rows' order."""
+    max_tokens = max_tokens or batch_tokens(model)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+    out: list = [None] * len(rows)
+    chunk: list[int] = []
+
+    def flush():
+        if chunk:
+            logits = completion_logits_batch(model, [rows[i][0] for i in chunk], [rows[i][1] for i in chunk])
+            for i, row_logits in zip(chunk, logits, strict=True):
+                out[i] = row_logits
+            chunk.clear()
+
+    for i in order:
+        width = len(rows[i][0]) + len(rows[i][1])
+        if chunk and width * (len(chunk) + 1) > max_tokens:
+            flush()
+        chunk.append(i)
+    flush()
+    return out
+
+
+def finish_audits(facts: RunFacts, pendings: Sequence[PendingAudit], policy) -> list[Finding | None]:
+    """The drawn-record rulings of many pending audits: ONE set of batched forward passes per checkpoint.
+
+    Each pending audit's rows are recomputed under its own checkpoint (the policy is loaded once per CID, and
+    the forward runs while it is loaded) and ruled exactly as `audit_receipt` rules them (seeded draws, then
+    log-probs, first failure of that receipt); the round check is left to the caller."""
+    findings: list[Finding | None] = [None] * len(pendings)
+    by_checkpoint: dict[str, list[int]] = {}
+    for i, p in enumerate(pendings):
+        by_checkpoint.setdefault(p.checkpoint, []).append(i)
+    for cid, indices in by_checkpoint.items():
+        model, _ = policy(cid)
+        rows = [row for i in indices for row in pendings[i].rows]
+        logits = batched_logits(model, rows)
+        at = 0
+        for i in indices:
+            n = len(pendings[i].drawn)
+            findings[i] = rule_drawn(facts, pendings[i], logits[at : at + n])
+            at += n
+    return findings

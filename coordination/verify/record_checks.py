@@ -29,7 +29,35 @@ def _finding(kind: Kind, record: RolloutRecord, detail: str) -> Finding:
     return Finding(kind, detail, record.slot, record.generation)
 
 
-def check_prompt(facts: RunFacts, record: RolloutRecord, assigned: list[int]) -> Finding | None:
+class TaskSamples:
+    """Per-audit memo of what the checks regenerate from a task index: the sample, its rendered prompt and digest.
+
+    A receipt's GRPO groups share a prompt (`group_size` records per task index), so the audit builds each
+    sample and prompt once instead of once per record and check; the values are the same pure functions of
+    (run task seed, task index) the checks would compute themselves."""
+
+    def __init__(self, facts: RunFacts):
+        self.facts, self._samples, self._prompts, self._digests = facts, {}, {}, {}
+
+    def sample(self, index: int):
+        if index not in self._samples:
+            self._samples[index] = self.facts.task.sample(self.facts.task_seed, index)
+        return self._samples[index]
+
+    def prompt(self, index: int) -> str:
+        if index not in self._prompts:
+            self._prompts[index] = self.facts.prompt(self.sample(index))
+        return self._prompts[index]
+
+    def digest(self, index: int) -> str:
+        if index not in self._digests:
+            self._digests[index] = "0x" + text_digest(self.prompt(index)).hex()
+        return self._digests[index]
+
+
+def check_prompt(
+    facts: RunFacts, record: RolloutRecord, assigned: list[int], samples: TaskSamples | None = None
+) -> Finding | None:
     if record.slot >= len(assigned) or record.task_index != assigned[record.slot]:
         want = assigned[record.slot] if record.slot < len(assigned) else None
         return _finding(
@@ -37,14 +65,14 @@ def check_prompt(facts: RunFacts, record: RolloutRecord, assigned: list[int]) ->
         )
     if record.task_seed != facts.task_seed:
         return _finding(Kind.WRONG_PROMPT, record, f"task seed {record.task_seed}, run uses {facts.task_seed}")
-    prompt = facts.prompt(facts.task.sample(facts.task_seed, record.task_index))
-    if record.prompt_digest != "0x" + text_digest(prompt).hex():
+    samples = samples or TaskSamples(facts)
+    if record.prompt_digest != samples.digest(record.task_index):
         return _finding(Kind.WRONG_PROMPT, record, "prompt digest is not that of the assigned sample's prompt")
     return None
 
 
-def check_reward(facts: RunFacts, record: RolloutRecord) -> Finding | None:
-    sample = facts.task.sample(facts.task_seed, record.task_index)
+def check_reward(facts: RunFacts, record: RolloutRecord, samples: TaskSamples | None = None) -> Finding | None:
+    sample = (samples or TaskSamples(facts)).sample(record.task_index)
     recomputed = facts.reward_fn(record.completion, sample)
     if quantize_reward(recomputed) != quantize_reward(record.reward):
         return _finding(Kind.WRONG_REWARD, record, f"claimed reward {record.reward}, recomputed {recomputed}")
@@ -102,8 +130,8 @@ def check_with_logits(facts: RunFacts, record: RolloutRecord, logits, *, epoch: 
     return check_sampling(facts, record, logits, epoch=epoch, peer=peer) or check_logprobs(facts, record, logits)
 
 
-def prompt_ids_of(facts: RunFacts, record: RolloutRecord, tokenizer) -> list[int]:
-    return encode_prompt(tokenizer, facts.prompt(facts.task.sample(facts.task_seed, record.task_index)))
+def prompt_ids_of(facts: RunFacts, record: RolloutRecord, tokenizer, samples: TaskSamples | None = None) -> list[int]:
+    return encode_prompt(tokenizer, (samples or TaskSamples(facts)).prompt(record.task_index))
 
 
 def check_against_model(

@@ -158,8 +158,8 @@ def validate_epochs(validator: Validator, receipts_by_epoch: dict[int, list], ot
     """
     verdicts = []
     for epoch, receipts in sorted(receipts_by_epoch.items()):
-        for signed in receipts:
-            finding = validator.find(signed, epoch) or confirmed_finding(validator, signed, epoch, others)
+        for signed, found in zip(receipts, validator.find_many(receipts, epoch), strict=True):
+            finding = found or confirmed_finding(validator, signed, epoch, others)
             verdicts.append(verdict_json(validator.sign(signed, finding, epoch), validator.facts.domain, signed))
     cost = vars(validator.cost)
     counts = {s.name: sum(v["status"] == s.name for v in verdicts) for s in Status}

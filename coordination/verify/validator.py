@@ -2,7 +2,7 @@
 
     validator = Validator(private_key=key, facts=facts, fetch=store_fetch, rollout_rate=0.1)
     validator.require_registered(staking_client)          # stake-registered on chain, or ValidatorNotRegistered
-    verdicts = validator.audit_epoch(signed_receipts, epoch=3)
+    verdicts = validator.audit_epoch(signed_receipts, epoch=3)   # drawn records of all receipts batched
     validator.confirms(signed_receipt, finding, epoch=3)   # True when it reproduces another validator's finding
 
 `rollout_rate` is the share of each receipt's rollouts that get a forward-pass recomputation
@@ -19,7 +19,14 @@ from eth_account import Account
 from coordination.attest.receipts import SignedReceipt
 from coordination.errors import AttestationError
 from coordination.verify.audit_draw import draw_rollouts
-from coordination.verify.receipt_audit import AuditCost, RecordFetcher, audit_receipt
+from coordination.verify.receipt_audit import (
+    AuditCost,
+    RecordFetcher,
+    audit_receipt,
+    check_round,
+    finish_audits,
+    prepare_audit,
+)
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Verdict, sign_verdict
 
@@ -65,7 +72,7 @@ class Validator:
 
     def _draw(self, signed: SignedReceipt):
         return lambda n: draw_rollouts(
-            self.account.key,
+            self.account,  # the account, not its key: no public-key derivation per draw
             self.facts.domain,
             signed.receipt,
             count=n,
@@ -81,11 +88,54 @@ class Validator:
                 policy=self.policy,
             )  # fmt: skip
         except Exception as exc:  # network input we did not foresee: rule on it, keep validating the others
-            logger.warning(f"receipt of {signed.receipt.peer} epoch {epoch}: audit failed on its input: {exc!r}")
-            return Finding(Kind.MALFORMED_RECORD, f"audit could not process the receipt's records: {exc!r}"[:300])
+            return self._malformed(signed, epoch, exc)
+        self._add_cost(cost)
+        return finding
+
+    def _add_cost(self, cost: AuditCost) -> None:
         for name in ("forward_passes", "forward_tokens", "records_checked_cheaply"):
             setattr(self.cost, name, getattr(self.cost, name) + getattr(cost, name))
-        return finding
+
+    def _malformed(self, signed: SignedReceipt, epoch: int, exc: Exception) -> Finding:
+        logger.warning(f"receipt of {signed.receipt.peer} epoch {epoch}: audit failed on its input: {exc!r}")
+        return Finding(Kind.MALFORMED_RECORD, f"audit could not process the receipt's records: {exc!r}"[:300])
+
+    def find_many(self, receipts: Sequence[SignedReceipt], epoch: int) -> list[Finding | None]:
+        """`find` of every receipt, with the drawn records of all of them recomputed in shared forward passes.
+
+        The same checks and rulings as `find` one by one (each receipt's own draw, first failed check, round
+        check last); only the teacher-forced forward passes are batched across receipts that name the same
+        checkpoint, so a validator pays the per-pass overhead once per batch instead of once per receipt."""
+        findings: list[Finding | None] = [None] * len(receipts)
+        pending: dict[int, object] = {}
+        for i, signed in enumerate(receipts):
+            cost = AuditCost()
+            try:
+                findings[i], waiting = prepare_audit(
+                    self.facts, signed, epoch=epoch, fetch=self.fetch, drawn=self._draw(signed),
+                    policy=self.policy, cost=cost,
+                )  # fmt: skip
+            except Exception as exc:  # as in `find`: bad input rejects this receipt only
+                findings[i], waiting = self._malformed(signed, epoch, exc), None
+            self._add_cost(cost)
+            if waiting is not None:
+                pending[i] = waiting
+        if pending:
+            try:
+                ruled = dict(zip(pending, finish_audits(self.facts, list(pending.values()), self.policy), strict=True))
+            except Exception:  # find which receipt the failure belongs to: finish them one at a time
+                ruled = {}
+                for i, waiting in pending.items():
+                    try:
+                        (ruled[i],) = finish_audits(self.facts, [waiting], self.policy)
+                    except Exception as exc:
+                        ruled[i] = self._malformed(receipts[i], epoch, exc)
+            for i, finding in ruled.items():
+                findings[i] = finding
+        for i, signed in enumerate(receipts):
+            if findings[i] is None:
+                findings[i] = check_round(self.facts, signed)
+        return findings
 
     def sign(self, signed: SignedReceipt, finding: Finding | None, epoch: int) -> SignedVerdict:
         """This validator's signed verdict on `signed` as published for `epoch`."""
@@ -96,7 +146,7 @@ class Validator:
         return self.sign(signed, self.find(signed, epoch), epoch)
 
     def audit_epoch(self, receipts: Sequence[SignedReceipt], epoch: int) -> list[SignedVerdict]:
-        return [self.audit(r, epoch) for r in receipts]
+        return [self.sign(r, f, epoch) for r, f in zip(receipts, self.find_many(receipts, epoch), strict=True)]
 
     def confirms(self, signed: SignedReceipt, finding: Finding, epoch: int) -> bool:
         """Re-run the audit with the cited record forced into the draw; True when the same kind of failure shows."""

@@ -237,3 +237,43 @@ def test_round_membership_needs_the_peers_own_address_and_contribution():
     assert not entered(0, bob, NO_CONTRIBUTION)  # a member listed without a contribution vouches for nothing
     assert not entered(1, alice, contribution_digest(grad))  # another epoch's round
     assert board_checks(Board({}))["checkpoint_of_epoch"](5) == "bafy-canonical-5"
+
+
+def _ruling(finding):
+    return None if finding is None else (finding.status, finding.kind, finding.slot, finding.generation)
+
+
+def test_one_batched_audit_of_every_cheat_rules_as_auditing_them_one_at_a_time(world, all_published):
+    served = {s.key: r for r, s in all_published.values()}
+    receipts = [s for _, s in all_published.values()]
+    for rate in (DEFAULT_ROLLOUT_RATE, 1.0):
+        v = Validator(private_key=VALIDATOR.key, facts=world.facts, fetch=lambda s: records_with_proofs(served[s.key]),
+                      rollout_rate=rate)  # fmt: skip
+        one_by_one = [_ruling(v.find(s, EPOCH)) for s in receipts]
+        assert [_ruling(f) for f in v.find_many(receipts, EPOCH)] == one_by_one
+        assert one_by_one[list(Cheat).index(Cheat.HONEST)] is None
+        assert sum(r is None for r in one_by_one) == 1
+
+
+def test_a_tampered_record_among_many_honest_receipts_is_caught_and_only_it(world):
+    from support.adversaries import fabricate_completion
+
+    receipts, served = [], {}
+    for i, cheat in enumerate(list(Cheat)[:5]):  # five round members, honest except one record of one peer
+        account = account_of(cheat)
+        ctx = context(world, account, EPOCH)
+        records = honest_records(world, account, EPOCH)
+        if i == 2:
+            records = [fabricate_completion(ctx, r) if j == 5 else r for j, r in enumerate(records)]
+        records, signed = publish_as(Cheat.HONEST, records, ctx, epoch=EPOCH)
+        receipts.append(signed)
+        served[signed.key] = records
+    v = Validator(private_key=VALIDATOR.key, facts=world.facts, fetch=lambda s: records_with_proofs(served[s.key]),
+                  rollout_rate=1.0)  # fmt: skip
+    findings = v.find_many(receipts, EPOCH)
+    assert [f is None for f in findings] == [True, True, False, True, True]
+    tampered = sorted(served[receipts[2].key], key=lambda r: (r.slot, r.generation))[5]
+    assert (findings[2].kind, findings[2].slot, findings[2].generation) == (
+        Kind.FABRICATED_COMPLETION, tampered.slot, tampered.generation,
+    )  # fmt: skip
+    assert v.cost.forward_passes == sum(len(r) for r in served.values())  # every record of every receipt recomputed
