@@ -15,7 +15,8 @@ Every piece of the Trainer's step is made to agree with the swarm's epochs delib
 5. **Logging**: every log line gets `swarm/epoch` and the last round (group size, seconds, bytes
    estimate, whether our contribution entered it). Every epoch adds a row to `epoch_times`
    (coordination.swarm.epoch_timing: wall, generation, backward, the round's phases, utilization).
-6. **Stopping**: `max_epochs` epochs of the run (a restarted peer continues, it does not redo epochs).
+6. **Stopping**: `max_epochs` epochs of the run (a restarted peer continues, it does not redo epochs; one that
+   catches up with a swarm already at `max_epochs` stops without a step).
 7. **Assigned prompts** (`assignment`): each GRPO group is rewritten to the next slot of the peer's
    assignment for the current epoch, `assigned_indices(run id, epoch, peer address)`, so anyone can
    recompute which prompts a peer worked on and nobody picks easy ones (ranks of one peer take
@@ -298,6 +299,11 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
                     f"backward {row['backward_s']:.2f} + averaging {row['averaging_s']:.2f} ({phases}) + other "
                     f"{row['other_s']:.2f}; utilization {row['utilization']:.2f}")  # fmt: skip
 
+    def _run_epoch(self, *args, **kwargs):
+        if self.control.should_training_stop:  # joined at (or past) max_epochs: not one more step
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def _outcome_of(self, epoch: int):
         outcomes = self.swarm_optimizer.consensus.outcomes if self.swarm_optimizer is not None else []
         return next((o for o in reversed(outcomes) if o.epoch == epoch), None)
@@ -314,6 +320,11 @@ class _SwarmEpochCallback(TrainerCallback):
         self.trainer._epoch_adapter = lora_state(self.trainer.model)
         self.trainer._epoch_started_at = time.time()  # the first epoch starts now (not at start-up)
         self.trainer.compute_timer.take()
+        if self.trainer.max_epochs is not None and self.seen_epoch >= self.trainer.max_epochs:
+            # a restarted or late peer that caught up with a swarm already at max_epochs: its step would wait
+            # for a round nobody else runs (the others stopped there)
+            control.should_training_stop = True
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer

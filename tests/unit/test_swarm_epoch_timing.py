@@ -4,6 +4,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from coordination.swarm.consensus_optimizer import RoundStats
 from coordination.swarm.epoch_timing import PhaseTimer, epoch_time_row
@@ -56,3 +57,20 @@ def test_the_trainer_records_one_row_per_epoch_from_its_timers_and_the_last_roun
     assert (row["epoch"], row["wall_s"], row["generation_s"], row["backward_s"]) == (4, 4.0, 2.0, 1.0)
     assert row["round_phases_s"] == {"wait_group": 0.5, "allreduce": 0.25} and row["utilization"] == 0.75
     assert fake.compute_timer.seconds == {}  # the next epoch starts from zero
+
+
+def test_a_peer_that_catches_up_at_max_epochs_stops_before_any_step():
+    """A restarted peer that adopts the swarm's final epoch would otherwise wait for a round nobody runs."""
+    from transformers import TrainerControl
+
+    from coordination.swarm.swarm_trainer import _SwarmEpochCallback
+
+    def begin(epoch: int, max_epochs):
+        fake = SimpleNamespace(swarm_epoch=epoch, max_epochs=max_epochs, model=torch.nn.Linear(2, 2),
+                               accelerator=SimpleNamespace(num_processes=1), compute_timer=PhaseTimer())  # fmt: skip
+        return _SwarmEpochCallback(fake).on_train_begin(None, None, TrainerControl())
+
+    assert begin(10, 10).should_training_stop and begin(11, 10).should_training_stop
+    assert not begin(9, 10).should_training_stop and not begin(10, None).should_training_stop
+    stopped = SimpleNamespace(control=TrainerControl(should_training_stop=True))
+    assert SwarmGRPOTrainer._run_epoch(stopped) is None  # the Trainer's epoch loop is skipped: no local step
