@@ -1,28 +1,37 @@
-"""Benchmark: communication cost of one gradient-averaging round on shaped links (needs root for `ip netns`).
+"""Benchmark: the real peer process (`hivetune join`) on shaped links: bytes per epoch and compute utilization.
 
-    sudo python bench/swarm_comm.py            # n in {2, 4} x {100, 10} Mbit/s -> outputs/bench/swarm_comm.{json,png}
-    sudo python bench/swarm_comm.py --peers 2 3 --rates 100 --rounds 4 --params 1048576
+    sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py       # 2 peers x {unshaped, 100, 10} Mbit/s x 7 epochs
+    sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py --rates 100 --epochs 5 --repeats 1
+    sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py --rates 100 --accumulation 4 --name swarm_comm_acc4
 
-Each peer runs in its own network namespace, joined to a hub namespace (a Linux bridge) by a veth
-pair; both ends of every veth are shaped with a `tc tbf` token bucket at the link rate (this
-kernel has no netem), so each peer uploads and downloads at most B. The script creates and
-removes every namespace itself; no traffic leaves them.
+The demo's run (recipes/configs/public_run.yaml: its warm start, LoRA r=16 on all 7 projections of the tiny model,
+GRPO and averaging settings) is run by `--peers` `hivetune join` processes (plain peers, no chain) around a
+`hivetune bootstrap` node, each process in its own network namespace, joined to a hub namespace (a Linux bridge) by
+a veth pair; both ends of every veth are shaped with a `tc tbf` token bucket at the link rate (this kernel has no
+netem), so each process uploads and downloads at most B; `0` = the same namespaces unshaped. The script creates
+and removes every namespace itself (also on Ctrl-C / failure); no traffic leaves them. Settings are interleaved
+(repeat 1 of every rate, then repeat 2, ...), since the CPU is shared with whatever else runs on the box.
 
-Each peer averages one fp16 vector of S = 2 * params bytes (default 1M params = 2 MiB, about a
-rank-16 q/v LoRA of a 0.5B model) with hivemind's DecentralizedAverager (butterfly all-reduce),
-back to back for `rounds` rounds (the first is a warm-up and not counted). Per round we measure:
-  matchmaking seconds: step() until the group is assembled (stage AWAITING_TRIGGER);
-  all-reduce seconds: trigger until done, vs the lower bound 2(n-1)/n * S / B;
-  bytes sent per peer (tx_bytes of the peer's interface during the all-reduce), vs S and vs 2(n-1)/n * S.
-Goal: all-reduce within 1.5x of the bound. Matchmaking is a fixed cost per round that
-`matchmaking_time` sets; pre-scheduling (hivemind.Optimizer does it) hides it behind compute.
+Measured per peer and epoch, from the peer itself (its `--json` summary, `epoch_times`; coordination/swarm/
+epoch_timing.py): wall time between epoch boundaries, generation (sampling + rewards), backward (loss forward +
+backward), the consensus round's phases (commit, straggler wait, matchmaking + all-reduce, AdamW + state save +
+announce, waiting for the group's announcements, adopting) and the rest; and from outside: bytes sent and received
+by the peer's namespace (`/proc/<pid>/net/dev`, all of its traffic: gradients, DHT, epoch board, any state fetch),
+sampled every 0.1 s and interpolated at the epoch boundaries. The first `--warmup` epochs are not counted.
+
+Reported per rate: bytes per epoch / S (S = adapter bytes on the wire, fp16), utilization = (generation + backward)
+/ wall (mean, 95% bootstrap CI over epochs; the peers of one epoch are resampled together), and the mean time split.
+Goal (issue 10): utilization >= 0.9 at 100 Mbit/s. Results -> bench/results/swarm_comm.{json,png}.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,27 +39,31 @@ import tempfile
 import time
 from pathlib import Path
 
-OUT = Path("outputs/bench")
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results"
 HUB = "hvt-hub"
 SUBNET = "10.77.0"
+PHASES = ("commit", "wait_group", "allreduce", "save", "resolve", "wait_canonical", "adopt")
 
 
 def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
-def peer_ns(i: int) -> str:
+def ns_name(i: int) -> str:
     return f"hvt-p{i}"
 
 
 def create_namespaces(n: int, rate_mbit: int) -> None:
-    """Hub namespace with a bridge; peer i in its own namespace at 10.77.0.(i+1) over a shaped veth."""
-    remove_namespaces(n)
+    """Hub namespace with a bridge; process i in its own namespace at 10.77.0.(i+1) over a (shaped) veth."""
+    remove_namespaces()
     sh("ip", "netns", "add", HUB)
     sh("ip", "netns", "exec", HUB, "ip", "link", "add", "br0", "type", "bridge")
     sh("ip", "netns", "exec", HUB, "ip", "link", "set", "br0", "up")
     for i in range(n):
-        ns, inner, outer = peer_ns(i), f"hvp{i}", f"hvh{i}"
+        ns, inner, outer = ns_name(i), f"hvp{i}", f"hvh{i}"
         sh("ip", "netns", "add", ns)
         sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
         sh("ip", "link", "set", inner, "netns", ns)
@@ -59,147 +72,289 @@ def create_namespaces(n: int, rate_mbit: int) -> None:
         sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", inner)
         sh("ip", "netns", "exec", ns, "ip", "link", "set", inner, "up")
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        for where, dev in ((ns, inner), (HUB, outer)):  # upload and download of peer i
-            sh("ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-               "rate", f"{rate_mbit}mbit", "burst", "64kb", "latency", "100ms")  # fmt: skip
+        if rate_mbit > 0:
+            for where, dev in ((ns, inner), (HUB, outer)):  # upload and download of process i
+                sh("ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+                   "rate", f"{rate_mbit}mbit", "burst", "64kb", "latency", "100ms")  # fmt: skip
 
 
-def remove_namespaces(n: int) -> None:
-    for ns in [HUB, *(peer_ns(i) for i in range(max(n, 8)))]:
+def remove_namespaces() -> None:
+    for ns in [HUB, *(ns_name(i) for i in range(8))]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def run_config(n: int, rate_mbit: int, args, work: Path) -> list[dict]:
-    """All peers of one (n, rate) configuration; returns each peer's per-round measurements."""
-    create_namespaces(n, rate_mbit)
-    procs, maddr_file = [], work / f"maddr_{n}_{rate_mbit}"
+def net_bytes(pid: int) -> tuple[int, int] | None:
+    """(rx, tx) bytes of every non-loopback interface in the network namespace of process `pid`."""
     try:
-        for i in range(n):
-            out = work / f"peer_{n}_{rate_mbit}_{i}.json"
-            cmd = ["ip", "netns", "exec", peer_ns(i), sys.executable, __file__, "--worker", "--index", str(i),
-                   "--group", str(n), "--params", str(args.params), "--rounds", str(args.rounds),
-                   "--maddr-file", str(maddr_file), "--out", str(out)]  # fmt: skip
-            log = open(work / f"peer_{n}_{rate_mbit}_{i}.log", "w")
-            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), out))
-            if i == 0:
-                wait_file(maddr_file, 60)
-        for proc, _ in procs:
-            proc.wait(timeout=600)
-        return [json.loads(out.read_text()) for _, out in procs]
-    finally:
-        for proc, _ in procs:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return None
+    rx = tx = 0
+    for line in lines:
+        name, data = line.split(":", 1)
+        if name.strip() != "lo":
+            fields = data.split()
+            rx, tx = rx + int(fields[0]), tx + int(fields[8])
+    return rx, tx
+
+
+def interpolate(samples: list[tuple[float, int, int]], t: float) -> tuple[float, float]:
+    """(rx, tx) at unix time t, linear between the two nearest samples (clamped at the ends)."""
+    if t <= samples[0][0]:
+        return samples[0][1], samples[0][2]
+    for (t0, rx0, tx0), (t1, rx1, tx1) in zip(samples, samples[1:], strict=False):
+        if t0 <= t <= t1:
+            w = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+            return rx0 + w * (rx1 - rx0), tx0 + w * (tx1 - tx0)
+    return samples[-1][1], samples[-1][2]
+
+
+def demo_spec(peers: int, accumulation: int = 1) -> dict:
+    """The demo's run (its warm start, LoRA, GRPO, averaging), plain: no chain; every round waits for all peers.
+    `accumulation` > 1 multiplies each peer's completions per epoch (gradient_accumulation_steps); same adapter."""
+    from trainer.models import ensure_tiny_model, hivetune_home
+    from trainer.sft import ensure_warm_start
+
+    cfg = yaml.safe_load((ROOT / "recipes" / "configs" / "public_run.yaml").read_text())
+    warm = ensure_warm_start(cfg["task"], hivetune_home() / "demo" / "warm_start", task_params=cfg["task_params"],
+                             model=str(ensure_tiny_model(seed=0)), **cfg["warm_start"])  # fmt: skip
+    spec = {"name": "swarm-comm", "model": {"base": str(warm)},
+            "task": {"name": cfg["task"], "seed": 0, "params": cfg["task_params"]}, **cfg["run"]}  # fmt: skip
+    spec["averaging"] = {**spec["averaging"], "min_group": peers}
+    if accumulation > 1:
+        spec["grpo"] = {**spec["grpo"], "gradient_accumulation_steps": accumulation}
+    return spec
+
+
+def adapter_wire_bytes(spec: dict) -> int:
+    """S: LoRA parameters of the run's adapter x 2 bytes (fp16 on the wire)."""
+    from peft import LoraConfig, get_peft_model
+
+    from trainer.models import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(spec["model"]["base"])
+    lora = spec["lora"]
+    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], target_modules=lora["target_modules"],
+                        task_type="CAUSAL_LM")  # fmt: skip
+    model = get_peft_model(model, config)
+    return 2 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class Swarm:
+    """A bootstrap + `peers` join processes, each in its namespace; killed (by process group) on close."""
+
+    def __init__(self, run_yaml: Path, peers: int, epochs: int, work: Path):
+        self.run_yaml, self.peers, self.epochs, self.work = run_yaml, peers, epochs, work
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                    "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+        self.procs: list[subprocess.Popen] = []
+        self.samples: dict[int, list[tuple[float, int, int]]] = {}
+
+    def start(self) -> None:
+        boot_log = self.work / "bootstrap.log"
+        self.boot = self._spawn(0, ["bootstrap", "--run", str(self.run_yaml), "--host-maddr",
+                                    f"/ip4/{SUBNET}.1/tcp/0"], boot_log)  # fmt: skip
+        maddr = self._wait_line(boot_log, f"/ip4/{SUBNET}.1/", 120)
+        for i in range(1, self.peers + 1):
+            args = ["join", "--run", str(self.run_yaml), "--initial-peers", maddr, "--host-maddr",
+                    f"/ip4/{SUBNET}.{i + 1}/tcp/0", "--max-epochs", str(self.epochs), "--output-dir",
+                    str(self.work / f"peer{i}"), "--report-to", "none", "--json"]  # fmt: skip
+            self.samples[len(self.procs)] = []
+            self._spawn(i, args, self.work / f"peer{i}.log")
+
+    def _spawn(self, i: int, args: list[str], log: Path) -> subprocess.Popen:
+        cmd = ["ip", "netns", "exec", ns_name(i), sys.executable, "-m", "coordination.cli.app", *args]
+        proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+                                start_new_session=True)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def _wait_line(log: Path, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in log.read_text().splitlines():
+                if line.startswith(prefix):
+                    return line.strip()
+            time.sleep(0.2)
+        raise SystemExit(f"bootstrap printed no {prefix}... address within {timeout}s: see {log}")
+
+    def poll(self) -> None:
+        """One byte-counter sample per peer process."""
+        now = time.time()
+        for k in self.samples:
+            counters = net_bytes(self.procs[k].pid)
+            if counters is not None:
+                self.samples[k].append((now, *counters))
+
+    def epochs_done(self) -> int:
+        """The lowest epoch any peer has reached (from its journal)."""
+        done = []
+        for i in range(1, self.peers + 1):
+            try:
+                journal = json.loads((self.work / f"peer{i}" / "consensus.json").read_text())
+                done.append(max(int(e) for e in journal["epochs"]))
+            except (OSError, ValueError, KeyError):
+                done.append(0)
+        return min(done)
+
+    def peer_procs(self) -> list[subprocess.Popen]:
+        return self.procs[1:]
+
+    def close(self) -> None:
+        for proc in self.procs:
             if proc.poll() is None:
-                proc.kill()
-        remove_namespaces(n)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
 
 
-def wait_file(path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"peer 0 did not start within {timeout}s")
-        time.sleep(0.2)
+def run_setting(spec: dict, rate: int, repeat: int, args, work: Path, progress, task) -> list[dict]:
+    """One swarm at `rate` Mbit/s (0 = unshaped); returns one row per (peer, counted epoch)."""
+    work = work / f"r{rate}_rep{repeat}"
+    work.mkdir(parents=True)
+    run_yaml = work / "run.yaml"
+    run_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    create_namespaces(args.peers + 1, rate)
+    swarm = Swarm(run_yaml, args.peers, args.epochs, work)
+    try:
+        swarm.start()
+        deadline = time.monotonic() + args.timeout
+        while any(p.poll() is None for p in swarm.peer_procs()):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{rate} Mbit/s repeat {repeat}: peers still running after {args.timeout}s: {work}")
+            swarm.poll()
+            progress.update(task, completed=swarm.epochs_done())
+            time.sleep(0.1)
+        if any(p.returncode != 0 for p in swarm.peer_procs()):
+            raise SystemExit(f"{rate} Mbit/s repeat {repeat}: a peer failed: see {work}")
+    finally:
+        swarm.close()
+        remove_namespaces()
+    rows = []
+    for k in range(1, args.peers + 1):
+        summary = json.loads((work / f"peer{k}.log").read_text().strip().splitlines()[-1])
+        samples = swarm.samples[k]
+        for row in summary["epoch_times"]:
+            if row["epoch"] < args.warmup:
+                continue
+            rx0, tx0 = interpolate(samples, row["started_at"])
+            rx1, tx1 = interpolate(samples, row["ended_at"])
+            a0, a1 = row["round_spans"].get("allreduce", (row["ended_at"], row["ended_at"]))
+            (arx0, atx0), (arx1, atx1) = interpolate(samples, a0), interpolate(samples, a1)
+            rows.append({**row, "rate_mbit": rate, "repeat": repeat, "peer": k, "rx_bytes": rx1 - rx0,
+                         "tx_bytes": tx1 - tx0, "allreduce_tx_bytes": atx1 - atx0, "allreduce_rx_bytes": arx1 - arx0,
+                         "round_groups": summary["round_groups"]})  # fmt: skip
+    return rows
 
 
-def worker(args) -> None:
-    """One peer inside its namespace: average a random fp16 vector for `rounds` rounds, measure each."""
-    import hivemind
-    import torch
-    from hivemind.averaging.control import AveragingStage
-    from hivemind.compression import Float16Compression
-
-    torch.set_num_threads(1)
-    host = f"/ip4/{SUBNET}.{args.index + 1}/tcp/0"
-    initial = [] if args.index == 0 else [Path(args.maddr_file).read_text().strip()]
-    dht = hivemind.DHT(start=True, host_maddrs=[host], initial_peers=initial)
-    if args.index == 0:
-        Path(args.maddr_file).write_text(str(dht.get_visible_maddrs()[0]))
-    tensor = torch.randn(args.params)
-    averager = hivemind.averaging.DecentralizedAverager(
-        [tensor], dht=dht, prefix="comm_bench", target_group_size=args.group, min_group_size=args.group,
-        min_matchmaking_time=args.matchmaking, request_timeout=1.0, compression=Float16Compression(), start=True,
-    )  # fmt: skip
-    iface = f"hvp{args.index}"
-    rounds = []
-    for r in range(args.rounds):
-        t0 = time.perf_counter()
-        control = averager.step(require_trigger=True, wait=False, timeout=120)
-        while control.stage == AveragingStage.LOOKING_FOR_GROUP and not control.done():
-            time.sleep(0.005)
-        t1, tx0 = time.perf_counter(), tx_bytes(iface)
-        control.allow_allreduce()
-        group = control.result(timeout=300)
-        t2, tx1 = time.perf_counter(), tx_bytes(iface)
-        rounds.append({"round": r, "group_size": len(group), "matchmaking_s": t1 - t0, "allreduce_s": t2 - t1,
-                       "tx_bytes": tx1 - tx0})  # fmt: skip
-    Path(args.out).write_text(json.dumps({"index": args.index, "rounds": rounds}))
-    averager.shutdown()
-    dht.shutdown()
+def mean_ci(rows: list[dict], value, n_boot: int = 5000) -> tuple[float, float, float]:
+    """Mean of value(row) and a 95% bootstrap CI, resampling epochs (all peers' rows of one epoch together)."""
+    clusters: dict[tuple, list[float]] = {}
+    for r in rows:
+        clusters.setdefault((r["repeat"], r["epoch"]), []).append(value(r))
+    groups = list(clusters.values())
+    point = statistics.fmean(v for g in groups for v in g)
+    rng, means = random.Random(0), []
+    for _ in range(n_boot):
+        pick = [v for _ in groups for v in groups[rng.randrange(len(groups))]]
+        means.append(statistics.fmean(pick))
+    means.sort()
+    return point, means[int(0.025 * n_boot)], means[int(0.975 * n_boot) - 1]
 
 
-def tx_bytes(iface: str) -> int:
-    return int(Path(f"/sys/class/net/{iface}/statistics/tx_bytes").read_text())
-
-
-def summarize(n: int, rate: int, peers: list[dict], params: int) -> dict:
-    s_bytes = 2 * params
-    bound = 2 * (n - 1) / n * s_bytes * 8 / (rate * 1e6)
-    counted = [r for p in peers for r in p["rounds"][1:] if r["group_size"] == n]
-    allreduce = statistics.median(r["allreduce_s"] for r in counted) if counted else float("nan")
-    match = statistics.median(r["matchmaking_s"] for r in counted) if counted else float("nan")
-    sent = statistics.median(r["tx_bytes"] for r in counted) if counted else float("nan")
+def summarize(rate: int, rows: list[dict], s_bytes: int, peers: int) -> dict:
+    util = mean_ci(rows, lambda r: r["utilization"])
+    tx, rx = mean_ci(rows, lambda r: r["tx_bytes"]), mean_ci(rows, lambda r: r["rx_bytes"])
+    allreduce_tx = statistics.fmean(r["allreduce_tx_bytes"] for r in rows)
+    mean = lambda key: statistics.fmean(r[key] for r in rows)  # noqa: E731
+    phases = {p: statistics.fmean(r["round_phases_s"].get(p, 0.0) for r in rows) for p in PHASES}
+    butterfly = 2 * (peers - 1) / peers * s_bytes
     return {
-        "peers": n, "rate_mbit": rate, "adapter_bytes": s_bytes, "rounds_counted": len(counted),
-        "allreduce_s": allreduce, "bound_s": bound, "allreduce_over_bound": allreduce / bound,
-        "matchmaking_s": match, "bytes_sent_per_peer": sent, "sent_over_adapter": sent / s_bytes,
-        "sent_over_butterfly": sent / (2 * (n - 1) / n * s_bytes),
+        "rate_mbit": rate, "epochs_counted": len({(r["repeat"], r["epoch"]) for r in rows}), "peer_epochs": len(rows),
+        "utilization": util[0], "utilization_ci95": [util[1], util[2]],
+        "tx_bytes_per_epoch": tx[0], "tx_bytes_ci95": [tx[1], tx[2]], "rx_bytes_per_epoch": rx[0],
+        "tx_over_adapter": tx[0] / s_bytes, "rx_over_adapter": rx[0] / s_bytes, "tx_over_butterfly": tx[0] / butterfly,
+        "allreduce_tx_bytes": allreduce_tx, "allreduce_tx_over_butterfly": allreduce_tx / butterfly,
+        "failed_rounds": sum(r["round_phases_s"].get("wait_canonical", 0.0) > 0 for r in rows),
+        "allreduce_bound_s": butterfly * 8 / (rate * 1e6) if rate else 0.0,
+        "wall_s": mean("wall_s"), "generation_s": mean("generation_s"), "backward_s": mean("backward_s"),
+        "averaging_s": mean("averaging_s"), "other_s": mean("other_s"), "round_phases_s": phases,
+        "full_group_share": statistics.fmean(g == peers for r in rows for g in r["round_groups"]),
     }  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peers", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--rates", type=int, nargs="+", default=[100, 10], help="Mbit/s")
-    parser.add_argument("--rounds", type=int, default=4, help="per config, the first is a warm-up")
-    parser.add_argument("--params", type=int, default=1 << 20)
-    parser.add_argument("--matchmaking", type=float, default=2.0)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--group", type=int, default=2, help=argparse.SUPPRESS)
-    parser.add_argument("--maddr-file", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--peers", type=int, default=2)
+    parser.add_argument("--rates", type=int, nargs="+", default=[0, 100, 10], help="Mbit/s; 0 = unshaped")
+    parser.add_argument("--epochs", type=int, default=7, help="epochs per swarm (--max-epochs of each peer)")
+    parser.add_argument("--warmup", type=int, default=1, help="first epochs not counted (peers start apart)")
+    parser.add_argument("--repeats", type=int, default=2, help="swarms per rate, interleaved across rates")
+    parser.add_argument("--timeout", type=float, default=900.0, help="s per swarm before giving up")
+    parser.add_argument("--accumulation", type=int, default=1,
+                        help="gradient_accumulation_steps: x completions per peer, epoch (demo: 1 = 32)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--name", default="swarm_comm", help="output file stem")
     args = parser.parse_args()
-    if args.worker:
-        return worker(args)
     if os.geteuid() != 0:
         raise SystemExit("needs root (ip netns, tc): run with sudo")
+    lock = open("/tmp/hivetune-swarm-comm.lock", "w")  # the namespaces have fixed names: one bench at a time
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another bench/swarm_comm.py is running (it owns the hvt-* namespaces)") from None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # -> finally blocks: processes reaped, namespaces removed
 
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    work, results = Path(tempfile.mkdtemp(prefix="swarm_comm_")), []
-    configs = [(n, rate) for rate in args.rates for n in args.peers]
-    with Progress(transient=True) as progress:
-        task = progress.add_task("configs", total=len(configs))
-        for n, rate in configs:
-            progress.update(task, description=f"{n} peers @ {rate} Mbit/s")
-            results.append(summarize(n, rate, run_config(n, rate, args, work), args.params))
-            progress.advance(task)
-    table = Table(title=f"one averaging round, S = {2 * args.params / 2**20:.1f} MiB fp16 (median of rounds)")
-    for col in ("peers", "Mbit/s", "all-reduce s", "bound s", "ratio", "matchmaking s", "sent/S", "sent/(2(n-1)/n S)"):
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="swarm_comm_"))
+    spec = demo_spec(args.peers, args.accumulation)
+    s_bytes = adapter_wire_bytes(spec)
+    console.print(f"demo adapter: S = {s_bytes:,} bytes fp16 ({s_bytes // 2:,} LoRA params); logs in {work}")
+    rows: dict[int, list[dict]] = {rate: [] for rate in args.rates}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            for repeat in range(args.repeats):
+                for rate in args.rates:
+                    label = "unshaped" if rate == 0 else f"{rate} Mbit/s"
+                    task = progress.add_task(f"repeat {repeat + 1}: {label}, epochs", total=args.epochs)
+                    rows[rate] += run_setting(spec, rate, repeat, args, work, progress, task)
+                    progress.update(task, completed=args.epochs)
+    finally:
+        remove_namespaces()
+    results = [summarize(rate, rows[rate], s_bytes, args.peers) for rate in args.rates]
+    title = f"{args.peers} `hivetune join` peers, demo run, S = {s_bytes / 1e3:.0f} kB fp16 (mean per epoch)"
+    table = Table(title=title)
+    for col in ("link", "utilization [95% CI]", "sent/S", "in all-reduce/S", "recv/S", "wall s", "gen s", "bwd s",
+                "avg s", "wait s", "allreduce s", "save s", "resolve s", "other s"):  # fmt: skip
         table.add_column(col)
     for r in results:
+        ph = r["round_phases_s"]
         table.add_row(
-            str(r["peers"]), str(r["rate_mbit"]), f"{r['allreduce_s']:.2f}", f"{r['bound_s']:.2f}",
-            f"{r['allreduce_over_bound']:.2f}", f"{r['matchmaking_s']:.2f}", f"{r['sent_over_adapter']:.2f}",
-            f"{r['sent_over_butterfly']:.2f}",
+            "unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s",
+            f"{r['utilization']:.3f} [{r['utilization_ci95'][0]:.3f}, {r['utilization_ci95'][1]:.3f}]",
+            f"{r['tx_over_adapter']:.2f}", f"{r['allreduce_tx_bytes'] / s_bytes:.2f}", f"{r['rx_over_adapter']:.2f}",
+            f"{r['wall_s']:.2f}",
+            f"{r['generation_s']:.2f}", f"{r['backward_s']:.2f}", f"{r['averaging_s']:.2f}", f"{ph['wait_group']:.2f}",
+            f"{ph['allreduce']:.2f}", f"{ph['save']:.2f}", f"{ph['resolve']:.2f}", f"{r['other_s']:.2f}",
         )  # fmt: skip
-    Console().print(table)
-    (OUT / "swarm_comm.json").write_text(json.dumps({"params": args.params, "results": results}, indent=2))
-    plot(results, OUT / "swarm_comm.png")
-    print(f"written {OUT / 'swarm_comm.json'} and {OUT / 'swarm_comm.png'}; raw logs in {work}")
+    console.print(table)
+    doc = {"peers": args.peers, "accumulation": args.accumulation, "epochs": args.epochs, "warmup": args.warmup,
+           "repeats": args.repeats,
+           "adapter_bytes": s_bytes, "lora": spec["lora"], "grpo": spec["grpo"], "averaging": spec["averaging"],
+           "cpus": os.cpu_count(), "results": results,
+           "rows": [r for rate in args.rates for r in rows[rate]]}  # fmt: skip
+    (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
+    plot(results, args.out / f"{args.name}.png")
+    console.print(f"written {args.out / args.name}.json and .png; raw logs in {work}")
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -208,16 +363,29 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"n={r['peers']}\n{r['rate_mbit']} Mbit/s" for r in results]
-    x = range(len(results))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar([i - 0.2 for i in x], [r["allreduce_s"] for r in results], 0.4, label="all-reduce (measured)")
-    ax.bar([i + 0.2 for i in x], [r["bound_s"] for r in results], 0.4, label="bound 2(n-1)/n S/B")
-    ax.plot(list(x), [r["matchmaking_s"] for r in results], "k^", label="matchmaking")
-    ax.set_xticks(list(x), labels)
-    ax.set_ylabel("seconds per round")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    labels = ["unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s" for r in results]
+    parts = [("generation", lambda r: r["generation_s"]), ("backward", lambda r: r["backward_s"]),
+             *((p, (lambda r, p=p: r["round_phases_s"][p])) for p in PHASES),
+             ("other", lambda r: r["other_s"] + r["averaging_s"] - sum(r["round_phases_s"].values()))]  # fmt: skip
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
+    bottom = [0.0] * len(results)
+    for name, get in parts:
+        values = [max(get(r), 0.0) for r in results]
+        if any(v > 0.005 for v in values):
+            ax.bar(labels, values, bottom=bottom, label=name)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_ylabel("seconds per epoch (mean)")
+    ax.set_title("where a peer's epoch goes")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    util = [r["utilization"] for r in results]
+    err = [[u - r["utilization_ci95"][0] for u, r in zip(util, results, strict=True)],
+           [r["utilization_ci95"][1] - u for u, r in zip(util, results, strict=True)]]  # fmt: skip
+    bx.bar(labels, util, yerr=err, capsize=4, color="tab:green")
+    bx.axhline(0.9, color="k", linestyle="--", label="goal 0.9 @ 100 Mbit/s")
+    bx.set_ylim(0, 1)
+    bx.set_ylabel("(generation + backward) / wall")
+    bx.set_title("compute utilization (95% CI over epochs)")
+    bx.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

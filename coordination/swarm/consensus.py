@@ -32,7 +32,7 @@ import copy
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,6 +41,7 @@ from coordination.errors import SwarmError
 from coordination.swarm.aggregation import to_wire
 from coordination.swarm.consensus_averaging import AggregationRule, ConsensusAverager, epoch_group_bits
 from coordination.swarm.epoch_board import Canonical, EpochBoard, choose_canonical, support
+from coordination.swarm.epoch_timing import PhaseTimer
 from coordination.swarm.training_state import (
     TrainingState,
     adamw_update,
@@ -70,6 +71,8 @@ class EpochOutcome:
     group_size: int  # members of the canonical round
     seconds: float  # from ready to holding the canonical state
     adopted: bool  # the peer fetched the canonical state instead of computing it
+    phases: dict = field(default_factory=dict)  # seconds per phase of the round (coordination.swarm.epoch_timing)
+    spans: dict = field(default_factory=dict)  # phase -> (unix start, end) of its last occurrence
 
 
 class EpochConsensus:
@@ -180,23 +183,31 @@ class EpochConsensus:
 
     # -- one epoch ----------------------------------------------------------------------------------
     def finish_epoch(self, grads: dict[str, torch.Tensor], *, weight: float) -> EpochOutcome:
-        started, epoch, start_cid = time.monotonic(), self.epoch, self.start_cid
-        contribution = to_wire(flatten(grads, self.names), self.spec.averaging.compression)
-        contribution_cid = self.store_contribution(contribution, epoch=epoch, weight=weight)
-        self.board.post_work(epoch, state="ready", contribution=contribution_cid, weight=weight, peer_id=self.peer_id)
+        started, epoch, start_cid, timer = time.monotonic(), self.epoch, self.start_cid, PhaseTimer()
+        with timer("commit"):
+            contribution = to_wire(flatten(grads, self.names), self.spec.averaging.compression)
+            contribution_cid = self.store_contribution(contribution, epoch=epoch, weight=weight)
+            self.board.post_work(epoch, state="ready", contribution=contribution_cid, weight=weight,
+                                 peer_id=self.peer_id)  # fmt: skip
         ours, canonical = None, None
         for attempt in range(ROUND_ATTEMPTS):
-            canonical, ready = self._wait_for_group(epoch)
+            with timer("wait_group"):
+                canonical, ready = self._wait_for_group(epoch)
             if canonical is not None:  # the swarm finished this epoch without us
                 break
-            # the first attempt insists on every peer known to be ready; a retry takes whoever is there, but
-            # never fewer than the run's min_group (so a retry cannot make one peer's gradient the update)
+            # the first attempt insists on every peer known to be ready, and starts as soon as they are all in;
+            # a retry takes whoever is there within matchmaking_time, but never fewer than the run's min_group
+            # (so a retry cannot make one peer's gradient the update)
             floor = max(1, self.spec.averaging.min_group)
-            self.averager.set_min_group_size(max(floor, len(ready)) if attempt == 0 else floor)
+            if attempt == 0:
+                self.averager.set_min_group_size(max(floor, len(ready)), target=max(floor, len(ready)))
+            else:
+                self.averager.set_min_group_size(floor)
             before = copy.deepcopy(self.state)
-            ours = self._round(epoch, contribution, contribution_cid, weight)
+            ours = self._round(epoch, contribution, contribution_cid, weight, timer=timer)
             if ours is not None:
-                canonical = self._resolve_after_round(epoch, ours)
+                with timer("resolve"):
+                    canonical = self._resolve_after_round(epoch, ours)
                 if canonical is not None:
                     break
                 logger.warning(f"epoch {epoch}: the group's members disagree on the result (no majority): retrying")
@@ -204,7 +215,8 @@ class EpochConsensus:
                 ours = None
                 continue
             logger.warning(f"epoch {epoch}: averaging round failed (attempt {attempt + 1}/{ROUND_ATTEMPTS})")
-            canonical = self._wait_any_canonical(epoch + 1, timeout=self.spec.averaging.matchmaking_time * 2)
+            with timer("wait_canonical"):
+                canonical = self._wait_any_canonical(epoch + 1, timeout=self.spec.averaging.matchmaking_time * 2)
             if canonical is not None:
                 break
         if canonical is None:
@@ -218,7 +230,8 @@ class EpochConsensus:
                 logger.warning(
                     f"epoch {epoch}: our state {ours[0]} lost to the canonical {canonical.cid}: adopting it"
                 )
-            self.adopt(canonical)
+            with timer("adopt"):
+                self.adopt(canonical)
         self.last_group = canonical.group
         outcome = EpochOutcome(
             epoch=epoch,
@@ -229,6 +242,8 @@ class EpochConsensus:
             group_size=len(canonical.group),
             seconds=time.monotonic() - started,
             adopted=adopted,
+            phases=timer.seconds,
+            spans=timer.spans,
         )
         self.outcomes.append(outcome)
         self._write_journal()
@@ -281,8 +296,9 @@ class EpochConsensus:
             time.sleep(0.25)
         return self.board.canonical(epoch)
 
-    def _round(self, epoch: int, contribution, contribution_cid: str, weight: float):
+    def _round(self, epoch: int, contribution, contribution_cid: str, weight: float, *, timer=None):
         """One averaging round, update, store, announce. (cid, group) on success, None if the round failed."""
+        timer = timer if timer is not None else PhaseTimer()
         with self.averager.get_tensors() as tensors:
             tensors[0].copy_(contribution)
         self.averager.set_group_bits(epoch_group_bits(epoch))
@@ -290,12 +306,19 @@ class EpochConsensus:
                   "address": self.address}  # fmt: skip
         avg = self.spec.averaging
         try:
-            gathered = self.averager.step(gather=gather, weight=float(weight), timeout=avg.matchmaking_time * 4 + 10)
+            with timer("allreduce"):  # matchmaking + butterfly all-reduce
+                gathered = self.averager.step(gather=gather, weight=float(weight),
+                                              timeout=avg.matchmaking_time * 4 + 10)  # fmt: skip
         except Exception as exc:  # hivemind raises several types for a failed round
             logger.warning(f"epoch {epoch}: round failed: {exc!r}")
             return None
         if not gathered:
             return None
+        with timer("save"):
+            return self._apply_and_announce(epoch, contribution_cid, gathered)
+
+    def _apply_and_announce(self, epoch: int, contribution_cid: str, gathered: dict):
+        """The round's aggregate -> AdamW step, store the state, announce (cid, group) for epoch + 1."""
         with self.averager.get_tensors() as tensors:
             aggregate = tensors[0].clone()
         group = sorted(

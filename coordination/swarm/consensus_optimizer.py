@@ -8,12 +8,13 @@ leaves the model holding the epoch's canonical state. The LR shown in ``param_gr
 
     opt = ConsensusOptimizer(consensus, weight=spec.samples_per_local_step)
     loss.backward(); clip_grad_norm_(lora_parameters(model), 1.0); opt.step(); opt.zero_grad()
-    opt.local_epoch, opt.last_round      # RoundStats(epoch, group_size, seconds, bytes_sent_estimate, ok)
+    opt.local_epoch, opt.last_round      # RoundStats(epoch, group_size, seconds, bytes_sent_estimate, ok, phases)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -44,6 +45,8 @@ class RoundStats:
     seconds: float  # from ready to holding the canonical state
     bytes_sent_estimate: int  # 2(n-1)/n * S; measure real traffic with bench/swarm_comm.py
     ok: bool  # this peer's contribution entered the canonical round
+    phases: dict = field(default_factory=dict)  # s per round phase + "step" (the whole step; epoch_timing)
+    spans: dict = field(default_factory=dict)  # phase -> (unix start, end): align outside counters with a phase
 
 
 class ConsensusOptimizer(torch.optim.Optimizer):
@@ -71,6 +74,7 @@ class ConsensusOptimizer(torch.optim.Optimizer):
     def step(self, closure=None):
         if closure is not None:
             raise ValueError("ConsensusOptimizer.step takes no closure")
+        started = time.perf_counter()
         grads = {
             n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().cpu() for n, p in self.named
         }
@@ -81,12 +85,15 @@ class ConsensusOptimizer(torch.optim.Optimizer):
             seconds=outcome.seconds,
             bytes_sent_estimate=butterfly_bytes_sent(self.wire_bytes, outcome.group_size),
             ok=outcome.entered,
+            phases=dict(outcome.phases),
+            spans=dict(outcome.spans),
         )
         self.last_round = stats
         self.rounds.append(stats)
         for group in self.param_groups:
             group["lr"] = lr_at(self.consensus.spec, self.consensus.epoch)
         self.consensus.begin_epoch()
+        stats.phases["step"] = time.perf_counter() - started
         return None
 
     def shutdown(self) -> None:

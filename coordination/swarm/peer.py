@@ -92,6 +92,7 @@ class PeerResult:
     rejected_parts: int = 0  # rounds this peer's contribution missed (it adopted the canonical state)
     adapter_dir: str | None = None
     cids: dict = field(default_factory=dict)  # epoch -> canonical state CID, as this peer holds them
+    epoch_times: list = field(default_factory=list)  # per epoch: wall, generation, backward, round phases (s)
 
 
 def peer_label_address(peer_id: str) -> str:
@@ -405,5 +406,6 @@ def _finish(trainer, output_dir: str) -> PeerResult:
         rejected_parts=opt.rejected_parts if opt is not None else 0,
         adapter_dir=adapter_dir,
         cids={str(k): v for k, v in sorted(opt.consensus.canonical_cids.items())} if opt is not None else {},
+        epoch_times=list(getattr(trainer, "epoch_times", [])),
     )
     return result

@@ -13,8 +13,10 @@ Every piece of the Trainer's step is made to agree with the swarm's epochs delib
 4. **LR schedule** (`create_scheduler`): the LR of epoch k is `lr_at(spec, k)`, fixed by the run spec;
    the Trainer's `lr_scheduler.step()` is a no-op view (`EpochLRView`) that reports it for logging.
 5. **Logging**: every log line gets `swarm/epoch` and the last round (group size, seconds, bytes
-   estimate, whether our contribution entered it).
-6. **Stopping**: `max_epochs` epochs of the run (a restarted peer continues, it does not redo epochs).
+   estimate, whether our contribution entered it). Every epoch adds a row to `epoch_times`
+   (coordination.swarm.epoch_timing: wall, generation, backward, the round's phases, utilization).
+6. **Stopping**: `max_epochs` epochs of the run (a restarted peer continues, it does not redo epochs; one that
+   catches up with a swarm already at `max_epochs` stops without a step).
 7. **Assigned prompts** (`assignment`): each GRPO group is rewritten to the next slot of the peer's
    assignment for the current epoch, `assigned_indices(run id, epoch, peer address)`, so anyone can
    recompute which prompts a peer worked on and nobody picks easy ones (ranks of one peer take
@@ -46,6 +48,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from coordination.swarm.consensus_optimizer import ConsensusOptimizer, lora_parameters
+from coordination.swarm.epoch_timing import PhaseTimer, epoch_time_row
 from trainer.prompts import render_prompt
 from trainer.seeded_grpo import SeededGenerationMixin, SeededSample
 
@@ -156,6 +159,7 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
         self.swarm_optimizer: ConsensusOptimizer | None = None
         self._rollouts: list[Rollout] = []
         self._epoch_started_at, self._epoch_adapter = time.time(), None
+        self.compute_timer, self.epoch_times = PhaseTimer(), []  # epoch_times: epoch_timing.epoch_time_row per epoch
         self.assignment, self._assign_epoch, self._next_slot = assignment, None, 0
         super().__init__(*args, **kwargs)
         if assignment is not None:
@@ -204,9 +208,14 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
 
     # 7. assigned prompts
     def _generate_and_score_completions(self, inputs):
-        if self.assignment is not None:
-            inputs = self.assigned_inputs(inputs)
-        return super()._generate_and_score_completions(inputs)
+        with self.compute_timer("generation"):
+            if self.assignment is not None:
+                inputs = self.assigned_inputs(inputs)
+            return super()._generate_and_score_completions(inputs)
+
+    def training_step(self, *args, **kwargs):
+        with self.compute_timer("train_step"):  # TRL's step: generation (when due) + loss forward + backward
+            return super().training_step(*args, **kwargs)
 
     def assigned_inputs(self, inputs: list[dict]) -> list[dict]:
         """TRL hands each prompt `num_generations` times in a row: every such group becomes the next slot."""
@@ -267,10 +276,13 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
 
     def _finish_epochs(self, new_epoch: int) -> None:
         """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch (rank 0 only)."""
+        ended_at = time.time()
         if not self.accelerator.is_main_process:
             self._rollouts = []
+            self.compute_timer.take()
             self._seeded_done = [s for s in self.__dict__.get("_seeded_done", []) if s.epoch >= new_epoch]
             return
+        self._record_epoch_time(new_epoch - 1, ended_at)
         done = [r for r in self._rollouts if r.epoch < new_epoch]
         self._rollouts = [r for r in self._rollouts if r.epoch >= new_epoch]
         adapter = self._epoch_adapter if self._epoch_adapter is not None else lora_state(self.model)
@@ -288,7 +300,18 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
                         seeded=self.take_seeded_rollouts(epoch),
                     )
                 )
-        self._epoch_adapter, self._epoch_started_at = lora_state(self.model), time.time()
+        self._epoch_adapter, self._epoch_started_at = lora_state(self.model), ended_at
+
+    def _record_epoch_time(self, epoch: int, ended_at: float) -> None:
+        last = self.swarm_optimizer.last_round
+        row = epoch_time_row(epoch=epoch, started_at=self._epoch_started_at, ended_at=ended_at,
+                             compute=self.compute_timer.take(), round_phases=last.phases if last else {},
+                             round_spans=last.spans if last else {})  # fmt: skip
+        self.epoch_times.append(row)
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in row["round_phases_s"].items())
+        logger.info(f"epoch {epoch} time: wall {row['wall_s']:.2f} s = generation {row['generation_s']:.2f} + "
+                    f"backward {row['backward_s']:.2f} + averaging {row['averaging_s']:.2f} ({phases}) + other "
+                    f"{row['other_s']:.2f}; utilization {row['utilization']:.2f}")  # fmt: skip
 
     def _outcome_of(self, epoch: int):
         outcomes = self.swarm_optimizer.consensus.outcomes if self.swarm_optimizer is not None else []
@@ -304,6 +327,9 @@ class _SwarmEpochCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.seen_epoch = _broadcast_lora(self.trainer)
         self.trainer._epoch_adapter = lora_state(self.trainer.model)
+        self.trainer._epoch_started_at = time.time()  # the first epoch starts now (not at start-up)
+        self.trainer.compute_timer.take()
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer
