@@ -386,7 +386,7 @@ class PublicRun:
 
     # -- 4. attestation and rewards --------------------------------------------------------------
     def settle(self, run: Path, maddr: str, roles: Roles) -> dict:
-        from coordination.chain.clock import advance_time, chain_now
+        from coordination.chain.clock import advance_time, chain_now, mine_block
 
         epochs = [a for e in range(self.cfg.epochs) for a in ("--epoch", e)]
         deployment = ["--deployment", self.out / "deployment.json"]
@@ -414,6 +414,9 @@ class PublicRun:
         docs = [self.out / "validators" / f"period-{i}.json" for i in range(len(roles.validators))]
         sign = ["settle-sign", "--run", run, "--period", 0, "--reward", self.cfg.reward_tokens * TOKEN, *deployment]
         # one epoch range and one stake snapshot (a past timestamp) that every validator of the period signs
+        # anvil mined nothing while the peers trained: a fresh block first, or the snapshot is older than the
+        # unbonding delay (SnapshotTooOld) whenever training + validation outlast it (300 s on the devnet)
+        mine_block(self.net.w3)
         sign += ["--first-epoch", 0, "--last-epoch", self.cfg.epochs - 1, "--snapshot", chain_now(self.net.w3) - 1]
         sign += sum((["--verdicts", r] for r in reports), [])
         self.procs.run_parallel(

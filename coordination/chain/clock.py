@@ -17,6 +17,22 @@ def chain_now(w3) -> int:
     return w3.eth.get_block("latest")["timestamp"]
 
 
+def mine_block(w3) -> int:
+    """Mine an empty block at the chain's own current time; returns its timestamp. Dev chains only.
+
+    anvil and eth-tester mine only on transactions, so after a quiet stretch (a long training run) the
+    latest block's time lags: mine one before reading `chain_now` as "now" (e.g. a stake snapshot).
+    """
+    if is_in_process(w3):
+        w3.testing.mine(1)
+    else:
+        try:
+            w3.provider.make_request("evm_mine", [])
+        except Exception as exc:
+            raise ChainError(f"cannot mine a block on this chain ({exc}); only dev chains allow it") from exc
+    return chain_now(w3)
+
+
 def advance_time(w3, seconds: int) -> int:
     """Mine a block `seconds` after the latest one; returns its timestamp. Dev chains only."""
     if seconds < 0:
