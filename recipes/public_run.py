@@ -54,6 +54,7 @@ class PublicRunConfig:
     """The demo's knobs; `run` is merged into the generated run.yaml (grpo, lora, averaging...)."""
 
     output_dir: str = "outputs/demo"
+    model: str = "tiny"  # the run's base: 'tiny', 'smollm2-135m-instruct' (built-ins) or a local model dir
     peers: int = 2
     epochs: int = 12
     task: str = "arithmetic"
@@ -62,7 +63,9 @@ class PublicRunConfig:
     eval_seed: int = 12_345
     eval_every: int = 4  # evaluate the per-epoch checkpoints every N epochs for the plot
     attest_eval_n: int = 64  # samples of the validators' transparent eval
-    warm_start: dict = field(default_factory=dict)
+    warm_start: dict | None = field(default_factory=dict)  # ensure_warm_start settings; None: the base as it is
+    eval_max_new_tokens: int | None = None  # held-out eval budget (None: trainer.prompts.completion_token_budget)
+    torch_threads: int = 0  # intra-op threads of every process (0: torch's default; 1 is best on a busy 2-core box)
     run: dict = field(default_factory=dict)
     reward_tokens: int = 1_000
     rollout_rate: float = 0.1
@@ -77,6 +80,21 @@ class PublicRunConfig:
         if set(raw) - known:
             raise ValueError(f"{path}: unknown key(s) {sorted(set(raw) - known)}: known keys are {sorted(known)}")
         return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def __post_init__(self):
+        if not isinstance(self.run.get("model", {}), dict) or "base" in self.run.get("model", {}):
+            raise ValueError(
+                f"run.model={self.run.get('model')!r}: set the base with the top-level `model` key; "
+                "run.model may only add pins (base_cid, revision, dtype, attn_implementation)"
+            )
+
+    def run_section(self, base: str, pins: dict) -> dict:
+        """The run spec from this config: `model` (base, its pins, then `run.model`), `task`, the rest of `run`."""
+        return {
+            "model": {"base": base, **pins, **self.run.get("model", {})},
+            "task": {"name": self.task, "seed": 0, "params": self.task_params},
+            **{k: v for k, v in self.run.items() if k != "model"},
+        }
 
 
 class Processes:
@@ -193,25 +211,37 @@ class PublicRun:
         self.facts: dict = {"tx": {}}
 
     # -- 1. warm start ---------------------------------------------------------------------------
-    def warm_start(self) -> Path:
+    def warm_start(self) -> str:
+        """The run's base (the warm start's directory, or `model` itself without one); measures accuracy before."""
+        from trainer.base_models import load_pinned_base
         from trainer.eval import evaluate
-        from trainer.models import ensure_tiny_model, hivetune_home, load_model_and_tokenizer
-        from trainer.sft import ensure_warm_start
+        from trainer.models import TINY_ALIAS, ensure_tiny_model, hivetune_home
         from trainer.tasks import get_task
 
         cfg = self.cfg
-        base = ensure_tiny_model(seed=0)
-        warm = ensure_warm_start(
-            cfg.task,
-            hivetune_home() / "demo" / "warm_start",
-            task_params=cfg.task_params,
-            model=str(base),
-            **cfg.warm_start,
-        )
-        model, tokenizer = load_model_and_tokenizer(warm)
-        before = evaluate(model, tokenizer, get_task(cfg.task, **cfg.task_params), n=cfg.eval_n, seed=cfg.eval_seed)
+        base = str(ensure_tiny_model(seed=0)) if cfg.model == TINY_ALIAS else cfg.model
+        if cfg.warm_start is not None:
+            from trainer.sft import ensure_warm_start
+
+            cache = "warm_start" if cfg.model == TINY_ALIAS else f"warm_start-{Path(cfg.model).name}"
+            base = str(
+                ensure_warm_start(
+                    cfg.task, hivetune_home() / "demo" / cache, task_params=cfg.task_params, model=base,
+                    **cfg.warm_start,
+                )
+            )  # fmt: skip
+        self.base_pins = base_model_pins(base, given=cfg.run.get("model", {}))
+        pins = {**self.base_pins, **cfg.run.get("model", {})}
+        model, tokenizer = load_pinned_base(
+            base, revision=pins.get("revision"), expected_cid=pins.get("base_cid"), dtype=pins.get("dtype")
+        )  # a config pin that the local base does not match fails here, before any process starts
+        task = get_task(cfg.task, **cfg.task_params)
+        budget = cfg.eval_max_new_tokens
+        before = evaluate(model, tokenizer, task, n=cfg.eval_n, seed=cfg.eval_seed, max_new_tokens=budget)
+        del model  # the peers need the memory
         self.facts["accuracy_before"] = before["accuracy"]
-        return warm
+        self.facts["start"] = "warm start" if cfg.warm_start is not None else f"base {cfg.model}"
+        return base
 
     # -- 2. chain --------------------------------------------------------------------------------
     def start_chain(self) -> Roles:
@@ -245,6 +275,11 @@ class PublicRun:
             (self.out / "keys" / f"{account.address}.key").write_text("0x" + account.key.hex().removeprefix("0x"))
         return roles
 
+    @property
+    def step_timeout_s(self) -> float:
+        """How long one validator step (validate, eval-attest) may take: a real model needs longer than the tiny."""
+        return max(600.0, self.cfg.peer_timeout_s)
+
     def key_file(self, account) -> Path:
         return self.out / "keys" / f"{account.address}.key"
 
@@ -252,15 +287,13 @@ class PublicRun:
         return self.key_file(account).read_text()
 
     # -- 3. swarm --------------------------------------------------------------------------------
-    def write_run_spec(self, warm: Path) -> Path:
+    def write_run_spec(self, base: str) -> Path:
         import yaml
 
         cfg = self.cfg
         spec = {
             "name": "hivetune-demo",
-            "model": {"base": str(warm)},
-            "task": {"name": cfg.task, "seed": 0, "params": cfg.task_params},
-            **cfg.run,
+            **cfg.run_section(base, self.base_pins),
             "chain": {
                 "rpc_url": self.net.rpc_url,
                 "chain_id": self.net.deployment.chain_id,
@@ -375,7 +408,8 @@ class PublicRun:
                     {"HIVETUNE_STORE": str(self.out / f"validator{i}" / "store")},
                 )
                 for i, v in enumerate(roles.validators)
-            ]
+            ],
+            timeout=self.step_timeout_s,
         )  # validators work side by side, each with its own block store (checkpoints fetched over libp2p)
         docs = [self.out / "validators" / f"period-{i}.json" for i in range(len(roles.validators))]
         sign = ["settle-sign", "--run", run, "--period", 0, "--reward", self.cfg.reward_tokens * TOKEN, *deployment]
@@ -464,7 +498,8 @@ class PublicRun:
                     None,
                 )
                 for i, v in enumerate(roles.validators)
-            ]
+            ],
+            timeout=self.step_timeout_s,
         )
         proposed = json.loads(
             self.procs.run(
@@ -497,7 +532,8 @@ class PublicRun:
     # -- 6. newcomer -----------------------------------------------------------------------------
     def newcomer(self, run: Path, maddr: str, roles: Roles) -> dict:
         self.procs.start("newcomer", *self.join_args(run, maddr, roles.newcomer, "newcomer", self.cfg.epochs + 1))
-        line = self.procs.wait_output("newcomer", lambda s: _json_line(s) and '"final_checkpoint"' in s, timeout=600)
+        done = lambda s: _json_line(s) and '"final_checkpoint"' in s  # noqa: E731
+        line = self.procs.wait_output("newcomer", done, timeout=self.step_timeout_s)
         return json.loads(line)
 
     # -- 7. summary ------------------------------------------------------------------------------
@@ -506,8 +542,8 @@ class PublicRun:
         from peft import PeftModel
 
         from coordination.checkpoints import CheckpointStore
+        from trainer.base_models import load_pinned_base
         from trainer.eval import evaluate
-        from trainer.models import load_model_and_tokenizer
         from trainer.tasks import get_task
 
         store, task = CheckpointStore(store_dir), get_task(self.cfg.task, **self.cfg.task_params)
@@ -516,11 +552,26 @@ class PublicRun:
         curve = [{"epoch": 0, "accuracy": self.facts["accuracy_before"]}]
         for point in points:
             adapter = store.checkout(point["checkpoint"])
-            base, tokenizer = load_model_and_tokenizer(self.spec.model.base)
+            base, tokenizer = load_pinned_base(**self.spec.model.pins)
             model = PeftModel.from_pretrained(base, str(adapter)).eval()
-            acc = evaluate(model, tokenizer, task, n=self.cfg.eval_n, seed=self.cfg.eval_seed)["accuracy"]
+            acc = evaluate(
+                model, tokenizer, task, n=self.cfg.eval_n, seed=self.cfg.eval_seed,
+                max_new_tokens=self.cfg.eval_max_new_tokens,
+            )["accuracy"]  # fmt: skip
             curve.append({"epoch": point["epoch"] + (0 if point["checkpoint"] == promoted else 0), "accuracy": acc})
         return curve
+
+
+def base_model_pins(base: str, *, given: dict) -> dict:
+    """What the run spec pins of `base` unless `given` pins it: its package version (built-ins), its directory CID."""
+    from trainer.base_models import base_dir_cid, builtin_revision, is_builtin_base, local_base_dir
+
+    pins = {}
+    if is_builtin_base(base) and "revision" not in given:
+        pins["revision"] = builtin_revision(base)
+    if "base_cid" not in given:
+        pins["base_cid"] = base_dir_cid(local_base_dir(base))
+    return pins
 
 
 def last_tx(client, event: str) -> str | None:
@@ -592,7 +643,7 @@ def print_summary(summary: dict, console) -> None:
     table = Table(title="hivetune public run: summary")
     table.add_column("what")
     table.add_column("value", overflow="fold")
-    table.add_row("held-out pass@1 before (warm start)", f"{summary['accuracy_before']:.3f}")
+    table.add_row(f"held-out pass@1 before ({summary['start']})", f"{summary['accuracy_before']:.3f}")
     table.add_row("held-out pass@1 after (promoted)", f"{summary['accuracy_after']:.3f}")
     table.add_row("transparent eval (validators, chain seed)", summary["transparent_eval"])
     table.add_row("promoted checkpoint (on chain)", summary["promoted"])
@@ -625,6 +676,12 @@ def run_demo(cfg: PublicRunConfig) -> dict:
     demo = PublicRun(cfg, console)
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if cfg.torch_threads > 0:  # this process and every process it starts
+        from trainer.models import set_torch_threads
+
+        os.environ["OMP_NUM_THREADS"] = str(cfg.torch_threads)
+        set_torch_threads(cfg.torch_threads)
     stages = [
         "warm start + eval",
         "chain: anvil, deploy, stake",
@@ -673,6 +730,8 @@ def run_demo(cfg: PublicRunConfig) -> dict:
             "peers": cfg.peers,
             "epochs": cfg.epochs,
             "run_id": demo.spec.run_id,
+            "model": cfg.model,
+            "start": demo.facts["start"],
             "accuracy_before": demo.facts["accuracy_before"],
             "accuracy_after": curve[-1]["accuracy"],
             "accuracy_curve": curve,
@@ -710,6 +769,8 @@ def run_demo(cfg: PublicRunConfig) -> dict:
         if demo.net is not None:
             demo.net.stop()
         signal.signal(signal.SIGTERM, previous)
+        if cfg.torch_threads > 0:
+            os.environ.pop("OMP_NUM_THREADS") if threads is None else os.environ.update(OMP_NUM_THREADS=threads)
 
 
 def main(argv: list[str] | None = None) -> None:

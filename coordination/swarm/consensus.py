@@ -393,7 +393,7 @@ class EpochConsensus:
         behind = set(self.last_group) | set(self.board.work(epoch - 1)) | self.board.active_since(since)
         behind -= {self.board.owner}
         while behind:
-            behind -= self.board.reached(epoch)
+            behind -= self.board.reached(epoch) | self.board.stopped()  # a peer that is done needs nothing of ours
             if not behind or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)

@@ -148,6 +148,10 @@ class EpochBoard:
         later = {o for o, p in self.presence().items() if p["epoch"] >= epoch}
         return set(self.work(epoch)) | later
 
+    def stopped(self) -> set[bytes]:
+        """Owners whose latest status is "done": they stopped training (at their max_epochs) for good."""
+        return {o for o, p in self.presence().items() if p.get("state") == "done"}
+
     def active_since(self, dht_time: float) -> set[bytes]:
         """Owners that posted a status (other than "done") at or after `dht_time`: peers training recently."""
         return {o for o, p in self.presence().items() if p["time"] >= dht_time and p.get("state") != "done"}

@@ -125,7 +125,7 @@ def grpo_config_from_spec(spec: RunSpec, *, output_dir: str, report_to: str, see
         use_cpu=not _cuda_available(),
         bf16=_cuda_available(),  # TRL defaults to bf16 autocast even on CPU: slower there, and less exact
         dataloader_num_workers=0,
-        gradient_checkpointing=False,  # tiny models on CPU: recomputation costs more than it saves
+        gradient_checkpointing=g.gradient_checkpointing,  # the spec's: off on CPU, where recomputing costs more
     )
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)

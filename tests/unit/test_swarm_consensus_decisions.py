@@ -23,6 +23,9 @@ class FakeBoard:
     def reached(self, epoch):  # as EpochBoard.reached / active_since, over the in-memory records
         return set(self.work(epoch)) | {o for o, p in self._presence.items() if p["epoch"] >= epoch}
 
+    def stopped(self):
+        return {o for o, p in self._presence.items() if p["state"] == "done"}
+
     def active_since(self, t):
         return {o for o, p in self._presence.items() if p["time"] >= t and p["state"] != "done"}
 
@@ -173,3 +176,17 @@ def test_linger_waits_for_a_crashed_peer_seen_recently_until_its_restart_reaches
     started = time.monotonic()
     assert c.linger(timeout=30.0) == set()
     assert 0.9 < time.monotonic() - started < 30.0  # it waited for B, and stopped as soon as B reached epoch 5
+
+
+def test_linger_does_not_wait_for_peers_that_stopped_before_us():
+    """A newcomer that trains on alone after the run's peers finished (the demo's) must not serve on for them:
+    they posted "done" at the previous epoch and need nothing of ours."""
+    from hivemind.utils import get_dht_time
+
+    now = get_dht_time()
+    presence = {B: {"epoch": 12, "state": "done", "time": now - 3}, C: {"epoch": 12, "state": "done", "time": now}}
+    board = FakeBoard(A, work={12: {B: {"state": "done"}, C: {"state": "done"}}}, presence=presence)
+    board.post_work = lambda epoch, **status: True
+    c = consensus(board, last_group=(A,))
+    c.state, c.peer_id = SimpleNamespace(epoch=13), "pa"
+    assert c.linger(timeout=30.0, seen_within=60.0) == set()

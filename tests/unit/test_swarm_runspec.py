@@ -42,6 +42,7 @@ def test_defaults_written_out_or_omitted_give_the_same_run_id():
         {"lora": {"target_modules": ["q_proj"]}},
         {"chain": {"chain_id": 1}},
         {"initial_checkpoint": "bafy"},
+        {"grpo": {"gradient_checkpointing": True}},
     ],
 )
 def test_any_field_change_changes_run_id(change):
@@ -65,6 +66,9 @@ def test_int_for_float_field_is_the_same_spec():
         ({"averaging": {"trim_fraction": 0.5}}, "trim_fraction=0.5"),
         ({"grpo": {"lr_scheduler_type": "cosine"}}, "needs grpo.total_epochs"),
         ({"grpo": {"per_device_train_batch_size": 6, "num_generations": 4}}, "multiple of"),
+        ({"grpo": {"gradient_checkpointing": "yes"}}, "grpo.gradient_checkpointing='yes': expected bool"),
+        ({"grpo": {"gradient_checkpointing": 1}}, "grpo.gradient_checkpointing=1: expected bool"),
+        ({"grpo": {"num_generations": True}}, "grpo.num_generations=True: expected int"),
         ([1, 2], "expected a YAML mapping"),
     ],
 )
@@ -95,3 +99,13 @@ def test_shipped_run_specs_parse(path):
     spec = load_run_spec(path)
     assert isinstance(spec, RunSpec) and spec.run_id.startswith("bafyrei")
     assert path.read_text().startswith("# hivetune ")  # first line is the launch command
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_peer_grpo_config_takes_gradient_checkpointing_from_the_spec(on, tmp_path):
+    from coordination.swarm.peer import grpo_config_from_spec
+
+    spec = run_spec_from_dict({"grpo": {"gradient_checkpointing": on, "max_completion_length": 24}})
+    config = grpo_config_from_spec(spec, output_dir=str(tmp_path), report_to="none")
+    assert config.gradient_checkpointing is on and config.max_completion_length == 24
+    assert run_spec_from_dict({}).grpo.gradient_checkpointing is False  # off unless the run says so
