@@ -48,6 +48,7 @@ contracts: $(NPM_STAMP)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) contracts/node_modules outputs .pytest_cache

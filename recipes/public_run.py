@@ -8,7 +8,7 @@
 2. **Chain.** anvil (`@foundry-rs/anvil`) with every contract deployed; two validators stake,
    register and are activated after the activation delay, every peer posts its bond, the operator
    stakes (voting power) and funds the reward pool.
-3. **Swarm.** `hivetune bootstrap`, then `hivetune join --key ...` for each training peer: they
+3. **Swarm.** `hivetune bootstrap`, then `hivetune join --key-file ...` for each training peer: they
    average LoRA gradients over hivemind, work on their assigned prompts, publish a checkpoint per
    epoch and sign a work receipt per epoch.
 4. **Attestation and rewards.** Each validator `hivetune validate`s every receipt by recomputation
@@ -270,9 +270,10 @@ class PublicRun:
         c.token.approve(c.ledger.address, reward, sender=roles.operator)
         c.ledger.fund(reward, sender=roles.operator)
         self.clients = c
-        for account in accounts:
-            (self.out / "keys").mkdir(parents=True, exist_ok=True)
-            (self.out / "keys" / f"{account.address}.key").write_text("0x" + account.key.hex().removeprefix("0x"))
+        from coordination.chain.keys import write_key_file
+
+        for account in accounts:  # children get --key-file PATH (mode 0600), never a key on argv (ps shows argv)
+            write_key_file(self.key_file(account), account.key)
         return roles
 
     @property
@@ -282,9 +283,6 @@ class PublicRun:
 
     def key_file(self, account) -> Path:
         return self.out / "keys" / f"{account.address}.key"
-
-    def key(self, account) -> str:
-        return self.key_file(account).read_text()
 
     # -- 3. swarm --------------------------------------------------------------------------------
     def write_run_spec(self, base: str) -> Path:
@@ -320,8 +318,8 @@ class PublicRun:
             maddr,
             "--host-maddr",
             LOOPBACK,
-            "--key",
-            self.key(account),
+            "--key-file",
+            self.key_file(account),
             "--deployment",
             self.out / "deployment.json",
             "--rpc",
@@ -459,8 +457,8 @@ class PublicRun:
                 self.net.rpc_url,
                 "--deployment",
                 self.out / "deployment.json",
-                "--key",
-                self.key(peer),
+                "--key-file",
+                self.key_file(peer),
             )
             paid[peer.address] = self.clients.token.balance_of(peer.address) - before
         return {
@@ -476,7 +474,7 @@ class PublicRun:
 
         chain = ["--rpc", self.net.rpc_url, "--deployment", self.out / "deployment.json"]
         store = ["--store", self.out / "peer0" / "store"]  # the nomination names the adapter weights' hash
-        operator = ["--key", self.key(roles.operator), "--json"]
+        operator = ["--key-file", self.key_file(roles.operator), "--json"]
         nominated = json.loads(self.procs.run("nominate", "nominate", cid, "--run", run, *chain, *store, *operator))
         nominated |= json.loads(self.procs.run("fix-seed", "fix-seed", cid, "--run", run, *chain, *operator))
         bundles = [self.out / "validators" / f"eval-{i}.json" for i in range(len(roles.validators))]
@@ -491,8 +489,8 @@ class PublicRun:
                         bundles[i],
                         "--store",
                         self.out / f"validator{i}" / "store",
-                        "--key",
-                        self.key(v),
+                        "--key-file",
+                        self.key_file(v),
                         "--json",
                     ],
                     None,
@@ -510,19 +508,20 @@ class PublicRun:
                 run,
                 *sum((["--eval", b] for b in bundles), []),
                 *chain,
-                "--key",
-                self.key(roles.operator),
+                "--key-file",
+                self.key_file(roles.operator),
                 "--json",
             )
         )
         pid = proposed["proposal"]
         advance_time(self.net.w3, self.clients.governor.voting_delay() + 1)
         for name, voter in [("operator", roles.operator), *((f"v{i}", v) for i, v in enumerate(roles.validators))]:
-            self.procs.run(f"vote-{name}", "vote", pid, "for", *chain, "--key", self.key(voter))
+            self.procs.run(f"vote-{name}", "vote", pid, "for", *chain, "--key-file", self.key_file(voter))
         advance_time(self.net.w3, self.clients.governor.voting_period() + 1)
-        self.procs.run("queue", "promote", pid, *chain, "--key", self.key(roles.operator))  # into the timelock
+        operator = ["--key-file", self.key_file(roles.operator)]
+        self.procs.run("queue", "promote", pid, *chain, *operator)  # into the timelock
         advance_time(self.net.w3, self.clients.timelock.min_delay() + 1)
-        self.procs.run("promote", "promote", pid, *chain, "--key", self.key(roles.operator))
+        self.procs.run("promote", "promote", pid, *chain, *operator)
         self.facts["tx"]["nominate"] = last_tx(self.clients.registry, "CheckpointNominated")
         self.facts["tx"]["promote"] = last_tx(self.clients.registry, "CheckpointPromoted")
         eval_bundle = json.loads(bundles[0].read_text())

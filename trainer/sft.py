@@ -21,6 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
+from trainer.errors import TrainerConfigError
 from trainer.tasks import Task, get_task
 from trainer.tasks.base import stable_hash
 
@@ -63,6 +64,24 @@ def teacher_completion(task: Task, sample, flaw_rate: float) -> str:
     if flawed is not None and stable_hash("flaw", sample.to_json()) < flaw_rate * 2**64:
         return flawed
     return task.teacher_trace(sample)
+
+
+def teacher_records(task: Task, *, seed: int, n: int, split: str = "train"):
+    """`n` teacher traces of `split` as JSON-ready records (`hivetune data generate`): sample i is (seed, i)."""
+    if split not in ("train", "eval"):
+        raise TrainerConfigError(f"--split {split!r} is not a split: use train or eval")
+    return (_teacher_record(task, task.sample(seed, i, split), seed, i) for i in range(n))
+
+
+def _teacher_record(task: Task, sample, seed: int, index: int) -> dict:
+    return {
+        "prompt": task.prompt(sample),
+        "completion": task.teacher_trace(sample),
+        "answer": sample.answer,
+        "problem": sample.to_json(),
+        "seed": seed,
+        "index": index,
+    }
 
 
 def sft_config(

@@ -16,7 +16,8 @@ Public API (import from the submodules; nothing heavy is imported here):
 - `revert`: reverts -> `ChainError(message, error_name, args)`; `clock`: `chain_now`, `advance_time`.
 - `devnet`: anvil on a free port + deploy + funded accounts (`Devnet.start()`); `sandbox`: the same on
   in-process eth-tester for tests and benchmarks (`Sandbox.create()`, `revert_of`).
-- `connect`: `connect(rpc, deployment_path)` and `account_from_key(key)` for CLI commands.
+- `connect`: `connect(rpc, deployment_path)` (checked chain id and code) and `resolve_rpc`; `keys`: a signing
+  key from `--key-file` or $HIVETUNE_KEY (`load_account`, `write_key_file`), never from argv.
 
 One clock everywhere: ERC-6372 `mode=timestamp` (unbonding and activation delays, challenge and claim
 windows, governor voting delay/period and the timelock delay are seconds; stake snapshots are timestamps).

@@ -1,19 +1,23 @@
-"""Open a chain for a command: RPC + deployment.json + (optionally) a signing key.
+"""Open a chain for a command: RPC + deployment.json, checked.
 
 The one way every command reaches the contracts: the node must answer, be the chain the deployment
-was made on (chain id), and hold code at every address of the deployment.
+was made on (chain id), and hold code at every address of the deployment. Signing keys come from
+`coordination.chain.keys` (a key file or $HIVETUNE_KEY).
 
-w3, deployment, clients = connect("http://127.0.0.1:8545", "deployment.json")
-account = account_from_key(key)          # from --key / $HIVETUNE_KEY
+    w3, deployment, clients = connect(resolve_rpc(None, spec), "deployment.json")
+
+Nothing heavy is imported at module level: `DEFAULT_RPC` is read by the run spec and the CLI options.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from coordination.chain.deploy import Clients, Deployment
-from coordination.chain.revert import chain_errors
-from coordination.errors import ChainError, ConfigError
+from coordination.errors import ChainError
+
+if TYPE_CHECKING:
+    from coordination.chain.deploy import Clients, Deployment
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEFAULT_DEPLOYMENT = "deployment.json"
@@ -23,6 +27,9 @@ CONTRACTS = ("token", "staking", "ledger", "timelock", "governor", "registry")
 def connect(rpc: str, deployment_path: str | Path) -> tuple[object, Deployment, Clients]:
     """Web3 on `rpc`, checked to be the chain `deployment_path` was deployed on."""
     from web3 import Web3
+
+    from coordination.chain.deploy import Deployment
+    from coordination.chain.revert import chain_errors
 
     deployment = Deployment.load(deployment_path)
     w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 10}))
@@ -43,15 +50,9 @@ def connect(rpc: str, deployment_path: str | Path) -> tuple[object, Deployment, 
     return w3, deployment, deployment.clients(w3)
 
 
-def account_from_key(key: str | None):
-    """LocalAccount from a 0x-hex private key, or ConfigError saying how to give one."""
-    from eth_account import Account
-
-    if not key:
-        raise ConfigError("no signing key: pass --key 0x<private key> or set HIVETUNE_KEY")
-    try:
-        return Account.from_key(key)
-    except Exception as exc:
-        raise ConfigError(
-            f"--key is not a valid private key ({type(exc).__name__}); expected 0x + 64 hex digits"
-        ) from exc
+def resolve_rpc(rpc: str | None, spec=None) -> str:
+    """The JSON-RPC URL a command uses: the one given, else the run spec's `chain.rpc_url`, else DEFAULT_RPC."""
+    if rpc:
+        return rpc
+    chain = getattr(spec, "chain", None)
+    return chain.rpc_url if chain is not None else DEFAULT_RPC

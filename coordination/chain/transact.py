@@ -1,10 +1,11 @@
 """Sending transactions and making calls, with gas estimated and failures decoded.
 
 A sender is either an address the node holds unlocked (eth-tester, anvil's dev accounts) or an
-eth-account `LocalAccount` (a `--key`), which signs locally. Gas is always estimated by the node
-(`estimate_gas`, plus a safety margin), never hard-coded. On the in-process eth-tester chain, whose
-`estimate_gas` binary-searches (~12 EVM runs per transaction), a dry-run `eth_call` (which surfaces
-the revert data) plus the pending block's gas limit is used instead: gas *used* is identical.
+eth-account `LocalAccount` (from `--key-file` or $HIVETUNE_KEY), which signs locally. Gas is always
+estimated by the node (`estimate_gas`, plus a safety margin), never hard-coded. On the in-process
+eth-tester chain, whose `estimate_gas` binary-searches (~12 EVM runs per transaction), a dry-run
+`eth_call` (which surfaces the revert data) plus the pending block's gas limit is used instead: gas
+*used* is identical.
 
     receipt = send(w3, staking.functions.stake(10), sender=account, action="stake")
     value = call(staking.functions.stakeOf(addr), action="stakeOf")

@@ -16,12 +16,15 @@ from coordination.errors import CheckpointError
 
 
 def resolve_adapter(path_or_cid: str | Path, store: CheckpointStore | None = None, *, dht=None, prefix=None) -> Path:
-    """An existing directory is returned as is; a CID is materialized (verified) under the store's checkouts/.
+    """An existing PEFT adapter directory is returned as is; a CID is materialized (verified) under the store's
+    checkouts/.
 
     With `dht` and `prefix`, a CID missing locally is first fetched from the peers that announce it.
     """
     path = Path(path_or_cid)
     if path.is_dir():
+        if not (path / "adapter_config.json").exists():
+            raise CheckpointError(f"adapter '{path}' has no adapter_config.json: pass a PEFT adapter directory")
         return path
     try:
         if isinstance(path_or_cid, Path) or "/" in str(path_or_cid):

@@ -8,6 +8,11 @@ so `hivetune --help` answers in well under a second.
     hivetune data generate --task arithmetic --n 1000 --out traces.jsonl
     hivetune checkpoint add ./adapter
     hivetune devnet
+
+Options shared by many commands (--run, --rpc, --deployment, --key-file, --store, --initial-peers,
+--json) are defined once, in `coordination.cli.options`. No command takes a private key on the
+command line (`ps` shows argv to every user): `--key 0x...` is refused with a one-line error that
+points to --key-file and $HIVETUNE_KEY.
 """
 
 from __future__ import annotations
@@ -16,10 +21,36 @@ import importlib
 import sys
 
 import typer
+from typer.core import TyperGroup
 
-from coordination.errors import HivetuneError
+from coordination.errors import ConfigError, HivetuneError
+
+RAW_KEY_FLAGS = ("--key", "--private-key")
+
+
+def refuse_keys_on_argv(args: list[str]) -> None:
+    """ConfigError if argv carries a private key flag (`--key 0x...`, `--key=0x...`); nothing after `--`."""
+    for arg in args:
+        if arg == "--":
+            return
+        flag = arg.split("=", 1)[0]
+        if flag in RAW_KEY_FLAGS:
+            raise ConfigError(
+                f"{flag} is not accepted: a key on the command line is visible to every user (ps); "
+                "pass --key-file PATH (a file holding the 0x-hex key, chmod 600) or set HIVETUNE_KEY"
+            )
+
+
+class HivetuneGroup(TyperGroup):
+    """The root command group: checks the whole argv (every subcommand's too) before parsing it."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        refuse_keys_on_argv(args)
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
+    cls=HivetuneGroup,
     name="hivetune",
     help="Decentralized GRPO + LoRA post-training: train, share checkpoints by CID, attest, stake and vote.",
     no_args_is_help=True,

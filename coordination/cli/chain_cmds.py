@@ -2,34 +2,33 @@
 
     hivetune devnet                      # anvil + contracts + funded accounts; Ctrl-C stops it
     hivetune devnet --json               # one JSON line (rpc, contracts, accounts with keys), then stays up
-    export HIVETUNE_KEY=0x...            # or pass --key on each command
-    hivetune stake 1500                  # whole tokens (decimals allowed: 0.5)
+    hivetune stake 1500 --key-file me.key   # whole tokens (decimals allowed: 0.5); me.key: 0x-hex key, chmod 600
+    export HIVETUNE_KEY=0x...            # or the key in the environment instead of --key-file
     hivetune unstake 200 && hivetune withdraw
     hivetune claim --claim-file claims/0/0xabc.json
 
-Every chain command takes --rpc (env HIVETUNE_RPC) and --deployment (env HIVETUNE_DEPLOYMENT).
+Every chain command takes --rpc (env HIVETUNE_RPC), --deployment (env HIVETUNE_DEPLOYMENT) and, to sign,
+--key-file (or env HIVETUNE_KEY): the shared options of `coordination.cli.options`.
 """
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from coordination.errors import ConfigError
-
-RPC = typer.Option("http://127.0.0.1:8545", "--rpc", envvar="HIVETUNE_RPC", help="JSON-RPC URL of the chain")
-DEPLOYMENT = typer.Option(
-    Path("deployment.json"),
-    "--deployment",
-    envvar="HIVETUNE_DEPLOYMENT",
-    help="deployment.json written by `hivetune devnet` (contract addresses)",
+from coordination.cli.options import (
+    DEPLOYMENT_FILE,
+    DeploymentOption,
+    JsonOption,
+    KeyFileOption,
+    RpcOption,
+    emit,
+    open_signed_chain,
 )
-KEY = typer.Option(None, "--key", envvar="HIVETUNE_KEY", help="0x private key that signs (default: $HIVETUNE_KEY)")
-CLAIM_FILE = typer.Option(..., "--claim-file", help="JSON from the aggregator: runId, period, peer, units, proof")
-JSON_OUT = typer.Option(False, "--json", help="print one JSON object instead of text")
+from coordination.errors import ConfigError
 
 
 def parse_token_amount(text: str, decimals: int = 18) -> int:
@@ -48,18 +47,6 @@ def format_tokens(units: int, decimals: int = 18) -> str:
     return f"{Decimal(units) / (10**decimals):f}"
 
 
-def _emit(as_json: bool, payload: dict, text: str) -> None:
-    typer.echo(json.dumps(payload) if as_json else text)
-
-
-def _open(rpc: str, deployment: Path, key: str | None):
-    from coordination.chain.connect import account_from_key, connect
-
-    account = account_from_key(key)
-    w3, _, clients = connect(rpc, deployment)
-    return w3, clients, account
-
-
 def _stake_state(clients, address: str) -> dict:
     amount, release_at = clients.staking.pending_withdrawal(address)
     return {
@@ -72,11 +59,11 @@ def _stake_state(clients, address: str) -> dict:
 
 
 def devnet(
-    port: int = typer.Option(8545, help="loopback port for anvil (0 = any free port)"),
-    accounts: int = typer.Option(6, help="dev accounts; account 0 deploys, the others get tokens"),
-    fund: str = typer.Option("100000", help="tokens sent to each dev account"),
-    deployment: Path = DEPLOYMENT,
-    as_json: bool = JSON_OUT,
+    port: Annotated[int, typer.Option(help="loopback port for anvil (0 = any free port)")] = 8545,
+    accounts: Annotated[int, typer.Option(help="dev accounts; account 0 deploys, the others get tokens")] = 6,
+    fund: Annotated[str, typer.Option(help="tokens sent to each dev account")] = "100000",
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    as_json: JsonOption = False,
 ) -> None:
     """Start anvil, deploy all contracts, fund dev accounts, write deployment.json; stay up until Ctrl-C."""
     import signal
@@ -126,7 +113,7 @@ def _print_devnet(net, deployment: Path, as_json: bool) -> None:
         "accounts": accounts,
     }
     if as_json:
-        typer.echo(json.dumps(payload), nl=True)
+        emit(True, payload, "")
         return
     from rich.console import Console
     from rich.table import Table
@@ -144,44 +131,47 @@ def _print_devnet(net, deployment: Path, as_json: bool) -> None:
 
 
 def stake(
-    amount: str = typer.Argument(..., help="whole tokens to stake"),
-    rpc: str = RPC,
-    deployment: Path = DEPLOYMENT,
-    key: str = KEY,
-    as_json: bool = JSON_OUT,
+    amount: Annotated[str, typer.Argument(help="whole tokens to stake")],
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Approve and stake AMOUNT tokens (voting power follows your stake)."""
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     units = parse_token_amount(amount)
     if clients.token.allowance(account.address, clients.staking.address) < units:
         clients.token.approve(clients.staking.address, units, sender=account)
     clients.staking.stake(units, sender=account)
     state = _stake_state(clients, account.address)
-    _emit(as_json, state, f"staked {amount}; stake now {format_tokens(state['stake'])}")
+    emit(as_json, state, f"staked {amount}; stake now {format_tokens(state['stake'])}")
 
 
 def unstake(
-    amount: str = typer.Argument(..., help="whole tokens to unstake"),
-    rpc: str = RPC,
-    deployment: Path = DEPLOYMENT,
-    key: str = KEY,
-    as_json: bool = JSON_OUT,
+    amount: Annotated[str, typer.Argument(help="whole tokens to unstake")],
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Start unbonding AMOUNT tokens; `hivetune withdraw` pays them out after the unbonding delay."""
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     clients.staking.request_unstake(parse_token_amount(amount), sender=account)
     state = _stake_state(clients, account.address)
-    _emit(
-        as_json, state, f"unbonding {format_tokens(state['pending'])}; withdraw after timestamp {state['releaseAt']}"
-    )
+    emit(as_json, state, f"unbonding {format_tokens(state['pending'])}; withdraw after timestamp {state['releaseAt']}")
 
 
-def withdraw(rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT) -> None:
+def withdraw(
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Pay out your unbonded stake."""
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     receipt = clients.staking.withdraw(sender=account)
     (event,) = clients.staking.events("Withdrawn", receipt)
-    _emit(
+    emit(
         as_json,
         {"account": account.address, "withdrawn": event["amount"]},
         f"withdrew {format_tokens(event['amount'])}",
@@ -189,13 +179,16 @@ def withdraw(rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_j
 
 
 def register_validator(
-    rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Register your stake as a validator's (needs the minimum validator stake); it counts after activation."""
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     clients.staking.register_validator(sender=account)
     at = clients.staking.activates_at(account.address)
-    _emit(
+    emit(
         as_json,
         {"account": account.address, "validator": False, "activatesAt": at},
         f"{account.address} registered; run `hivetune activate-validator` after timestamp {at}",
@@ -203,46 +196,51 @@ def register_validator(
 
 
 def activate_validator(
-    rpc: str = RPC, deployment: Path = DEPLOYMENT, key: str = KEY, as_json: bool = JSON_OUT
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Activate your validator registration once its activation delay has passed."""
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     clients.staking.activate_validator(account.address, sender=account)
-    _emit(as_json, {"account": account.address, "validator": True}, f"{account.address} is an active validator")
+    emit(as_json, {"account": account.address, "validator": True}, f"{account.address} is an active validator")
 
 
 def sweep(
-    period: int = typer.Option(..., help="reward period to sweep"),
-    run_id: str = typer.Option(..., help="run id (the run config's CID) or 0x bytes32"),
-    rpc: str = RPC,
-    deployment: Path = DEPLOYMENT,
-    key: str = KEY,
-    as_json: bool = JSON_OUT,
+    period: Annotated[int, typer.Option(help="reward period to sweep")],
+    run_id: Annotated[str, typer.Option(help="run id (the run config's CID) or 0x bytes32")],
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Return a period's unclaimed remainder to the reward pool once its claim window has closed."""
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     receipt = clients.ledger.sweep(run_id, period, sender=account)
     (event,) = clients.ledger.events("PeriodSweptToPool", receipt)
-    _emit(as_json, {"period": period, "returned": event["returnedToPool"]}, f"swept {event['returnedToPool']}")
+    emit(as_json, {"period": period, "returned": event["returnedToPool"]}, f"swept {event['returnedToPool']}")
 
 
 def claim(
-    claim_file: Path = CLAIM_FILE,
-    rpc: str = RPC,
-    deployment: Path = DEPLOYMENT,
-    key: str = KEY,
-    as_json: bool = JSON_OUT,
+    claim_file: Annotated[
+        Path, typer.Option("--claim-file", help="JSON from the aggregator: runId, period, peer, units, proof")
+    ],
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = DEPLOYMENT_FILE,
+    key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Claim a period's reward for the peer in CLAIM_FILE (any key may pay the gas; the peer is paid)."""
     from coordination.chain.claims import ClaimTicket
 
     ticket = ClaimTicket.load(claim_file)
-    _, clients, account = _open(rpc, deployment, key)
+    _, clients, account = open_signed_chain(rpc, deployment, key_file)
     receipt = clients.ledger.claim(
         ticket.run_id, ticket.period, ticket.peer, ticket.units, list(ticket.proof), sender=account
     )
     (event,) = clients.ledger.events("RewardClaimed", receipt)
-    _emit(
+    emit(
         as_json,
         {"peer": ticket.peer, "period": ticket.period, "units": ticket.units, "amount": event["amount"]},
         f"claimed {format_tokens(event['amount'])} for {ticket.peer} (period {ticket.period})",

@@ -21,16 +21,10 @@ from typing import Annotated
 
 import typer
 
+from coordination.cli.options import JsonOption, PeersOption, StoreOption
+
 checkpoint_app = typer.Typer(help="Content-addressed checkpoints: add, get, verify, ls, export/import CAR, gc, serve.")
 
-StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", envvar="HIVETUNE_STORE", help="Block store root (default: <user cache>/hivetune/blocks)."),
-]
-PeersOption = Annotated[
-    list[str] | None,
-    typer.Option("--initial-peers", help="Multiaddr of a swarm peer (repeatable); fetch from the swarm."),
-]
 PrefixOption = Annotated[
     str, typer.Option("--prefix", help="DHT key prefix (the swarm uses the run id).", show_default=True)
 ]
@@ -110,7 +104,7 @@ def _fetch_from_swarm(checkpoints, cid: str, peers: list[str], prefix: str, max_
 @checkpoint_app.command("verify")
 def verify(
     cid: Annotated[str, typer.Argument(help="Checkpoint CID.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
     """Re-hash a checkpoint's manifest, chunks and files; exit 1 if anything is missing or corrupt."""
@@ -131,7 +125,7 @@ def verify(
 
 @checkpoint_app.command("ls")
 def ls(
-    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+    as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
     """List the checkpoints in the store."""

@@ -2,6 +2,7 @@
 
 hivetune bootstrap --run recipes/runs/arith_tiny.yaml --host-maddr /ip4/0.0.0.0/tcp/31337 --identity boot.key
 hivetune join --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... --max-epochs 20
+hivetune join --run run.yaml --initial-peers ... --key-file me.key --deployment deployment.json   # attested peer
 hivetune status --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... [--json]
 hivetune verify-update --run run.yaml --journal peer/consensus.json --store peer/checkpoints [--epoch 7] [--json]
 """
@@ -14,18 +15,30 @@ from typing import Annotated
 
 import typer
 
+from coordination.cli.options import (
+    DeploymentOption,
+    JsonOption,
+    KeyFileOption,
+    PeersOption,
+    RpcOption,
+    RunOption,
+    StoreOption,
+    emit,
+    open_chain,
+    print_table,
+)
+
 DEFAULT_HOST = ["/ip4/0.0.0.0/tcp/0"]
-RUN_HELP = "Run spec (run.yaml); its content hash is the run id."
 HOST_HELP = "Listen address (repeatable); default /ip4/0.0.0.0/tcp/0 (all interfaces, OS port)."
 ANNOUNCE_HELP = "Public address to advertise (repeatable), e.g. behind port forwarding."
-PEERS_HELP = "Multiaddr of a running peer (repeatable), as printed by `hivetune bootstrap`."
+IdentityOption = Annotated[str | None, typer.Option("--identity", help="libp2p key file (created if missing).")]
 
 
 def bootstrap(
-    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
+    run: RunOption,
     host_maddr: Annotated[list[str] | None, typer.Option("--host-maddr", help=HOST_HELP)] = None,
     announce_maddr: Annotated[list[str] | None, typer.Option("--announce-maddr", help=ANNOUNCE_HELP)] = None,
-    identity: Annotated[str | None, typer.Option("--identity", help="libp2p key file (created if missing).")] = None,
+    identity: IdentityOption = None,
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds (default: never).")
     ] = None,
@@ -56,12 +69,12 @@ def bootstrap(
 
 
 def join(
-    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
-    initial_peers: Annotated[list[str], typer.Option("--initial-peers", help=PEERS_HELP)],
+    run: RunOption,
+    initial_peers: PeersOption,
     client_mode: Annotated[
         bool, typer.Option("--client-mode", help="Behind NAT/firewall: outbound connections only.")
     ] = False,
-    identity: Annotated[str | None, typer.Option("--identity", help="libp2p key file (created if missing).")] = None,
+    identity: IdentityOption = None,
     host_maddr: Annotated[list[str] | None, typer.Option("--host-maddr", help=HOST_HELP)] = None,
     max_epochs: Annotated[
         int | None, typer.Option("--max-epochs", help="Stop at this epoch of the run (restarts continue).")
@@ -72,21 +85,16 @@ def join(
     report_to: Annotated[
         str | None, typer.Option("--report-to", help="wandb | none (default: wandb, offline).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    key: Annotated[
-        str | None,
-        typer.Option("--key", envvar="HIVETUNE_KEY", help="Ethereum key: attest every epoch (signed receipts)."),
-    ] = None,
-    deployment: Annotated[
-        str | None, typer.Option("--deployment", help="deployment.json of the run's contracts (with --key).")
-    ] = None,
-    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (default: the run spec's).")] = None,
+    as_json: JsonOption = False,
+    key_file: KeyFileOption = None,
+    deployment: DeploymentOption = None,
+    rpc: RpcOption = None,
     start: Annotated[
-        str, typer.Option("--from", help="Start adapter (with --key): promoted | a checkpoint CID | base.")
+        str, typer.Option("--from", help="Start adapter (attested peers): promoted | a checkpoint CID | base.")
     ] = "promoted",
-    store: Annotated[str | None, typer.Option("--store", help="Checkpoint block store (default: user cache).")] = None,
+    store: StoreOption = None,
     rollouts_dir: Annotated[
-        str | None, typer.Option("--rollouts-dir", help="Where signed receipts + records go (with --key).")
+        str | None, typer.Option("--rollouts-dir", help="Where signed receipts + records go (attested peers).")
     ] = None,
     serve: Annotated[
         bool, typer.Option("--serve/--no-serve", help="After training, keep serving checkpoints + records.")
@@ -94,13 +102,15 @@ def join(
 ) -> None:
     """Join a run: check the spec against the swarm, join its head epoch, train and average LoRA gradients.
 
-    With --key the peer is attested: it starts from the run's promoted checkpoint (fetched by CID and
-    verified), works on its assigned prompts, and signs a work receipt every epoch.
+    With an Ethereum key (--key-file or $HIVETUNE_KEY) the peer is attested: it starts from the run's promoted
+    checkpoint (fetched by CID and verified), works on its assigned prompts, and signs a work receipt every epoch.
     """
+    from coordination.chain.keys import read_private_key
     from coordination.checkpoints import CheckpointStore
     from coordination.swarm.peer import Peer, PeerConfig
     from coordination.swarm.runspec import load_run_spec
 
+    key = read_private_key(key_file)  # before any network: a bad key file is a one-line error
     _log_info_to_stderr()
     spec = load_run_spec(run)
     config = PeerConfig(initial_peers=tuple(initial_peers), host_maddrs=tuple(host_maddr or DEFAULT_HOST),
@@ -117,17 +127,14 @@ def join(
 
 
 def _attested_peer(spec, config, *, key, deployment, rpc, start, store, rollouts_dir):
+    from eth_account import Account
+
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.chain.connect import account_from_key
     from coordination.checkpoints import CheckpointStore
     from coordination.governance.joining import attested_peer
 
-    clients = None
-    if deployment is not None:
-        from coordination.chain.connect import connect
-
-        _, _, clients = connect(rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545"), deployment)
-    account, rollouts = account_from_key(key), RolloutDirectory(rollouts_dir)
+    clients = open_chain(rpc, deployment, spec)[1] if deployment is not None else None
+    account, rollouts = Account.from_key(key), RolloutDirectory(rollouts_dir)
     store = store or CheckpointStore()
     return attested_peer(spec, config, account=account, clients=clients, store=store, rollouts=rollouts, start=start)
 
@@ -154,13 +161,11 @@ def _report_and_serve(peer, result, dht, *, as_json: bool, serve: bool) -> None:
 
 
 def status(
-    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
-    initial_peers: Annotated[list[str], typer.Option("--initial-peers", help=PEERS_HELP)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    deployment: Annotated[
-        str | None, typer.Option("--deployment", help="Also show promotion proposals (eval scores, tallies).")
-    ] = None,
-    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (default: the run spec's).")] = None,
+    run: RunOption,
+    initial_peers: PeersOption,
+    as_json: JsonOption = False,
+    deployment: DeploymentOption = None,
+    rpc: RpcOption = None,
 ) -> None:
     """Print the run's progress from the DHT (every live peer's epoch, throughput, last averaging round)
     and, with --deployment, the promoted checkpoint and the open promotion proposals."""
@@ -176,26 +181,19 @@ def status(
         peers = read_run_status(dht, spec.run_id)
     finally:
         dht.shutdown()
-    chain = _chain_status(spec, deployment, rpc) if deployment else None
+    chain = None
+    if deployment is not None:  # also the promoted checkpoint and the promotion proposals (eval scores, tallies)
+        from coordination.governance.promotion import PROPOSAL_COLUMNS, promotion_status
+
+        chain = promotion_status(*open_chain(rpc, deployment, spec), spec.run_id)
     if as_json:
-        print(json.dumps({"run_id": spec.run_id, "peers": [dataclasses.asdict(p) for p in peers], "chain": chain}))
+        emit(True, {"run_id": spec.run_id, "peers": [dataclasses.asdict(p) for p in peers], "chain": chain}, "")
         return
     _print_table(spec, peers)
     if chain is not None:
-        from coordination.cli.governance_cmds import print_proposal_table
-
         print(f"promoted checkpoint: {chain['promoted'] or 'none yet'}")
-        print_proposal_table(chain["proposals"])
-
-
-def _chain_status(spec, deployment: str, rpc: str | None) -> dict:
-    from coordination.chain.connect import connect
-    from coordination.cli.governance_cmds import proposal_rows
-    from coordination.governance.promotion import proposals
-
-    w3, _, clients = connect(rpc or (spec.chain.rpc_url if spec.chain else "http://127.0.0.1:8545"), deployment)
-    current = clients.registry.current(spec.run_id)
-    return {"promoted": current.cid if current else None, "proposals": proposal_rows(proposals(w3, clients))}
+        rows = ([r[c] for c in PROPOSAL_COLUMNS] for r in chain["proposals"])
+        print_table("promotion proposals", PROPOSAL_COLUMNS, rows)
 
 
 def _print_table(spec, peers) -> None:
@@ -227,13 +225,13 @@ def _log_info_to_stderr() -> None:
 
 
 def verify_update(
-    run: Annotated[str, typer.Option("--run", help=RUN_HELP)],
+    run: RunOption,
     journal: Annotated[str, typer.Option("--journal", help="A peer's consensus.json (its rounds and CIDs).")],
-    store: Annotated[str, typer.Option("--store", help="Checkpoint store holding (or receiving) the blocks.")],
+    store: StoreOption,
     epoch: Annotated[
         list[int] | None, typer.Option("--epoch", help="Epoch to check (repeatable); default: every round.")
     ] = None,
-    initial_peers: Annotated[list[str] | None, typer.Option("--initial-peers", help=PEERS_HELP)] = None,
+    initial_peers: PeersOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per verdict.")] = False,
 ) -> None:
     """Recompute epochs from their parent state and committed contributions; exit 1 if any CID does not follow."""

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from coordination.cli.options import JsonOption, emit
 from coordination.errors import ConfigError
 
 data_app = typer.Typer(
@@ -59,22 +60,14 @@ def data_generate(
     param: ParamOption = None,
 ) -> None:
     """Write N teacher traces as JSON lines: prompt, completion, answer, problem, seed, index."""
-    if split not in ("train", "eval"):
-        raise ConfigError(f"--split {split!r} is not a split: use train or eval")
     with trainer_errors():
+        from trainer.sft import teacher_records
+
         chosen = _task(task, param)
+        records = teacher_records(chosen, seed=seed, n=n, split=split)  # a bad split fails before any file exists
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w") as sink:
-            for i in range(n):
-                sample = chosen.sample(seed, i, split)
-                record = {
-                    "prompt": chosen.prompt(sample),
-                    "completion": chosen.teacher_trace(sample),
-                    "answer": sample.answer,
-                    "problem": sample.to_json(),
-                    "seed": seed,
-                    "index": i,
-                }
+            for record in records:
                 sink.write(json.dumps(record) + "\n")
     typer.echo(f"wrote {n} {chosen.name} {split} records to {out}")
 
@@ -89,7 +82,7 @@ def eval_command(
     seed: SeedOption = 0,
     out: Annotated[Path, typer.Option("--out", help="Directory for eval.json and eval.png.")] = Path("outputs/eval"),
     param: ParamOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
     max_new_tokens: Annotated[
         int | None, typer.Option("--max-new-tokens", help="Generation budget in tokens (default: the task's).")
     ] = None,
@@ -103,32 +96,19 @@ def eval_command(
         chosen = _task(task, param)
         chosen.sample(seed, 0, "eval")  # fail on a bad dataset before loading any model
         if adapter is not None:
-            adapter = _adapter_dir(adapter)
+            from coordination.checkpoints import CheckpointStore, resolve_adapter
+
+            adapter = resolve_adapter(adapter, CheckpointStore())  # a PEFT dir, or a CID from the local store
         net, tokenizer = load_adapter(model, adapter) if adapter else load_model_and_tokenizer(model)
         result = evaluate(net, tokenizer, chosen, n=n, seed=seed, max_new_tokens=max_new_tokens)
         label = f"{Path(model).name}+{adapter.name}" if adapter else Path(model).name
         path = write_report({label: result}, out)
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        typer.echo(
-            f"{label}: pass@1 {result['accuracy']:.3f} (format {result['format_rate']:.3f}) on {n} "
-            f"held-out {chosen.name} samples, seed {seed} -> {path}"
-        )
-
-
-def _adapter_dir(adapter: str) -> Path:
-    """A local adapter dir as is; a checkpoint CID materialized (verified) from the local block store."""
-    path = Path(adapter)
-    if path.is_dir():
-        if not (path / "adapter_config.json").exists():
-            raise ConfigError(f"adapter '{adapter}' has no adapter_config.json: pass a PEFT adapter directory")
-        return path
-    if not adapter.startswith("bafy"):
-        raise ConfigError(f"adapter '{adapter}' is neither a directory nor a checkpoint CID (bafy...)")
-    from coordination.checkpoints import CheckpointStore, resolve_adapter
-
-    return Path(resolve_adapter(adapter, CheckpointStore()))
+    emit(
+        as_json,
+        result,
+        f"{label}: pass@1 {result['accuracy']:.3f} (format {result['format_rate']:.3f}) on {n} "
+        f"held-out {chosen.name} samples, seed {seed} -> {path}",
+    )
 
 
 def tiny_model_command(
@@ -146,7 +126,7 @@ def base_model_command(
     base: Annotated[str, typer.Argument(help="A built-in base (smollm2-135m-instruct), `tiny`, a path or a hub id.")],
     revision: Annotated[str | None, typer.Option("--revision", help="Revision the spec pins.")] = None,
     expected_cid: Annotated[str | None, typer.Option("--cid", help="Refuse the base unless it has this CID.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print {base, path, cid} as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Locate (converting a built-in once) a base model and print its directory and content address (CID)."""
     with trainer_errors():
@@ -154,10 +134,7 @@ def base_model_command(
 
         path = verify_base_model(base, expected_cid=expected_cid, revision=revision)
         cid = base_dir_cid(path)
-    if as_json:
-        typer.echo(json.dumps({"base": base, "path": str(path), "cid": cid}))
-    else:
-        typer.echo(f"{base}: {path}\nbase_cid: {cid}")
+    emit(as_json, {"base": base, "path": str(path), "cid": cid}, f"{base}: {path}\nbase_cid: {cid}")
 
 
 def train_command(
@@ -169,7 +146,7 @@ def train_command(
 ) -> None:
     """Run the single-peer pipeline: SFT warm start -> eval -> GRPO + LoRA -> eval, with a summary."""
     with trainer_errors():
-        from recipes.single_peer import load_pipeline_config, print_summary, run_single_peer
+        from trainer.pipeline import load_pipeline_config, print_summary, run_single_peer
 
         settings = load_pipeline_config(config, seed=seed, output_dir=out)
         print_summary(run_single_peer(settings))

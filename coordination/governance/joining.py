@@ -1,6 +1,6 @@
 """Join a public run: start from the promoted checkpoint, train with the swarm, attest every epoch.
 
-What `hivetune join --key ...` does on top of the plain swarm peer:
+What `hivetune join --key-file ...` (an attested peer) does on top of the plain swarm peer:
 
 1. **Start point.** The run's latest promoted checkpoint (`CheckpointRegistry.current`), or a CID
    given with `--from`, is fetched by CID from the swarm, verified block by block, and loaded as
@@ -200,7 +200,7 @@ class AttestationHook:
 
 
 def attested_peer(spec, config, *, account, store, rollouts, clients=None, start: str | None = "promoted"):
-    """The `Peer` of `hivetune join --key`: starts from `start` (promoted | CID | base), attests every epoch."""
+    """The `Peer` of `hivetune join --key-file`: starts from `start` (promoted | CID | base), attests every epoch."""
     from coordination.attest.typed_data import attest_domain
     from coordination.swarm.peer import Peer
 

@@ -217,3 +217,35 @@ def promote(w3, clients, proposal_id: int, *, sender):
             ProposalState.EXECUTED: "it was already executed",
         }.get(info.state, "it cannot be executed")
     )
+
+
+PROPOSAL_COLUMNS = ("proposal", "state", "executes", "nominated", "eval", "for", "against", "abstain")
+
+
+def proposal_rows(infos: list[ProposalInfo]) -> list[dict]:
+    """One row per proposal (`hivetune proposals`), every field decoded from the calldata and the registry."""
+    rows = []
+    for info in infos:
+        facts = info.facts or {}
+        rows.append(
+            {
+                "proposal": str(info.proposal_id),
+                "state": info.state.name.lower(),
+                "executes": "; ".join(a.summary() for a in info.actions),
+                "cid": facts.get("cid"),
+                "eval": f"{facts['correct']}/{facts['total']}" if facts.get("eval_recorded") else None,
+                "eval_digest": facts.get("eval_digest"),
+                "nominated": facts.get("nominated"),
+                "eval_recorded": facts.get("eval_recorded"),
+                "for": info.votes_for,
+                "against": info.votes_against,
+                "abstain": info.votes_abstain,
+            }
+        )
+    return rows
+
+
+def promotion_status(w3, clients, run_id: str) -> dict:
+    """{"promoted": CID or None, "proposals": proposal_rows}: the chain's side of `hivetune status`."""
+    current = clients.registry.current(run_id)
+    return {"promoted": current.cid if current else None, "proposals": proposal_rows(proposals(w3, clients))}

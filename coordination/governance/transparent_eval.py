@@ -171,6 +171,59 @@ class EvalBundle:
             ) from exc
 
 
+def merge_bundles(paths: list[str | Path]) -> EvalBundle:
+    """One bundle carrying every validator's attestation (`hivetune propose --eval A --eval B`).
+
+    All bundles must commit to the same checkpoint, seed and records; a disagreeing one is an AttestationError.
+    """
+    bundles = [EvalBundle.load(p) for p in paths]
+    first = bundles[0]
+    for other, path in zip(bundles[1:], paths[1:], strict=True):
+        if (other.cid, other.seed, other.root) != (first.cid, first.seed, first.root):
+            raise AttestationError(
+                f"{path} evaluates {other.cid} on seed {other.seed} with other records than {paths[0]}: "
+                "validators disagree; re-run the eval or drop the outlier"
+            )
+        first.attestations.extend(other.attestations)
+    return first
+
+
+def bundle_task(bundle: EvalBundle):
+    """The task a bundle was evaluated on, rebuilt from its `name:{params}` key."""
+    from trainer.tasks import get_task
+
+    name, _, params = bundle.task.partition(":")
+    return get_task(name, **json.loads(params or "{}"))
+
+
+def load_checkpoint_model(spec, cid: str, *, store: str | Path | None = None, initial_peers=()):
+    """(model, tokenizer, task) to evaluate checkpoint `cid` of the run `spec`.
+
+    The adapter comes from the local block store, else (with `initial_peers`) from the swarm, verified
+    by CID either way; the base is the run's pinned base (a different one is refused).
+    """
+    from peft import PeftModel
+
+    from coordination.checkpoints import CheckpointStore, resolve_adapter
+    from trainer.base_models import load_pinned_base
+    from trainer.tasks import get_task
+
+    blocks = CheckpointStore(store)
+    dht = None
+    if initial_peers:
+        from coordination.swarm.dht_node import start_dht
+
+        dht = start_dht(initial_peers=list(initial_peers), client_mode=True)
+    try:
+        adapter = resolve_adapter(cid, blocks, dht=dht, prefix=spec.run_id if dht else None)
+    finally:
+        if dht is not None:
+            dht.shutdown()
+    base, tokenizer = load_pinned_base(**spec.model.pins)  # refuses a base that is not the run's
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    return model, tokenizer, get_task(spec.task.name, **spec.task.params)
+
+
 def eval_problems(task, seed: int, n: int) -> list:
     """`n` problems of `task`'s eval split drawn at `seed` (never a training-partition problem)."""
     samples = [task.sample(seed, i, split="eval") for i in range(n)]
@@ -217,6 +270,15 @@ def attestation_signers(bundle: EvalBundle, domain: dict) -> list[str]:
                 "it is forged or for another checkpoint/seed/score; ask the validator to re-sign"
             )
         signers.append(signer)
+    return signers
+
+
+def validator_signers(bundle: EvalBundle, domain: dict, is_validator) -> list[str]:
+    """`attestation_signers`, refused (AttestationError) if any signer is not a registered validator."""
+    signers = attestation_signers(bundle, domain)
+    outsiders = [s for s in signers if not is_validator(s)]
+    if outsiders:
+        raise AttestationError(f"eval bundle signed by non-validators {outsiders}: do not trust its score")
     return signers
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from coordination.chain.connect import DEFAULT_RPC
 from coordination.errors import ConfigError
 
 COMPRESSIONS = ("fp16", "none")  # coordinate-wise wire formats: the round is recomputable bit for bit
@@ -120,7 +121,7 @@ class AveragingSpec:
 
 @dataclass(frozen=True)
 class ChainSpec:
-    rpc_url: str = field(default="http://127.0.0.1:8545", metadata={"help": "JSON-RPC endpoint."})
+    rpc_url: str = field(default=DEFAULT_RPC, metadata={"help": "JSON-RPC endpoint."})
     chain_id: int = field(default=31337, metadata={"help": "EIP-155 chain id."})
     deployment_file: str | None = field(default=None, metadata={"help": "JSON file with deployed addresses."})
     contracts: dict = field(default_factory=dict, metadata={"help": "Contract name -> address (overrides file)."})

@@ -3,6 +3,9 @@
     facts = facts_for_run(spec, domain=domain, store=CheckpointStore(), board=EpochBoard(dht=dht, run_id=...))
     report = validate_epochs(validator, receipts_by_epoch)     # {"verdicts": [...], "cost": {...}}
 
+    with run_validator(spec, key, records_dir=Path("records"), epochs=[0, 1]) as (validator, receipts):
+        report = validate_epochs(validator, receipts)          # the same, over published records
+
 Checks against the run, not the peer: with the swarm's epoch board, every receipt is audited under the
 canonical checkpoint of its epoch (`board.canonical(epoch).cid`; a receipt naming another checkpoint
 is WRONG_CHECKPOINT) and paid only when its committed gradient contribution is a member of the
@@ -13,6 +16,7 @@ LRU, adapters whose config differs from the spec refused).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from functools import lru_cache
@@ -25,7 +29,17 @@ from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Status
 
 logger = logging.getLogger(__name__)
 NO_CANONICAL = "<no canonical checkpoint>"  # what a receipt is compared to when the board has none for its epoch
-__all__ = ["BASE_CHECKPOINT", "NO_CANONICAL", "board_checks", "facts_for_run", "policy_loader", "validate_epochs"]
+__all__ = [
+    "BASE_CHECKPOINT",
+    "NO_CANONICAL",
+    "board_checks",
+    "facts_for_run",
+    "policy_loader",
+    "receipt_source",
+    "run_domain",
+    "run_validator",
+    "validate_epochs",
+]
 
 
 def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4, eval_dtype: str = "fp32") -> PolicyPool:
@@ -183,3 +197,64 @@ def write_report(report: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
+
+
+def run_domain(spec, clients=None) -> dict:
+    """The EIP-712 domain the run's receipts and verdicts are signed in: the ledger's on a chain, else the spec's."""
+    from coordination.attest.typed_data import attest_domain
+    from coordination.swarm.runspec import ChainSpec
+
+    if clients is not None:
+        return clients.ledger.domain().as_dict()
+    return attest_domain(chain_id=(spec.chain or ChainSpec()).chain_id)
+
+
+@contextlib.contextmanager
+def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | None, epochs: list[int]):
+    """({epoch: [SignedReceipt]}, record fetcher, dht or None) from a local directory or from the swarm's DHT."""
+    if records_dir is not None:
+        from coordination.attest.rollout_store import RolloutDirectory
+        from coordination.chain.signing import run_key
+
+        store = RolloutDirectory(records_dir)
+        yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch, None
+        return
+    from coordination.attest.dht_receipts import fetch_receipts, protect
+    from coordination.attest.p2p_serving import P2PRecordFetcher
+    from coordination.swarm.dht_node import start_dht
+
+    dht = start_dht(initial_peers=initial_peers, client_mode=True)
+    try:
+        protect(dht)  # check owner signatures of receipt (and epoch board) entries
+        published = {e: fetch_receipts(dht, spec.run_id, e) for e in epochs}
+        every = [p for ps in published.values() for p in ps]
+        fetch = P2PRecordFetcher.from_published(dht, prefix=spec.run_id, published=every)
+        yield {e: [p.signed for p in ps] for e, ps in published.items()}, fetch, dht
+    finally:
+        dht.shutdown()
+
+
+@contextlib.contextmanager
+def run_validator(
+    spec,
+    private_key: str,
+    *,
+    epochs: list[int],
+    clients=None,
+    records_dir: Path | None = None,
+    initial_peers: list[str] | None = None,
+    eval_dtype: str = "fp32",
+    rollout_rate: float = 1.0,
+):
+    """(Validator, {epoch: [SignedReceipt]}) over the run's published records: a directory, or the swarm.
+
+    From the swarm, every receipt is audited under its epoch's canonical checkpoint (the epoch board) and
+    paid only if its gradient entered the round; checkpoints come from the local store, else from the swarm.
+    """
+    from coordination.swarm.epoch_board import EpochBoard
+
+    with receipt_source(spec, records_dir, initial_peers, epochs) as (receipts, fetch, dht):
+        board = EpochBoard(dht=dht, run_id=spec.run_id) if dht is not None else None
+        domain = run_domain(spec, clients)
+        facts = facts_for_run(spec, domain=domain, dht=dht, board=board, eval_dtype=eval_dtype)
+        yield Validator(private_key=private_key, facts=facts, fetch=fetch, rollout_rate=rollout_rate), receipts

@@ -6,6 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from coordination.chain.keys import write_key_file
 from coordination.cli.app import app
 from coordination.verify.settlement import load_claim_file
 
@@ -113,8 +114,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
     (run, units), deployment = published, root / "deployment.json"
     reports, docs = [], []
     for i, v in enumerate(net.accounts[1:4]):
-        key = root / f"v{i}.key"
-        key.write_text("0x" + v.key.hex().removeprefix("0x"))
+        key = write_key_file(root / f"v{i}.key", v.key)  # mode 0600: the CLI refuses a key others can read
         reports.append(root / f"verdicts-{i}.json")
         invoke(
             "validate",
@@ -165,8 +165,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         )
     rechecked = json.loads(docs[0].read_text())  # the re-checking signer reproduced the cited evidence itself
     assert [x["peer"] for x in rechecked["slashes"]] == [net.accounts[6].address]
-    payer = root / "payer.key"
-    payer.write_text("0x" + net.accounts[0].key.hex().removeprefix("0x"))
+    payer = write_key_file(root / "payer.key", net.accounts[0].key)
     result = json.loads(
         invoke(
             "settle",
@@ -217,8 +216,8 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
                 net.rpc_url,
                 "--deployment",
                 deployment,
-                "--key",
-                "0x" + h.key.hex().removeprefix("0x"),
+                "--key-file",
+                write_key_file(root / f"{h.address}.key", h.key),
                 "--json",
             )
         )

@@ -77,7 +77,7 @@ def published(tmp_path_factory):
 
 def test_validate_flags_the_cheater_only_and_writes_signed_verdicts(published, monkeypatch):
     run, root = published
-    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    monkeypatch.setenv("HIVETUNE_KEY", VALIDATOR_KEY)
     out = root / "verdicts.json"
     result = CliRunner().invoke(
         app,
@@ -107,13 +107,13 @@ def test_validate_flags_the_cheater_only_and_writes_signed_verdicts(published, m
 
 def test_validate_without_a_key_is_a_one_line_config_error(published, monkeypatch):
     run, root = published
-    monkeypatch.delenv("HIVETUNE_VALIDATOR_KEY", raising=False)
+    monkeypatch.delenv("HIVETUNE_KEY", raising=False)
     result = CliRunner().invoke(app, ["validate", "--run", str(run), "--epoch", "0", "--records-dir", str(root)])
     assert isinstance(result.exception, ConfigError) and "--key-file" in str(result.exception)
 
 
 def test_validate_has_no_free_sampling_mode_and_checks_the_eval_dtype(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    monkeypatch.setenv("HIVETUNE_KEY", VALIDATOR_KEY)
     run = tmp_path / "run.yaml"
     run.write_text("name: x\n")
     base = ["validate", "--run", str(run), "--epoch", "0", "--records-dir", str(tmp_path)]
@@ -157,7 +157,7 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     run, root = published
     spec = load_run_spec(run)
     store = RolloutDirectory(root / "records")
-    monkeypatch.setenv("HIVETUNE_VALIDATOR_KEY", VALIDATOR_KEY)
+    monkeypatch.setenv("HIVETUNE_KEY", VALIDATOR_KEY)
     peer_dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True)
     try:
         # the swarm's epoch board: epoch 0 was trained from the base, and both peers' contributions entered its round

@@ -66,7 +66,18 @@ def cli(*args):
     return result
 
 
-def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
+@pytest.fixture
+def key_of(tmp_path):
+    """account -> ["--key-file", PATH]: the account's key in a 0600 file (keys never go on argv)."""
+    from coordination.chain.keys import write_key_file
+
+    def key_file(account) -> list:
+        return ["--key-file", write_key_file(tmp_path / "keys" / f"{account.address}.key", account.key)]
+
+    return key_file
+
+
+def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path, key_of):
     w3, c = net.w3, net.deployment.clients(net.w3)
     deployer, v1, v2, peer_a, peer_b, staker = net.accounts
     dep_file = tmp_path / "deployment.json"
@@ -75,18 +86,18 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
 
     # validators stake and register through the CLI, then activate after the delay; peers post bonds
     for v in (v1, v2):
-        result = cli("stake", "2000", *common, "--key", "0x" + v.key.hex(), "--json")
+        result = cli("stake", "2000", *common, *key_of(v), "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["stake"] == 2000 * TOKEN
-        result = cli("register-validator", *common, "--key", "0x" + v.key.hex(), "--json")
+        result = cli("register-validator", *common, *key_of(v), "--json")
         assert result.exit_code == 0 and json.loads(result.output)["validator"] is False, result.output
-    early = cli("activate-validator", *common, "--key", "0x" + v1.key.hex())
+    early = cli("activate-validator", *common, *key_of(v1))
     assert isinstance(early.exception, ChainError) and early.exception.error_name == "ActivationPending"
     advance_time(w3, 11)
     for v in (v1, v2):
-        assert cli("activate-validator", *common, "--key", "0x" + v.key.hex()).exit_code == 0
+        assert cli("activate-validator", *common, *key_of(v)).exit_code == 0
     for p in (peer_a, peer_b):
-        assert cli("stake", "1", *common, "--key", "0x" + p.key.hex()).exit_code == 0
+        assert cli("stake", "1", *common, *key_of(p)).exit_code == 0
     advance_time(w3, 1)
 
     # reverts decode on anvil too, including one bubbling from Staking through the ledger
@@ -109,27 +120,27 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
         t for t in tickets_for(s, tree, chain_id=w3.eth.chain_id, ledger=c.ledger.address) if t.peer == peer_a.address
     )
     ticket_path = ticket.save(tmp_path / "claim.json")
-    early = cli("claim", "--claim-file", ticket_path, *common, "--key", "0x" + peer_a.key.hex())
+    early = cli("claim", "--claim-file", ticket_path, *common, *key_of(peer_a))
     assert isinstance(early.exception, ChainError) and early.exception.error_name == "ChallengeWindowOpen"
     advance_time(w3, 31)
     before = c.token.balance_of(peer_a.address)
-    result = cli("claim", "--claim-file", ticket_path, *common, "--key", "0x" + peer_b.key.hex(), "--json")
+    result = cli("claim", "--claim-file", ticket_path, *common, *key_of(peer_b), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["amount"] == 300 * TOKEN
     assert c.token.balance_of(peer_a.address) == before + 300 * TOKEN
 
     # peer_b never claims: after the claim window anyone sweeps its share back to the pool
     pool = c.ledger.reward_pool()
-    early = cli("sweep", "--period", 0, "--run-id", RUN, *common, "--key", "0x" + staker.key.hex())
+    early = cli("sweep", "--period", 0, "--run-id", RUN, *common, *key_of(staker))
     assert isinstance(early.exception, ChainError) and early.exception.error_name == "ClaimWindowOpen"
     advance_time(w3, c.ledger.claim_window())
-    result = cli("sweep", "--period", 0, "--run-id", RUN, *common, "--key", "0x" + staker.key.hex(), "--json")
+    result = cli("sweep", "--period", 0, "--run-id", RUN, *common, *key_of(staker), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["returned"] == 100 * TOKEN
     assert c.ledger.reward_pool() == pool + 100 * TOKEN
 
     # unstake + withdraw through the CLI
-    key = ["--key", "0x" + staker.key.hex()]
+    key = key_of(staker)
     assert cli("stake", "500", *common, *key).exit_code == 0
     assert cli("unstake", "200", *common, *key).exit_code == 0
     advance_time(w3, 61)
@@ -166,23 +177,21 @@ def test_deploy_stake_settle_claim_and_promote_on_anvil(net, tmp_path):
     assert [ck.cid for ck in c.registry.lineage(RUN)] == [cid]
 
 
-def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path):
+def test_cli_without_a_key_or_chain_says_what_to_do(net, tmp_path, monkeypatch):
+    monkeypatch.delenv("HIVETUNE_KEY", raising=False)
     missing_key = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "nope.json")
-    assert "HIVETUNE_KEY" in str(missing_key.exception)
+    assert "HIVETUNE_KEY" in str(missing_key.exception) and "--key-file" in str(missing_key.exception)
+    monkeypatch.setenv("HIVETUNE_KEY", "0x" + "11" * 32)  # the other way to give a key
     net.deployment.save(tmp_path / "d.json")
-    down = cli(
-        "withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json", "--key", "0x" + "11" * 32
-    )
+    down = cli("withdraw", "--rpc", "http://127.0.0.1:9", "--deployment", tmp_path / "d.json")
     assert "no chain answers at http://127.0.0.1:9" in str(down.exception)
     other = json.loads((tmp_path / "d.json").read_text()) | {"chain_id": 1}
     (tmp_path / "other-chain.json").write_text(json.dumps(other))
-    wrong = cli(
-        "withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "other-chain.json", "--key", "0x" + "11" * 32
-    )
+    wrong = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "other-chain.json")
     assert "is for chain 1 but" in str(wrong.exception)
     gone = json.loads((tmp_path / "d.json").read_text()) | {"registry": "0x" + "77" * 20}
     (tmp_path / "gone.json").write_text(json.dumps(gone))
-    empty = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "gone.json", "--key", "0x" + "11" * 32)
+    empty = cli("withdraw", "--rpc", net.rpc_url, "--deployment", tmp_path / "gone.json")
     assert "no contract code for registry" in str(empty.exception)
 
 

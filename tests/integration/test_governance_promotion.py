@@ -15,13 +15,13 @@ from coordination.chain.sandbox import Sandbox, register_validators, revert_of
 from coordination.checkpoints.store import CheckpointStore
 from coordination.checkpoints.synthetic import write_synthetic_adapter
 from coordination.checkpoints.weights import weights_hash
-from coordination.cli.governance_cmds import proposal_rows
 from coordination.errors import AttestationError, ChainError
 from coordination.governance.promotion import (
     fix_seed,
     nominate,
     nomination_seed,
     promote,
+    proposal_rows,
     proposals,
     propose_promotion,
     vote,

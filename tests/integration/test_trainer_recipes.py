@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from recipes.recipe_entry import run_recipe
-from recipes.single_peer import load_pipeline_config, run_single_peer
 from trainer.errors import TrainerConfigError
+from trainer.pipeline import load_pipeline_config, run_single_peer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "configs"
 TRAINER_RECIPES = ("recipes/sft_warmstart.py", "recipes/grpo_lora.py", "recipes.single_peer")

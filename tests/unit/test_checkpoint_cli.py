@@ -89,3 +89,9 @@ def test_resolve_adapter_errors_for_unknown_inputs(tmp_path):
 def test_resolve_adapter_names_both_readings_of_a_bad_argument(tmp_path):
     with pytest.raises(CheckpointError, match="neither an adapter directory nor a checkpoint CID"):
         resolve_adapter("no-such-adapter", CheckpointStore(tmp_path / "store"))
+
+
+def test_resolve_adapter_refuses_a_directory_that_is_not_a_peft_adapter(tmp_path):
+    (tmp_path / "weights-only").mkdir()
+    with pytest.raises(CheckpointError, match="has no adapter_config.json: pass a PEFT adapter directory"):
+        resolve_adapter(tmp_path / "weights-only", CheckpointStore(tmp_path / "store"))

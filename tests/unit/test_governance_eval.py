@@ -9,10 +9,13 @@ from coordination.errors import AttestationError
 from coordination.governance.transparent_eval import (
     EvalBundle,
     EvalRecord,
+    bundle_task,
     check_attestations,
     eval_domain,
     eval_seed,
+    merge_bundles,
     run_transparent_eval,
+    validator_signers,
     verify_sample,
 )
 from trainer.tasks import get_task
@@ -142,3 +145,35 @@ def test_real_model_eval_is_deterministic_and_committed(task):
     assert a.root == b.root and a.digest == b.digest
     assert [r.completion for r in a.records] == [r.completion for r in b.records]
     assert all(verify_sample(a, i, task).ok for i in range(4))
+
+
+def test_merge_bundles_joins_every_validators_attestation_and_refuses_other_records(task, tmp_path):
+    paths = []
+    for i, v in enumerate(VALIDATORS[:2]):
+        bundle = teacher_bundle(task, wrong=(2,))
+        bundle.attest(v.key, DOMAIN)
+        paths.append(bundle.save(tmp_path / f"eval-{i}.json"))
+    merged = merge_bundles(paths)
+    assert [a["validator"] for a in merged.attestations] == [v.address for v in VALIDATORS[:2]]
+    assert validator_signers(merged, DOMAIN, lambda a: True) == [v.address for v in VALIDATORS[:2]]
+    other = teacher_bundle(task, wrong=(3,))  # same checkpoint and seed, other records
+    other.attest(VALIDATORS[2].key, DOMAIN)
+    odd = other.save(tmp_path / "eval-odd.json")
+    with pytest.raises(AttestationError, match="eval-odd.json evaluates bafyreigood on seed 7 with other records"):
+        merge_bundles([paths[0], odd])
+
+
+def test_validator_signers_refuses_a_bundle_signed_by_a_non_validator(task):
+    bundle = teacher_bundle(task)
+    for account in (VALIDATORS[0], OUTSIDER):
+        bundle.attest(account.key, DOMAIN)
+    registered = {v.address for v in VALIDATORS}
+    with pytest.raises(AttestationError, match=f"non-validators \\['{OUTSIDER.address}'\\]"):
+        validator_signers(bundle, DOMAIN, registered.__contains__)
+
+
+def test_bundle_task_rebuilds_the_task_with_its_params(task):
+    bundle = teacher_bundle(get_task("arithmetic", digits=3))
+    rebuilt = bundle_task(bundle)
+    assert rebuilt.key == bundle.task and rebuilt.key != task.key
+    assert rebuilt.sample(7, 0, split="eval") == get_task("arithmetic", digits=3).sample(7, 0, split="eval")

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from recipes.single_peer import PipelineConfig, _summary, aggregate, plot_summaries
+from trainer.pipeline import PipelineConfig, _summary, aggregate, plot_summaries
 
 
 def fake_eval(accuracy):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from trainer.sft import sft_dataset, teacher_completion
+from trainer.errors import TrainerConfigError
+from trainer.sft import sft_dataset, teacher_completion, teacher_records
 from trainer.tasks import ArithmeticTask, CountdownTask, Sample
 
 TASK = ArithmeticTask(digits=2)
@@ -29,3 +30,16 @@ def test_flaw_rate_is_respected_and_deterministic():
     first = sft_dataset(TASK, seed=1, n=200, teacher_flaw_rate=0.5)
     assert first["completion"] == sft_dataset(TASK, seed=1, n=200, teacher_flaw_rate=0.5)["completion"]
     assert first["prompt"] == [TASK.prompt(TASK.sample(1, i)) for i in range(200)]
+
+
+def test_teacher_records_are_seeded_verified_traces_of_one_split():
+    task = ArithmeticTask(digits=2)
+    records = list(teacher_records(task, seed=3, n=4, split="eval"))
+    assert [(r["seed"], r["index"]) for r in records] == [(3, i) for i in range(4)]
+    for i, r in enumerate(records):
+        sample = task.sample(3, i, "eval")
+        assert r["prompt"] == task.prompt(sample) and r["answer"] == sample.answer
+        assert task.verify(r["completion"], sample)  # the teacher is right
+    assert records == list(teacher_records(task, seed=3, n=4, split="eval"))  # (seed, i) decides everything
+    with pytest.raises(TrainerConfigError, match="--split 'test' is not a split: use train or eval"):
+        teacher_records(task, seed=3, n=4, split="test")  # refused before anything is written
