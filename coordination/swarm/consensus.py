@@ -195,14 +195,12 @@ class EpochConsensus:
                 canonical, ready = self._wait_for_group(epoch)
             if canonical is not None:  # the swarm finished this epoch without us
                 break
-            # the first attempt insists on every peer known to be ready, and starts as soon as they are all in;
-            # a retry takes whoever is there within matchmaking_time, but never fewer than the run's min_group
-            # (so a retry cannot make one peer's gradient the update)
+            # the first attempt insists on every peer known to be ready; a retry takes whoever is there, but
+            # never fewer than the run's min_group (so a retry cannot make one peer's gradient the update).
+            # (Assembling as soon as all ready peers joined, hivemind's target_group_size, saved ~0.7 s a round
+            # but made a reducer fail a round now and then: a follower not yet in the group it was sent parts of.)
             floor = max(1, self.spec.averaging.min_group)
-            if attempt == 0:
-                self.averager.set_min_group_size(max(floor, len(ready)), target=max(floor, len(ready)))
-            else:
-                self.averager.set_min_group_size(floor)
+            self.averager.set_min_group_size(max(floor, len(ready)) if attempt == 0 else floor)
             before = copy.deepcopy(self.state)
             ours = self._round(epoch, contribution, contribution_cid, weight, timer=timer)
             if ours is not None:

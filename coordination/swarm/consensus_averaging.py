@@ -271,20 +271,16 @@ class ConsensusAverager(DecentralizedAverager):
         kwargs.setdefault("allow_state_sharing", False)
         super().__init__(averaged_tensors, dht, **kwargs)
 
-    def set_min_group_size(self, size: int, *, target: int | None = None) -> None:
-        """The next rounds assemble only with at least `size` members (the peers known to be ready). With `target`,
-        a leader assembles the group as soon as it has `target` members (the peers known to be ready) instead of
-        waiting out `min_matchmaking_time` for more: that wait is idle time of every member, every epoch."""
+    def set_min_group_size(self, size: int) -> None:
+        """The next rounds assemble only with at least `size` members (the peers known to be ready)."""
         from hivemind.utils.mpfuture import MPFuture
 
         future = MPFuture()
-        target = None if target is None else int(target)
-        self._outer_pipe.send(("_set_min_group_size", [], dict(size=int(size), target=target, future=future)))
+        self._outer_pipe.send(("_set_min_group_size", [], dict(size=int(size), future=future)))
         future.result()
 
-    async def _set_min_group_size(self, size: int, future, target: int | None = None) -> None:
+    async def _set_min_group_size(self, size: int, future) -> None:
         self._matchmaking.min_group_size = max(1, size)
-        self._matchmaking.target_group_size = None if target is None else max(self._matchmaking.min_group_size, target)
         future.set_result(None)
 
     async def _run_allreduce_inplace_(self, tensors: Sequence[torch.Tensor], group_info, group_id=None, **kwargs):

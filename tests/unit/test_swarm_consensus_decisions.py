@@ -78,14 +78,13 @@ def test_no_majority_for_our_group_gives_none_so_the_round_is_retried():
 
 
 class RecordingAverager:
-    """Fails every round and records the min (and target) group size each attempt asked for."""
+    """Fails every round and records the min group size each attempt asked for."""
 
     def __init__(self):
-        self.min_groups, self.targets = [], []
+        self.min_groups = []
 
-    def set_min_group_size(self, n, *, target=None):
+    def set_min_group_size(self, n):
         self.min_groups.append(n)
-        self.targets.append(target)
 
 
 def failing_consensus(min_group):
@@ -112,26 +111,6 @@ def test_a_retried_round_never_goes_below_the_runs_min_group():
         c.finish_epoch({"w": torch.zeros(4)}, weight=1.0)
     assert c.averager.min_groups[0] == 3  # the first attempt insists on every ready peer
     assert c.averager.min_groups[1:] and set(c.averager.min_groups[1:]) == {2}  # retries: min_group, never 1
-    # the first attempt starts as soon as the 3 ready peers are in; a retry waits matchmaking_time for whoever comes
-    assert c.averager.targets[0] == 3 and set(c.averager.targets[1:]) == {None}
-
-
-def test_the_averager_takes_the_target_group_size_into_its_matchmaking():
-    import asyncio
-
-    from coordination.swarm.consensus_averaging import ConsensusAverager
-
-    class Future:
-        def set_result(self, value):
-            self.value = value
-
-    averager = SimpleNamespace(_matchmaking=SimpleNamespace(min_group_size=1, target_group_size=None))
-    asyncio.run(ConsensusAverager._set_min_group_size(averager, 3, Future(), target=3))
-    assert (averager._matchmaking.min_group_size, averager._matchmaking.target_group_size) == (3, 3)
-    asyncio.run(ConsensusAverager._set_min_group_size(averager, 2, Future(), target=1))  # never below the min
-    assert averager._matchmaking.target_group_size == 2
-    asyncio.run(ConsensusAverager._set_min_group_size(averager, 2, Future()))
-    assert (averager._matchmaking.min_group_size, averager._matchmaking.target_group_size) == (2, None)
 
 
 def test_peers_that_stopped_at_this_epoch_are_not_waited_for():
