@@ -20,7 +20,11 @@ from coordination.errors import ChainError
 
 Sender = str | LocalAccount
 GAS_MARGIN = 1.2
-GAS_HEADROOM = 25_000
+# Stake, votes and totals are timestamp-keyed checkpoints: estimated in the second of the previous transaction
+# they update slots in place (~5k gas each), mined a second later each pushes a fresh slot (~22k): an unstake
+# can need three more fresh slots than its estimate (CI: an unstake on anvil ran out of gas). Unused gas is
+# not charged.
+GAS_HEADROOM = 100_000
 ZERO_ADDRESS = "0x" + "0" * 40
 RECEIPT_TIMEOUT_S = 60
 
@@ -47,7 +51,7 @@ def _gas_for(w3, fn, tx: dict) -> int:
         fn.call(tx, block_identifier="pending")  # raises with the revert data; the pending block is where it runs
         return w3.eth.get_block("pending")["gasLimit"]
     # estimated on the pending block (its timestamp is the one the transaction will see), plus headroom for
-    # state that changes between estimate and inclusion (a vote checkpoint in a new second costs a fresh slot)
+    # state that changes between estimate and inclusion (checkpoints in a new second cost fresh slots: GAS_HEADROOM)
     return int(fn.estimate_gas(tx, block_identifier="pending") * GAS_MARGIN) + GAS_HEADROOM
 
 
