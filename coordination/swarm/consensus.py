@@ -391,7 +391,7 @@ class EpochConsensus:
         behind = set(self.last_group) | set(self.board.work(epoch - 1)) | self.board.active_since(since)
         behind -= {self.board.owner}
         while behind:
-            behind -= self.board.reached(epoch) | self.board.stopped()  # a peer that is done needs nothing of ours
+            behind -= self.board.settled(epoch)  # it holds epoch E, or it is done and needs nothing of ours
             if not behind or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)

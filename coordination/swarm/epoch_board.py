@@ -143,14 +143,11 @@ class EpochBoard:
                 out[owner] = value
         return out
 
-    def reached(self, epoch: int) -> set[bytes]:
-        """Owners known to hold `epoch`'s state: they posted a status for it, or a later one."""
-        later = {o for o, p in self.presence().items() if p["epoch"] >= epoch}
-        return set(self.work(epoch)) | later
-
-    def stopped(self) -> set[bytes]:
-        """Owners whose latest status is "done": they stopped training (at their max_epochs) for good."""
-        return {o for o, p in self.presence().items() if p.get("state") == "done"}
+    def settled(self, epoch: int) -> set[bytes]:
+        """Owners that need nothing more of `epoch`'s holders: they posted a status for it or a later one, or
+        their latest status is "done" (they stopped for good). One read of the presence records."""
+        later_or_done = {o for o, p in self.presence().items() if p["epoch"] >= epoch or p.get("state") == "done"}
+        return set(self.work(epoch)) | later_or_done
 
     def active_since(self, dht_time: float) -> set[bytes]:
         """Owners that posted a status (other than "done") at or after `dht_time`: peers training recently."""

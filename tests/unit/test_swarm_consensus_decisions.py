@@ -20,11 +20,9 @@ class FakeBoard:
     def work(self, epoch):
         return self._work.get(epoch, {})
 
-    def reached(self, epoch):  # as EpochBoard.reached / active_since, over the in-memory records
-        return set(self.work(epoch)) | {o for o, p in self._presence.items() if p["epoch"] >= epoch}
-
-    def stopped(self):
-        return {o for o, p in self._presence.items() if p["state"] == "done"}
+    def settled(self, epoch):  # as EpochBoard.settled / active_since, over the in-memory records
+        later = {o for o, p in self._presence.items() if p["epoch"] >= epoch or p["state"] == "done"}
+        return set(self.work(epoch)) | later
 
     def active_since(self, t):
         return {o for o, p in self._presence.items() if p["time"] >= t and p["state"] != "done"}
