@@ -87,7 +87,14 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console entry point: runs the app and turns our errors into one clear line and exit code 2."""
+    """Console entry point: runs the app and turns our errors into one clear line and exit code 2.
+
+    stdout is line-buffered even into a file or pipe: the ranks of `accelerate launch` / torchrun share
+    one stdout, and a block-buffered rank flushes 8 KiB at a time, cutting a line in two, while an
+    unbuffered one (PYTHONUNBUFFERED=1) writes a print's text and its newline apart: either way another
+    rank's `--json` summary could land in the middle of a line. Whole lines, one write each.
+    """
+    sys.stdout.reconfigure(line_buffering=True, write_through=False)
     try:
         app()
     except HivetuneError as exc:
