@@ -85,14 +85,10 @@ def run_arm(name: str, spec: dict, peers: int, epochs: int, work: Path) -> tuple
 
 def accuracy(base: str, adapter_dir: str | None, n: int, digits: int) -> float:
     from trainer.eval import evaluate
-    from trainer.grpo import load_adapter
-    from trainer.models import load_model_and_tokenizer
+    from trainer.models import load_base_with_adapter
     from trainer.tasks import get_task
 
-    if adapter_dir is None:
-        model, tokenizer = load_model_and_tokenizer(base)
-    else:
-        model, tokenizer = load_adapter(base, adapter_dir)
+    model, tokenizer = load_base_with_adapter(base, adapter_dir)
     return evaluate(model.eval(), tokenizer, get_task("arithmetic", digits=digits), n=n, seed=12345)["accuracy"]
 
 

@@ -242,12 +242,17 @@ def load_pinned_base(
     expected_cid: str | None = None,
     dtype=None,
     attn_implementation: str | None = None,
+    adapter_dir: str | Path | None = None,
+    trainable: bool = False,
 ):
     """(model, tokenizer) of a run's base after `verify_base_model` (what peers and validators load).
 
     Call it with a run spec's `spec.model.pins`; raises BaseModelMismatchError on a CID/revision mismatch.
+    `adapter_dir` / `trainable`: a PEFT adapter on the base, as `trainer.models.load_base_with_adapter`.
     """
-    from trainer.models import load_model_and_tokenizer
+    from trainer.models import load_base_with_adapter
 
     path = verify_base_model(base, expected_cid=expected_cid, revision=revision)
-    return load_model_and_tokenizer(path, dtype=dtype, attn_implementation=attn_implementation)
+    return load_base_with_adapter(
+        path, adapter_dir, dtype=dtype, attn_implementation=attn_implementation, trainable=trainable
+    )

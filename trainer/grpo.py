@@ -13,7 +13,7 @@ Public API (used by the swarm trainer, the validators and the recipes):
 - Rewards default to `trainer.rewards.reward_functions(task)` (correctness, format, steps) with
   `DEFAULT_WEIGHTS`, unless `grpo_config.reward_weights` is already set.
 - Recompute a reward: `trainer.rewards.score(task, Sample.from_json(row["problem"]), completion)`.
-- Reload an adapter: `PeftModel.from_pretrained(base_model, adapter_dir)` (see `load_adapter`).
+- Reload an adapter: `trainer.models.load_base_with_adapter(base_model_path, adapter_dir)`.
 Recipe: `accelerate launch recipes/grpo_lora.py --config recipes/configs/grpo_arith_tiny.yaml`.
 """
 
@@ -35,7 +35,6 @@ __all__ = [
     "prompt_dataset",
     "reward_functions",
     "default_lora_config",
-    "load_adapter",
 ]
 
 
@@ -104,13 +103,3 @@ def build_grpo_trainer(
         peft_config=lora_config,
         callbacks=callbacks,
     )
-
-
-def load_adapter(base_model_path: str | Path, adapter_dir: str | Path):
-    """(PeftModel with the adapter at `adapter_dir` on the base, tokenizer) in eval mode."""
-    from peft import PeftModel
-
-    from trainer.models import load_model_and_tokenizer
-
-    base, tokenizer = load_model_and_tokenizer(base_model_path)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).eval(), tokenizer

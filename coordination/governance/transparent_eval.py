@@ -202,8 +202,6 @@ def load_checkpoint_model(spec, cid: str, *, store: str | Path | None = None, in
     The adapter comes from the local block store, else (with `initial_peers`) from the swarm, verified
     by CID either way; the base is the run's pinned base (a different one is refused).
     """
-    from peft import PeftModel
-
     from coordination.checkpoints import CheckpointStore, resolve_adapter
     from trainer.base_models import load_pinned_base
     from trainer.tasks import get_task
@@ -219,8 +217,7 @@ def load_checkpoint_model(spec, cid: str, *, store: str | Path | None = None, in
     finally:
         if dht is not None:
             dht.shutdown()
-    base, tokenizer = load_pinned_base(**spec.model.pins)  # refuses a base that is not the run's
-    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    model, tokenizer = load_pinned_base(**spec.model.pins, adapter_dir=adapter)  # refuses a base not the run's
     return model, tokenizer, get_task(spec.task.name, **spec.task.params)
 
 

@@ -262,9 +262,15 @@ class Peer:
                 dht.shutdown()
 
     def _start_model(self, dht, store):
+        """(model, tokenizer): the run's pinned base with checkpoint `start_cid` (fetched + verified) as adapter."""
         if "model" in self.parts:
             return self.parts["model"], self.parts.get("tokenizer")
-        return load_start_model(self.spec, self.start_cid, store=store, dht=dht)
+        from coordination.checkpoints.resolve import resolve_adapter
+        from trainer.base_models import load_pinned_base
+
+        cid, spec = self.start_cid, self.spec
+        adapter = None if cid is None else resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)
+        return load_pinned_base(**spec.model.pins, adapter_dir=adapter, trainable=True)  # refuses an off-spec base
 
 
 def run_peer(spec: RunSpec, *, on_epoch_end: Callable | None = None, peer_address: str | None = None, dht=None,
@@ -272,21 +278,6 @@ def run_peer(spec: RunSpec, *, on_epoch_end: Callable | None = None, peer_addres
     """`Peer(spec, PeerConfig(**config), ...).run()`: one peer with a plain per-epoch callback."""
     return Peer(spec, PeerConfig(**config), address=peer_address, store=store, hook=on_epoch_end, dht=dht,
                 parts=parts).run()  # fmt: skip
-
-
-def load_start_model(spec: RunSpec, cid: str | None, *, store, dht):
-    """(model, tokenizer): the base, with the checkpoint `cid` (fetched + verified) as trainable adapter."""
-    from trainer.base_models import load_pinned_base
-
-    model, tokenizer = load_pinned_base(**spec.model.pins)  # refuses a base whose CID/revision is not the spec's
-    if cid is None:
-        return model, tokenizer
-    from peft import PeftModel
-
-    from coordination.checkpoints.resolve import resolve_adapter
-
-    adapter = resolve_adapter(cid, store, dht=dht, prefix=spec.run_id)
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer
 
 
 def _default_store(output_dir: str):

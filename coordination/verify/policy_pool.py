@@ -1,16 +1,17 @@
 """A validator's policies: ONE base model, the run's LoRA adapters swapped in by checkpoint CID.
 
-`PolicyPool(spec, store=..., dht=...)` loads the run's base model once and wraps it in a PEFT model
-with the spec's LoRA config. `pool(cid)` returns `(model, tokenizer)` holding that checkpoint's
-adapter: its tensors come from a bounded LRU of adapter state dicts (`max_adapters`), and are copied
-into the one model (the literal CID `base` zeroes the LoRA B matrices: exactly the base model).
+`PolicyPool(spec, store=..., dht=...)` loads the run's pinned base model once (in the spec's dtype, or
+the validator's eval `dtype`: "fp32" | "bf16") and wraps it in a PEFT model with the spec's LoRA
+config. `pool(cid)` returns `(model, tokenizer)` holding that checkpoint's adapter: its tensors come
+from a bounded LRU of adapter state dicts (`max_adapters`), and are copied into the one model (the
+literal CID `base` zeroes the LoRA B matrices: exactly the base model).
 
 An adapter is refused (`AdapterRefused`) unless its `adapter_config.json` is the spec's LoRA
 (type, rank, alpha, target modules, no `modules_to_save`, no DoRA/rsLoRA/bias/patterns, ...) and its
 tensors are exactly the LoRA A/B matrices of that config: a peer cannot make a validator recompute
 under a degenerate model (e.g. `modules_to_save` replacing the final norm so logits are uniform).
 
-    pool = PolicyPool(spec, store=CheckpointStore(), dht=dht, max_adapters=4)
+    pool = PolicyPool(spec, store=CheckpointStore(), dht=dht, max_adapters=4, dtype="fp32")
     model, tok = pool("bafy...")          # AdapterRefused / CheckpointError when it cannot be used
 """
 
@@ -89,17 +90,17 @@ class PolicyPool:
             from peft import get_peft_model
 
             from coordination.swarm.peer import lora_config_from_spec
-            from trainer.base_models import verify_base_model
-            from trainer.models import load_model_and_tokenizer
+            from trainer.base_models import load_pinned_base
+            from trainer.models import resolve_dtype
 
-            pins = self.spec.model
-            verify_base_model(pins.base, expected_cid=pins.base_cid, revision=pins.revision)  # the run's base only
-            base, self._tokenizer = load_model_and_tokenizer(self.spec.model.base)
+            pins = self.spec.model.pins
+            dtype = pins["dtype"] if self.dtype is None else self.dtype
+            base, self._tokenizer = load_pinned_base(**{**pins, "dtype": dtype})  # the run's base only
             config = lora_config_from_spec(self.spec)
             config.inference_mode = True
             self._model = get_peft_model(base, config).eval()
-            if self.dtype is not None:  # e.g. torch.bfloat16: pair with EVAL_TOLERANCES["bf16"]
-                self._model = self._model.to(self.dtype)
+            if self.dtype is not None:  # the LoRA matrices too, e.g. bf16: pair with EVAL_TOLERANCES["bf16"]
+                self._model = self._model.to(resolve_dtype(self.dtype))
         return self._model
 
     def __call__(self, cid: str):

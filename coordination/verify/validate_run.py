@@ -34,20 +34,11 @@ __all__ = [
     "NO_CANONICAL",
     "board_checks",
     "facts_for_run",
-    "policy_loader",
     "receipt_source",
     "run_domain",
     "run_validator",
     "validate_epochs",
 ]
-
-
-def policy_loader(spec, *, store=None, dht=None, max_adapters: int = 4, eval_dtype: str = "fp32") -> PolicyPool:
-    """checkpoint CID -> (model, tokenizer), in eval mode: one base model, adapters swapped (PolicyPool)."""
-    import torch
-
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[eval_dtype]
-    return PolicyPool(spec, store=store, dht=dht, max_adapters=max_adapters, dtype=dtype)
 
 
 def board_checks(board) -> dict:
@@ -95,8 +86,8 @@ def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_a
     if eval_dtype not in EVAL_TOLERANCES:
         raise ValueError(f"eval_dtype={eval_dtype!r}: use one of {sorted(EVAL_TOLERANCES)}")
     task = get_task(spec.task.name, **spec.task.params)
-    pool = overrides.pop("load_policy", None) or policy_loader(
-        spec, store=store, dht=dht, max_adapters=max_adapters, eval_dtype=eval_dtype
+    pool = overrides.pop("load_policy", None) or PolicyPool(
+        spec, store=store, dht=dht, max_adapters=max_adapters, dtype=eval_dtype
     )
     cdf, milli = EVAL_TOLERANCES[eval_dtype]
     checks = board_checks(board) if board is not None else {}

@@ -5,8 +5,8 @@ import torch
 from peft import PeftModel
 
 from trainer.eval import evaluate
-from trainer.grpo import GRPOConfig, GRPOTrainer, build_grpo_trainer, default_lora_config, load_adapter, prompt_dataset
-from trainer.models import create_tiny_model, load_model_and_tokenizer
+from trainer.grpo import GRPOConfig, GRPOTrainer, build_grpo_trainer, default_lora_config, prompt_dataset
+from trainer.models import create_tiny_model, load_base_with_adapter, load_model_and_tokenizer
 from trainer.tasks import ArithmeticTask
 
 SMALL = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1)
@@ -98,7 +98,7 @@ def test_lora_training_changes_adapter_and_keeps_base_bit_identical(small_model_
     adapter_dir = tmp_path / "adapter"
     trainer.save_model(str(adapter_dir))
     assert (adapter_dir / "adapter_model.safetensors").exists() and (adapter_dir / "adapter_config.json").exists()
-    reloaded, _ = load_adapter(small_model_dir, adapter_dir)
+    reloaded, _ = load_base_with_adapter(small_model_dir, adapter_dir)
     assert isinstance(reloaded, PeftModel)
     batch = tokenizer(["Q:3+4\n", "Q:9+9\n<t>"], return_tensors="pt", padding=True)
     trainer.model.eval()

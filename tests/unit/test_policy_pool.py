@@ -105,3 +105,17 @@ def test_each_off_spec_config_field_is_named(field, value):
     check_adapter_config(config, SPEC)
     with pytest.raises(AdapterRefused, match=field):
         check_adapter_config(json.loads(json.dumps({**config, field: value})), SPEC)
+
+
+@pytest.mark.parametrize(
+    ("spec_dtype", "eval_dtype", "want"),
+    [("bfloat16", None, torch.bfloat16), ("float32", None, torch.float32), ("bfloat16", "fp32", torch.float32)],
+)
+def test_the_pool_loads_the_base_in_the_spec_dtype_unless_given_an_eval_dtype(tmp_path, spec_dtype, eval_dtype, want):
+    from trainer.models import create_tiny_model
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+    base = create_tiny_model(tmp_path / "base", seed=0, intermediate_size=64, **small)
+    spec = run_spec_from_dict({"model": {"base": str(base), "dtype": spec_dtype}, "lora": SPEC.canonical()["lora"]})
+    model, _ = PolicyPool(spec, store=CheckpointStore(tmp_path / "store"), dtype=eval_dtype)("base")
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" not in n} == {want}  # the base's weights
