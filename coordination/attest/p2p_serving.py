@@ -1,7 +1,7 @@
 """Rollout records over libp2p: a peer serves its records with Merkle proofs; validators fetch them.
 
-Stream protocol f"{prefix}.attest.records.v1" (a hivemind binary stream handler), one request
-per stream:
+Stream protocol f"{prefix}.attest.records.v1", a `coordination.p2p_service` request/response
+protocol (the fetcher sends one request per stream):
     request:  raw frame, JSON {"run": <run key hex>, "epoch": int, "peer": "0x..."}
     response: 1 status byte (FOUND / NOT_FOUND), then, if FOUND, a raw frame with JSON
               [{"record": {...}, "proof": ["0x..", ...]}, ...]
@@ -18,15 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-from contextlib import closing
 
 from coordination.attest.receipts import SignedReceipt
 from coordination.attest.records import RolloutRecord
 from coordination.attest.rollout_store import RecordsUnavailable, RolloutDirectory
 
 logger = logging.getLogger(__name__)
-FOUND, NOT_FOUND = b"\x01", b"\x00"
+MAX_REQUEST_BYTES = 4096
 MAX_RESPONSE_BYTES = 64 << 20
 
 
@@ -47,27 +45,21 @@ def decode_records(data: bytes):
 
 
 class RolloutServer:
-    """Serves a `RolloutDirectory` to validators; runs its own asyncio loop in a daemon thread."""
+    """Serves a `RolloutDirectory` to validators through a `P2PService` (its own asyncio loop in a daemon thread)."""
 
     def __init__(self, *, dht, store: RolloutDirectory, prefix: str, run_key_hex: str | None = None):
         from coordination.chain.signing import run_key
 
         self.dht, self.store, self.prefix = dht, store, prefix
         self.run_key_hex = (run_key_hex or run_key(prefix).hex()).lower()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="RolloutServer", daemon=True)
-        self._p2p = None
+        self._service = None
 
     def start(self) -> RolloutServer:
-        from coordination.checkpoints.protocol import replicate_p2p
+        from coordination.p2p_service import P2PService
 
-        self._thread.start()
-        self._p2p = self._run(replicate_p2p(self.dht))
-        self._run(self._p2p.add_binary_stream_handler(handler_name(self.prefix), self._handle))
+        self._service = P2PService(self.dht, name="RolloutServer").start()
+        self._service.serve(handler_name(self.prefix), self._answer, request_limit=MAX_REQUEST_BYTES)
         return self
-
-    def _run(self, coro, timeout: float = 60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def parse_request(self, request: bytes) -> tuple[str, int, str]:
         """(run key hex, epoch, checksummed peer) of a well-formed request for THIS run; ValueError otherwise.
@@ -98,32 +90,10 @@ class RolloutServer:
             logger.info(f"not serving rollout records for {request[:200]!r}: {exc}")
             return None
 
-    async def _handle(self, stream_info, reader, writer) -> None:
-        from hivemind.p2p import P2P
-
-        from coordination.checkpoints.protocol import read_frame
-
-        with closing(writer):
-            try:
-                request = await read_frame(reader, limit=4096)
-            except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-                return
-            data = await asyncio.to_thread(self._answer, request)
-            writer.write(FOUND if data is not None else NOT_FOUND)
-            if data is not None:
-                await P2P.send_raw_data(data, writer)
-            await writer.drain()
-
     def stop(self) -> None:
-        if self._p2p is not None:
-            try:
-                self._run(self._p2p.remove_binary_stream_handler(handler_name(self.prefix)), timeout=10)
-                self._run(self._p2p.shutdown(), timeout=10)
-            except Exception:
-                logger.debug("stopping the rollout server failed", exc_info=True)
-            self._p2p = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        if self._service is not None:
+            self._service.stop()
+            self._service = None
 
     def __enter__(self) -> RolloutServer:
         return self.start()
@@ -133,21 +103,19 @@ class RolloutServer:
 
 
 async def afetch_records(dht, *, prefix: str, peer_id: str, maddrs, request: dict, timeout: float):
-    from hivemind.p2p import P2P, PeerID
-    from hivemind.utils.multiaddr import Multiaddr
+    """The records one holder serves for `request` (encoded; None: NOT_FOUND), within `timeout` seconds."""
+    from hivemind.p2p import PeerID
 
-    from coordination.checkpoints.protocol import read_frame, replicate_p2p
+    from coordination.p2p_service import ask, connect, replicate_p2p
 
     p2p = await replicate_p2p(dht)
     try:
         target = PeerID.from_base58(peer_id)
-        if maddrs and target not in {i.peer_id for i in await p2p.list_peers()}:
-            await p2p._client.connect(target, [Multiaddr(m) for m in maddrs])
-        _, reader, writer = await p2p.call_binary_stream_handler(target, handler_name(prefix))
-        with closing(writer):
-            await P2P.send_raw_data(json.dumps(request).encode(), writer)
-            status = await asyncio.wait_for(reader.readexactly(1), timeout)
-            return await asyncio.wait_for(read_frame(reader, MAX_RESPONSE_BYTES), timeout) if status == FOUND else None
+        await connect(p2p, target, maddrs)
+        payload = json.dumps(request).encode()
+        return await asyncio.wait_for(
+            ask(p2p, target, handler_name(prefix), payload, limit=MAX_RESPONSE_BYTES), timeout
+        )
     finally:
         await p2p.shutdown()
 

@@ -18,16 +18,15 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from contextlib import closing
 
 from hivemind.dht import DHT
 from hivemind.p2p import P2P
-from hivemind.utils.multiaddr import Multiaddr
 
 from coordination.checkpoints.addressing import parse_cid
-from coordination.checkpoints.protocol import FOUND, Holder, find_holders, handler_name, read_frame, replicate_p2p
+from coordination.checkpoints.protocol import MAX_BLOCK_BYTES, Holder, find_holders, handler_name
 from coordination.checkpoints.store import CheckpointStore
 from coordination.errors import CorruptBlockError, FetchError
+from coordination.p2p_service import ask, connect, replicate_p2p
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +73,11 @@ class _BlockPuller:
         )
 
     async def _request(self, holder: Holder, cid: str) -> bytes | None:
-        await self._ensure_connected(holder)
-        _, reader, writer = await self.p2p.call_binary_stream_handler(holder.peer_id, self.protocol)
-        with closing(writer):
-            await P2P.send_raw_data(cid.encode("ascii"), writer)
-            status = await reader.readexactly(1)
-            return await read_frame(reader) if status == FOUND else None
-
-    async def _ensure_connected(self, holder: Holder) -> None:
         key = holder.peer_id.to_base58()
-        if key in self._connected:
-            return
-        known = {info.peer_id for info in await self.p2p.list_peers()}
-        if holder.peer_id not in known and holder.maddrs:
-            await self.p2p._client.connect(holder.peer_id, [Multiaddr(m) for m in holder.maddrs])
-        self._connected.add(key)
+        if key not in self._connected:
+            await connect(self.p2p, holder.peer_id, holder.maddrs)
+            self._connected.add(key)
+        return await ask(self.p2p, holder.peer_id, self.protocol, cid.encode("ascii"), limit=MAX_BLOCK_BYTES)
 
 
 async def afetch_checkpoint(

@@ -3,25 +3,24 @@
 DHT: key f"{prefix}_ckpt_{cid}", subkey = holder's peer id (base58), value = the holder's visible
 multiaddrs (so a fetcher that has never met the holder can still dial it), with an expiration.
 
-Stream protocol f"{prefix}.ckpt.block.v1" (a hivemind binary stream handler), repeated per request:
+Stream protocol f"{prefix}.ckpt.block.v1", a `coordination.p2p_service` request/response protocol
+(repeated per request on one stream):
     request:  P2P raw frame (8-byte big-endian length + the CID as ASCII base32 text)
     response: 1 status byte (FOUND / NOT_FOUND), then, if FOUND, a raw frame with the block bytes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from hivemind.dht import DHT, DHTNode
-from hivemind.p2p import P2P, PeerID
+from hivemind.dht import DHT
+from hivemind.p2p import PeerID
 from hivemind.utils import get_dht_time
-from hivemind.utils.multiaddr import Multiaddr
 
 logger = logging.getLogger(__name__)
 
-FOUND, NOT_FOUND = b"\x01", b"\x00"
+MAX_CID_BYTES = 256  # a request: one CID as text
 MAX_BLOCK_BYTES = 4 << 20  # a chunk is 1 MiB; a manifest of ~100k chunks still fits
 DEFAULT_ANNOUNCE_TTL = 300.0
 
@@ -68,22 +67,3 @@ def find_holders(dht: DHT, prefix: str, cid: str) -> list[Holder]:
         except ValueError:
             logger.warning(f"ignoring a malformed holder record {subkey!r} for checkpoint {cid}")
     return holders
-
-
-async def _daemon_listen_maddr(_dht: DHT, node: DHTNode) -> Multiaddr:
-    return node.p2p.daemon_listen_maddr
-
-
-async def replicate_p2p(dht: DHT) -> P2P:
-    """A fresh P2P client of the DHT's daemon bound to the *current* event loop (DHT caches only one)."""
-    maddr = await asyncio.to_thread(dht.run_coroutine, _daemon_listen_maddr)
-    return await P2P.replicate(maddr)
-
-
-async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_BLOCK_BYTES) -> bytes:
-    """One length-prefixed frame, refusing frames over `limit` bytes before reading them."""
-    header = await reader.readexactly(P2P.HEADER_LEN)
-    length = int.from_bytes(header, P2P.BYTEORDER)
-    if length > limit:
-        raise ValueError(f"peer sent a {length}-byte frame, over the {limit}-byte limit")
-    return await reader.readexactly(length)

@@ -5,33 +5,23 @@
         server.announce(cid)           # peers can now `fetch_checkpoint(dht, cid, ...)`
         ...
 
-The server runs its own asyncio loop in a daemon thread (hivemind's DHT lives in another process;
-we talk to its libp2p daemon through our own P2P replica). Every block is re-verified before it
-is sent; a block that fails is quarantined by the store and answered as NOT_FOUND.
+Blocks are served through a `coordination.p2p_service.P2PService` (its own asyncio loop in a daemon
+thread, talking to the DHT's libp2p daemon through its own P2P replica). Every block is re-verified
+before it is sent; a block that fails is quarantined by the store and answered as NOT_FOUND.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from contextlib import closing
 
 from hivemind.dht import DHT
-from hivemind.p2p import P2P
 
 from coordination.checkpoints.addressing import parse_cid
-from coordination.checkpoints.protocol import (
-    DEFAULT_ANNOUNCE_TTL,
-    FOUND,
-    NOT_FOUND,
-    announce,
-    handler_name,
-    read_frame,
-    replicate_p2p,
-)
+from coordination.checkpoints.protocol import DEFAULT_ANNOUNCE_TTL, MAX_CID_BYTES, announce, handler_name
 from coordination.checkpoints.store import CheckpointStore
 from coordination.errors import CheckpointError
+from coordination.p2p_service import P2PService
 
 logger = logging.getLogger(__name__)
 
@@ -49,30 +39,19 @@ class CheckpointServer:
         self._announced: list[str] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads: list[threading.Thread] = []
-        self._p2p: P2P | None = None
+        self._service: P2PService | None = None
+        self._announcer: threading.Thread | None = None
         self.maddrs: list[str] = []
 
     def start(self) -> CheckpointServer:
-        self._loop = asyncio.new_event_loop()
-        self._spawn(self._loop.run_forever, "loop")
-        self._run(self._start_async())
+        self._service = P2PService(self.dht, name="CheckpointServer").start()
+        self._service.serve(handler_name(self.prefix), self._answer, request_limit=MAX_CID_BYTES)
         self.maddrs = [str(m) for m in self.dht.get_visible_maddrs()]
-        self._spawn(self._reannounce_forever, "announce")
+        self._announcer = threading.Thread(
+            target=self._reannounce_forever, name="CheckpointServer-announce", daemon=True
+        )
+        self._announcer.start()
         return self
-
-    def _spawn(self, target, role: str) -> None:
-        thread = threading.Thread(target=target, name=f"CheckpointServer-{role}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _run(self, coro, timeout: float = 60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    async def _start_async(self) -> None:
-        self._p2p = await replicate_p2p(self.dht)
-        await self._p2p.add_binary_stream_handler(handler_name(self.prefix), self._handle_stream)
 
     def announce(self, cid: str) -> None:
         """Serve checkpoint `cid` (manifest + chunks, which must be in the store) and announce it in the DHT."""
@@ -110,46 +89,23 @@ class CheckpointServer:
             logger.warning(f"not serving block {cid}: {exc}")
             return None
 
-    async def _handle_stream(self, stream_info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with closing(writer):
-            while True:
-                try:
-                    request = await read_frame(reader, limit=256)
-                except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-                    return
-                try:
-                    cid = str(parse_cid(request.decode("ascii")))
-                except (CheckpointError, UnicodeDecodeError):
-                    cid = ""
-                data = await asyncio.to_thread(self.read_block, cid) if cid else None
-                if data is None:
-                    writer.write(NOT_FOUND)
-                    await writer.drain()
-                else:
-                    writer.write(FOUND)
-                    await P2P.send_raw_data(data, writer)
+    def _answer(self, request: bytes) -> bytes | None:
+        """A request (a CID as ASCII text) -> the block's verified bytes, or None (NOT_FOUND)."""
+        try:
+            cid = str(parse_cid(request.decode("ascii")))
+        except (CheckpointError, UnicodeDecodeError):
+            return None
+        return self.read_block(cid)
 
     def stop(self) -> None:
         """Stop serving and re-announcing (announcements then expire after at most `announce_ttl`)."""
         self._stopped.set()
-        if self._loop is None:
-            return
-        try:
-            self._run(self._stop_async(), timeout=10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            for thread in self._threads:
-                thread.join(timeout=10)
-            self._loop.close()
-            self._loop = None
-
-    async def _stop_async(self) -> None:
-        if self._p2p is not None:
-            try:
-                await self._p2p.remove_binary_stream_handler(handler_name(self.prefix))
-            except Exception:
-                logger.debug("removing the stream handler failed", exc_info=True)
-            await self._p2p.shutdown()
+        if self._service is not None:
+            self._service.stop()
+            self._service = None
+        if self._announcer is not None:
+            self._announcer.join(timeout=10)
+            self._announcer = None
 
     def __enter__(self) -> CheckpointServer:
         return self.start()
