@@ -27,13 +27,13 @@ def receipts_key(run_id: str, epoch: int) -> str:
     return f"{run_id}_receipts_{int(epoch)}"
 
 
-Holder = tuple[str, tuple[str, ...]]  # (base58 libp2p id, multiaddrs) of a peer that serves the records
+RecordsHolder = tuple[str, tuple[str, ...]]  # (base58 libp2p id, multiaddrs) of a peer that serves rollout records
 
 
 @dataclass(frozen=True)
 class PublishedReceipt:
     signed: SignedReceipt
-    holders: tuple[Holder, ...]  # every publisher of this exact receipt, the peer itself first if it published
+    holders: tuple[RecordsHolder, ...]  # every publisher of this exact receipt, the peer itself first if it published
 
 
 def receipt_record_validator():
@@ -79,7 +79,7 @@ def _subkey_address(subkey) -> str:
     return text[:42].lower()
 
 
-def _parse(subkey, value) -> tuple[SignedReceipt, Holder]:
+def _parse(subkey, value) -> tuple[SignedReceipt, RecordsHolder]:
     if not isinstance(value, dict):
         raise AttestationError(f"receipt record of {subkey!r} is not a mapping")
     signed = SignedReceipt.from_json(value.get("signed") or {})

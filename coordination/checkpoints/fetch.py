@@ -23,7 +23,7 @@ from hivemind.dht import DHT
 from hivemind.p2p import P2P
 
 from coordination.checkpoints.addressing import parse_cid
-from coordination.checkpoints.protocol import MAX_BLOCK_BYTES, Holder, find_holders, handler_name
+from coordination.checkpoints.protocol import MAX_BLOCK_BYTES, CheckpointHolder, find_holders, handler_name
 from coordination.checkpoints.store import CheckpointStore
 from coordination.errors import CorruptBlockError, FetchError
 from coordination.p2p_service import ask, connect, replicate_p2p
@@ -38,14 +38,16 @@ class BadPeerData(Exception):
 class _BlockPuller:
     """Requests blocks from holders; remembers holders that lied."""
 
-    def __init__(self, p2p: P2P, store: CheckpointStore, holders: list[Holder], *, prefix: str, timeout: float):
+    def __init__(
+        self, p2p: P2P, store: CheckpointStore, holders: list[CheckpointHolder], *, prefix: str, timeout: float
+    ):
         self.p2p, self.store, self.holders = p2p, store, holders
         self.protocol, self.request_timeout = handler_name(prefix), timeout
         self.bad_peers: set[str] = set()
         self._connected: set[str] = set()
         self._rotation = itertools.count()
 
-    def _candidates(self) -> list[Holder]:
+    def _candidates(self) -> list[CheckpointHolder]:
         good = [h for h in self.holders if h.peer_id.to_base58() not in self.bad_peers]
         start = next(self._rotation) % max(len(good), 1)
         return good[start:] + good[:start]
@@ -72,7 +74,7 @@ class _BlockPuller:
             "retry later or add --initial-peers of a peer that holds the checkpoint"
         )
 
-    async def _request(self, holder: Holder, cid: str) -> bytes | None:
+    async def _request(self, holder: CheckpointHolder, cid: str) -> bytes | None:
         key = holder.peer_id.to_base58()
         if key not in self._connected:
             await connect(self.p2p, holder.peer_id, holder.maddrs)

@@ -34,7 +34,7 @@ def handler_name(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
-class Holder:
+class CheckpointHolder:
     """A peer that announced a checkpoint: its peer id and the multiaddrs it said it listens on."""
 
     peer_id: PeerID
@@ -51,7 +51,7 @@ def announce(dht: DHT, prefix: str, cid: str, maddrs: list[str], ttl: float = DE
     )
 
 
-def find_holders(dht: DHT, prefix: str, cid: str) -> list[Holder]:
+def find_holders(dht: DHT, prefix: str, cid: str) -> list[CheckpointHolder]:
     """Peers (other than us) whose announcement of `cid` has not expired, most recently refreshed first."""
     found = dht.get(announce_key(prefix, cid), latest=True)
     if found is None or not isinstance(found.value, dict):
@@ -63,7 +63,7 @@ def find_holders(dht: DHT, prefix: str, cid: str) -> list[Holder]:
         if subkey == me or not isinstance(subkey, str) or not isinstance(record.value, list):
             continue
         try:
-            holders.append(Holder(PeerID.from_base58(subkey), tuple(str(m) for m in record.value)))
+            holders.append(CheckpointHolder(PeerID.from_base58(subkey), tuple(str(m) for m in record.value)))
         except ValueError:
             logger.warning(f"ignoring a malformed holder record {subkey!r} for checkpoint {cid}")
     return holders
