@@ -2,6 +2,7 @@
 
 from trainer.reporting import prepare_reporting, log_resolved_config, is_main_process
 prepare_reporting(training_args.report_to)   # sets WANDB_MODE=offline when no API key is known
+report_to = default_report_to()              # a swarm peer's default: "wandb" when installed, else "none"
 log_resolved_config(output_dir, script=script_args, grpo=training_args)   # rank 0 prints + writes YAML
 """
 
@@ -32,6 +33,15 @@ def prepare_reporting(report_to) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
         if not wandb_logged_in():
             os.environ["WANDB_MODE"] = "offline"
+
+
+def default_report_to() -> str:
+    """'wandb' when wandb is importable, else 'none'; pass it to `prepare_reporting` (offline unless logged in)."""
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return "none"
+    return "wandb"
 
 
 def is_main_process() -> bool:

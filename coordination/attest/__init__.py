@@ -8,5 +8,6 @@
 - `receipts`: the EIP-712 `WorkReceipt`, `build_receipt`, `sign_receipt`, `SignedReceipt.verify`.
 - `rollouts`: the reward and text of a rollout; `epoch_hook.EpochAttester` for the swarm trainer's
   `on_epoch_end` (seeded samples -> records -> signed receipt committing to the round contribution).
-- `rollout_store` (local directory), `dht_receipts` (DHT), `p2p_serving` (records over libp2p).
+- `rollout_store` (local directory), `dht_receipts` (DHT), `p2p_serving` (records over libp2p, served
+  through `coordination.p2p_service`).
 """

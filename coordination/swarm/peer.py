@@ -30,7 +30,7 @@ from coordination.swarm.dht_node import (
     visible_maddrs,
 )
 from coordination.swarm.runspec import RunSpec
-from coordination.swarm.status import PeerStatus, StatusLine, default_report_to, publish_peer_status
+from coordination.swarm.status import PeerStatus, StatusLine, publish_peer_status
 
 logger = logging.getLogger(__name__)
 
@@ -296,10 +296,12 @@ def _build_trainer(spec, *, dht, store, server, model, tokenizer, address, confi
     from coordination.attest.assignment import assigned_indices
     from coordination.swarm.swarm_trainer import Assignment, SwarmGRPOTrainer
     from trainer.grpo import build_grpo_trainer, prompt_dataset
+    from trainer.reporting import default_report_to, prepare_reporting
     from trainer.tasks import get_task
 
     task = get_task(spec.task.name, **spec.task.params)
     report_to = config.report_to or default_report_to()
+    prepare_reporting(report_to)  # wandb offline unless logged in
     grpo_config = grpo_config_from_spec(  # under accelerate this also sets up torch.distributed
         spec, output_dir=config.output_dir, report_to=report_to, **parts.get("grpo_overrides", {})
     )

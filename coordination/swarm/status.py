@@ -10,10 +10,8 @@ lives under `{run_id}_progress`; both are prefixed by the run id.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 STATUS_TTL_S = 60.0
 
@@ -94,15 +92,3 @@ class StatusLine:
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
-
-
-def default_report_to() -> str:
-    """'wandb' (offline unless logged in) when wandb is importable, else 'none'."""
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        return "none"
-    logged_in = os.environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").exists()
-    if not logged_in:
-        os.environ.setdefault("WANDB_MODE", "offline")
-    return "wandb"

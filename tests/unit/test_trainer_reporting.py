@@ -3,7 +3,7 @@
 import dataclasses
 import json
 
-from trainer.reporting import log_resolved_config, prepare_reporting, resolved_config
+from trainer.reporting import default_report_to, log_resolved_config, prepare_reporting, resolved_config
 
 
 def test_wandb_goes_offline_without_a_key(tmp_path, monkeypatch):
@@ -27,6 +27,14 @@ def test_wandb_left_alone_when_logged_in_or_not_requested(tmp_path, monkeypatch)
     monkeypatch.setenv("HOME", str(tmp_path))
     prepare_reporting("none")
     assert "WANDB_MODE" not in os.environ
+
+
+def test_a_peers_default_is_wandb_when_installed_and_none_without_it(monkeypatch):
+    import sys
+
+    assert default_report_to() == "wandb"  # installed in the dev environment
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` now raises ImportError
+    assert default_report_to() == "none"
 
 
 @dataclasses.dataclass
