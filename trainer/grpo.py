@@ -28,6 +28,8 @@ from trainer.rewards import REWARD_NAMES, default_weights
 from trainer.rewards import reward_functions as _reward_functions
 from trainer.tasks import Task
 
+PROMPT_COLUMNS = ("prompt", "answer", "problem", "seed", "index")  # the keys of `trainer.prompts.prompt_row`
+
 __all__ = [
     "GRPOConfig",
     "GRPOTrainer",
@@ -41,22 +43,14 @@ __all__ = [
 def prompt_dataset(task: Task, seed: int, indices: Iterable[int], split: str = "train", tokenizer=None):
     """Prompts of `task` at `(seed, index)` per index: columns prompt, answer, problem (Sample JSON), seed, index.
 
-    With an instruct `tokenizer` the prompt is chat-templated (`trainer.prompts.render_prompt`).
+    Each row is `trainer.prompts.prompt_row`: with an instruct `tokenizer` the prompt is chat-templated.
     """
     from datasets import Dataset
 
-    from trainer.prompts import render_prompt
+    from trainer.prompts import prompt_row
 
-    samples = [task.sample(seed, int(i), split=split) for i in indices]
-    return Dataset.from_dict(
-        {
-            "prompt": [render_prompt(task, s, tokenizer) for s in samples],
-            "answer": [s.answer for s in samples],
-            "problem": [s.to_json() for s in samples],
-            "seed": [s.seed for s in samples],
-            "index": [s.index for s in samples],
-        }
-    )
+    rows = [prompt_row(task, task.sample(seed, int(i), split=split), tokenizer) for i in indices]
+    return Dataset.from_dict({column: [row[column] for row in rows] for column in PROMPT_COLUMNS})
 
 
 def reward_functions(task: Task, names=REWARD_NAMES):

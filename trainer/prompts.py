@@ -1,7 +1,8 @@
 """Prompts for a model: the chat template with the task's instructions, or the tiny model's raw format.
 
-    from trainer.prompts import render_prompt, completion_token_budget
+    from trainer.prompts import render_prompt, completion_token_budget, prompt_row
     text = render_prompt(task, sample, tokenizer)     # what generation is conditioned on (a string)
+    row = prompt_row(task, sample, tokenizer)         # a GRPO dataset row: prompt, answer, problem, seed, index
     budget = completion_token_budget(task, tokenizer)  # max_new_tokens that fits a good completion
 
 - An instruct model (a tokenizer with a chat template) gets one user message, `task.instruction(sample)`:
@@ -30,6 +31,18 @@ def render_prompt(task: Task, sample: Sample, tokenizer=None) -> str:
         return task.prompt(sample)
     messages = [{"role": "user", "content": task.instruction(sample)}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_row(task: Task, sample: Sample, tokenizer=None) -> dict:
+    """The dataset row of `sample` (GRPO prompts, swarm assignments, teacher records): the rendered prompt,
+    the answer, the problem as Sample JSON (what rewards are recomputed from), its seed and index."""
+    return {
+        "prompt": render_prompt(task, sample, tokenizer),
+        "answer": sample.answer,
+        "problem": sample.to_json(),
+        "seed": sample.seed,
+        "index": sample.index,
+    }
 
 
 def completion_token_budget(task: Task, tokenizer=None, *, probe: int = 64, slack: int = 8) -> int:

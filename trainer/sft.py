@@ -70,18 +70,10 @@ def teacher_records(task: Task, *, seed: int, n: int, split: str = "train"):
     """`n` teacher traces of `split` as JSON-ready records (`hivetune data generate`): sample i is (seed, i)."""
     if split not in ("train", "eval"):
         raise TrainerConfigError(f"--split {split!r} is not a split: use train or eval")
-    return (_teacher_record(task, task.sample(seed, i, split), seed, i) for i in range(n))
+    from trainer.prompts import prompt_row
 
-
-def _teacher_record(task: Task, sample, seed: int, index: int) -> dict:
-    return {
-        "prompt": task.prompt(sample),
-        "completion": task.teacher_trace(sample),
-        "answer": sample.answer,
-        "problem": sample.to_json(),
-        "seed": seed,
-        "index": index,
-    }
+    samples = (task.sample(seed, i, split) for i in range(n))
+    return ({**prompt_row(task, s), "completion": task.teacher_trace(s)} for s in samples)  # the raw prompt
 
 
 def sft_config(

@@ -49,7 +49,7 @@ from trl import GRPOTrainer
 
 from coordination.swarm.consensus_optimizer import ConsensusOptimizer, lora_parameters
 from coordination.swarm.epoch_timing import PhaseTimer, epoch_time_row
-from trainer.prompts import render_prompt
+from trainer.prompts import prompt_row
 from trainer.seeded_grpo import SeededGenerationMixin, SeededSample
 
 logger = logging.getLogger(__name__)
@@ -89,19 +89,12 @@ class Assignment:
     tokenizer: object = None  # chat-template prompts for instruct bases (trainer.prompts.render_prompt)
 
     def row(self, epoch: int, slot: int) -> dict:
-        """The dataset row (as `trainer.grpo.prompt_dataset` builds it) of `slot` in `epoch`."""
+        """The dataset row of `slot` in `epoch`: `trainer.prompts.prompt_row` (as in `prompt_dataset`) + the slot."""
         from coordination.attest.assignment import assigned_indices
 
         index = assigned_indices(self.run_id, epoch, self.peer, slot + 1)[slot]
         sample = self.task.sample(self.task_seed, index)
-        return {
-            "prompt": render_prompt(self.task, sample, self.tokenizer),
-            "answer": sample.answer,
-            "problem": sample.to_json(),
-            "seed": sample.seed,
-            "index": sample.index,
-            "slot": slot,
-        }
+        return {**prompt_row(self.task, sample, self.tokenizer), "slot": slot}
 
     def seeder(self, epoch_of: Callable[[], int]):
         """`rollout_seeder(row, generation)`: the public seed of the rollout at the row's slot in this epoch."""

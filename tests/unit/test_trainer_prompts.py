@@ -1,7 +1,7 @@
 """Prompts: the tiny char model keeps its raw format; instruct tokenizers get the chat template; budgets in tokens."""
 
 from trainer.models import build_char_tokenizer
-from trainer.prompts import completion_token_budget, render_prompt, uses_chat_template
+from trainer.prompts import completion_token_budget, prompt_row, render_prompt, uses_chat_template
 from trainer.tasks import get_task
 
 CHATML = (
@@ -50,3 +50,16 @@ def test_budget_counts_tokens_not_characters():
     words = completion_token_budget(task, WordTokenizer())
     longest = max(len(task.teacher_trace(task.sample(0, i)).split()) for i in range(64))
     assert words == longest + 8 < chars
+
+
+def test_grpo_prompts_and_teacher_records_are_built_from_one_row():
+    from trainer.grpo import prompt_dataset
+    from trainer.sft import teacher_records
+
+    task, tokenizer = get_task("arithmetic", digits=2), chat_tokenizer()
+    row = prompt_row(task, task.sample(4, 7), tokenizer)
+    assert row == {"prompt": render_prompt(task, task.sample(4, 7), tokenizer), "answer": task.sample(4, 7).answer,
+                   "problem": task.sample(4, 7).to_json(), "seed": 4, "index": 7}  # fmt: skip
+    assert prompt_dataset(task, 4, [7], tokenizer=tokenizer).to_list() == [row]
+    record = next(teacher_records(task, seed=4, n=8))  # sample (4, 0), raw prompt
+    assert record == {**prompt_row(task, task.sample(4, 0)), "completion": task.teacher_trace(task.sample(4, 0))}
