@@ -1,5 +1,7 @@
-"""Peer-to-peer transfer on loopback: announce in the DHT, fetch in parallel, resume, skip lying peers."""
+"""Peer-to-peer transfer on loopback: announce in the DHT, fetch in parallel, resume, skip lying peers; and the
+request/response service under it (coordination.p2p_service, which rollout records are served through too)."""
 
+import asyncio
 import logging
 import os
 import shutil
@@ -7,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import pytest
 
 from coordination.checkpoints.store import CheckpointStore
 from coordination.checkpoints.synthetic import write_synthetic_adapter
 from coordination.errors import FetchError
+from coordination.p2p_service import FOUND, NOT_FOUND, P2PService, ask, connect, read_frame, replicate_p2p
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -205,3 +209,49 @@ def test_kill_9_during_fetch_leaves_only_whole_blocks_and_a_rerun_resumes(tmp_pa
     missing = {str(c) for c in source.checkpoint_blocks(cid)} - {str(c) for c in survivors}
     rerun = [str(c) for c in server.served[served_before:]]
     assert set(rerun) == missing and len(rerun) == len(missing), "the rerun fetches only what is missing"
+
+
+def client_call(dht, coro_fn):
+    async def run():
+        p2p = await replicate_p2p(dht)
+        try:
+            return await asyncio.wait_for(coro_fn(p2p), 30)
+        finally:
+            await p2p.shutdown()
+
+    return asyncio.run(run())
+
+
+def test_answers_found_not_found_and_several_requests_per_stream(dhts):
+    from hivemind.p2p import P2P
+
+    server_dht, client_dht = dhts[0], dhts[2]
+    peer, maddrs = server_dht.peer_id, [str(m) for m in server_dht.get_visible_maddrs()]
+    service = P2PService(server_dht, name="test").start()
+    try:
+        service.serve("t.upper.v1", lambda req: req.upper() if req != b"none" else None, request_limit=16)
+        service.serve("t.len.v1", lambda req: str(len(req)).encode(), request_limit=16)
+
+        async def calls(p2p):
+            await connect(p2p, peer, maddrs)
+            found = await ask(p2p, peer, "t.upper.v1", b"abc", limit=16)
+            missing = await ask(p2p, peer, "t.upper.v1", b"none", limit=16)
+            other = await ask(p2p, peer, "t.len.v1", b"abcd", limit=16)
+            _, reader, writer = await p2p.call_binary_stream_handler(peer, "t.upper.v1")
+            with closing(writer):  # one stream, three requests: each answered in turn, the last over the limit
+                answers = []
+                for request in (b"x", b"none", b"y"):
+                    await P2P.send_raw_data(request, writer)
+                    status = await reader.readexactly(1)
+                    answers.append((status, await read_frame(reader, 16) if status == FOUND else None))
+                await P2P.send_raw_data(b"z" * 17, writer)
+                closed = await reader.read(1) == b""
+            return found, missing, other, answers, closed
+
+        found, missing, other, answers, closed = client_call(client_dht, calls)
+        assert (found, missing, other) == (b"ABC", None, b"4")
+        assert answers == [(FOUND, b"X"), (NOT_FOUND, None), (FOUND, b"Y")]
+        assert closed, "a request over request_limit closes the stream unanswered"
+    finally:
+        service.stop()
+    assert service._loop is None and not service._thread.is_alive()
