@@ -109,7 +109,7 @@ class P2PService:
 
     def serve(self, protocol: str, answer: Callable[[bytes], bytes | None], *, request_limit: int) -> None:
         """Answer each request (at most `request_limit` bytes) on `protocol` with `answer(request)`: bytes, or None
-        for NOT_FOUND. `answer` runs in a worker thread and must not raise."""
+        for NOT_FOUND. `answer` runs in a worker thread; an exception it raises closes that stream."""
         self._run(self._p2p.add_binary_stream_handler(protocol, partial(_answer_stream, answer, request_limit)))
         self._protocols.append(protocol)
 
