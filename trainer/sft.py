@@ -201,9 +201,9 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
 
 def sft_lora_config(r: int):
     """The LoRA of a real model's warm start: every linear layer, alpha = 2r."""
-    from peft import LoraConfig
+    from trainer.config import LoraSection
 
-    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraSection(r=r, alpha=2 * r, target_modules="all-linear").peft_config()
 
 
 def _save_atomically(model, tokenizer, work: Path, out: Path, settings: dict) -> None:

@@ -88,14 +88,13 @@ class PolicyPool:
         if self._model is None:
             from peft import get_peft_model
 
-            from coordination.swarm.peer import lora_config_from_spec
             from trainer.base_models import verify_base_model
             from trainer.models import load_model_and_tokenizer
 
             pins = self.spec.model
             verify_base_model(pins.base, expected_cid=pins.base_cid, revision=pins.revision)  # the run's base only
             base, self._tokenizer = load_model_and_tokenizer(self.spec.model.base)
-            config = lora_config_from_spec(self.spec)
+            config = self.spec.lora.peft_config()
             config.inference_mode = True
             self._model = get_peft_model(base, config).eval()
             if self.dtype is not None:  # e.g. torch.bfloat16: pair with EVAL_TOLERANCES["bf16"]
