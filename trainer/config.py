@@ -2,7 +2,7 @@
 
 Every entry point's config (the swarm's `RunSpec`, the single-peer `PipelineConfig`, the demo's
 `PublicRunConfig`) is a frozen dataclass composed of sections; the sections every entry point shares
-(`LoraSection`, `GrpoSection`) live here, in the lowest layer, with the one set of defaults. Each
+(`LoraSection`, `GrpoSection`, `WarmStartSection`) live here, in the lowest layer, with the one set of defaults. Each
 field's `metadata["help"]` says what it does (`field_help(cls)` lists them).
 
     spec = load_config(RunSpec, "run.yaml", what="run spec", error=ConfigError)
@@ -90,6 +90,41 @@ class GrpoSection:
     def trl_kwargs(self) -> dict:
         """The section's fields as `GRPOConfig` keyword arguments (every field here is a GRPOConfig field)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(GrpoSection)}
+
+
+TINY_WARM_START_LR = 3e-3  # a full fine-tune of the tiny model
+LORA_WARM_START_LR = 5e-4  # a LoRA warm start of a real model (merged into the base afterwards)
+
+
+@dataclass(frozen=True)
+class WarmStartSection:
+    """SFT on teacher traces before GRPO (`trainer.sft.ensure_warm_start`): the one set of its defaults."""
+
+    __pydantic_config__ = STRICT
+
+    max_steps: int = field(default=600, metadata={"help": "SFT steps."})
+    batch_size: int = field(default=32, metadata={"help": "SFT batch size."})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": f"SFT LR; None: {TINY_WARM_START_LR} (tiny, full fine-tune), {LORA_WARM_START_LR} (LoRA)."},
+    )
+    n_samples: int = field(default=20_000, metadata={"help": "Teacher traces (at most max_steps x batch_size used)."})
+    teacher_flaw_rate: float = field(
+        default=0.0, metadata={"help": "Fraction of traces with the task's systematic mistake (see trainer.sft)."}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank of a real model's warm start (alpha = 2r)."})
+
+    def __post_init__(self):
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise TrainerConfigError(f"warm_start: max_steps={self.max_steps}, batch_size={self.batch_size}: use >= 1")
+        if not 0.0 <= self.teacher_flaw_rate <= 1.0:
+            raise TrainerConfigError(f"warm_start.teacher_flaw_rate={self.teacher_flaw_rate}: use a value in [0, 1]")
+
+    def learning_rate_for(self, *, tiny: bool) -> float:
+        """The SFT learning rate: the given one, else the tiny model's or a LoRA warm start's default."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return TINY_WARM_START_LR if tiny else LORA_WARM_START_LR
 
 
 def field_help(cls) -> dict[str, str]:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.config import STRICT, GrpoSection, LoraSection, load_config
+from trainer.config import STRICT, GrpoSection, LoraSection, WarmStartSection, load_config
 from trainer.errors import TrainerConfigError
 
 
@@ -48,8 +48,8 @@ class PipelineConfig:
     eval_n: int = field(default=300, metadata={"help": "Held-out samples per eval."})
     eval_seed: int = field(default=12_345, metadata={"help": "Seed of the fixed held-out set."})
     n_prompts: int = field(default=4096, metadata={"help": "Training prompts (task seed, index) drawn from."})
-    warm_start: dict = field(
-        default_factory=dict, metadata={"help": "trainer.sft.ensure_warm_start settings (max_steps, learning_rate)."}
+    warm_start: WarmStartSection = field(
+        default_factory=WarmStartSection, metadata={"help": "SFT on teacher traces first (trainer.sft)."}
     )
     grpo: PipelineGrpo = field(default_factory=PipelineGrpo, metadata={"help": "GRPO settings (GRPOConfig names)."})
     lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "The LoRA adapter."})
@@ -119,7 +119,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
         model=str(base),
         seed=cfg.seed,
         data_seed=cfg.seed + 1_000_003,
-        **cfg.warm_start,
+        section=cfg.warm_start,
     )
     clock["sft"] = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(warm)

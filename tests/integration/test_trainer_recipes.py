@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recipes.recipe_entry import run_recipe
+from trainer.config import WarmStartSection
 from trainer.errors import TrainerConfigError
 from trainer.pipeline import load_pipeline_config, run_single_peer
 
@@ -122,7 +123,7 @@ def test_grpo_config_runs_a_few_steps(tmp_path):
 def test_single_peer_config_runs_a_tiny_pipeline(tmp_path):
     cfg = load_pipeline_config(CONFIGS / "single_peer_arith_tiny.yaml", output_dir=tmp_path / "sp")
     grpo = dataclasses.replace(cfg.grpo, max_steps=2, per_device_train_batch_size=8, num_generations=4)
-    cfg = dataclasses.replace(cfg, warm_start={"max_steps": 3}, eval_n=4, n_prompts=16, grpo=grpo)
+    cfg = dataclasses.replace(cfg, warm_start=WarmStartSection(max_steps=3), eval_n=4, n_prompts=16, grpo=grpo)
     summary = run_single_peer(cfg)
     assert summary["gain"] == summary["after"]["accuracy"] - summary["before"]["accuracy"]
     assert (tmp_path / "sp" / "seed0" / "adapter" / "adapter_config.json").exists()
