@@ -62,8 +62,8 @@ def validate(
     With --deployment the validator must be registered, and verdicts are signed in the ledger's domain."""
     from coordination.chain.keys import require_private_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.aggregate import load_reports
-    from coordination.verify.validate_run import run_validator, validate_epochs, write_report
+    from coordination.verify.rulings import load_reports
+    from coordination.verify.validator import run_validator, validate_epochs, write_report
 
     if not 0.0 <= rollout_rate <= 1.0:
         raise ConfigError(f"--rollout-rate={rollout_rate}: pass a share between 0 and 1")
@@ -109,7 +109,7 @@ def rewards(
     as_json: JsonOption = False,
 ) -> None:
     """Show a peer's units, pending and claimed rewards, period by period (claimed/pending: with --deployment)."""
-    from coordination.verify.reward_status import reward_rows
+    from coordination.verify.payout import reward_rows
 
     clients = open_chain(rpc, deployment)[1] if deployment is not None else None
     rows = reward_rows(peer, claims_dir, ledger=clients.ledger if clients else None)
@@ -157,9 +157,9 @@ def settle_sign(
 
     from coordination.chain.keys import require_private_key
     from coordination.chain.signing import run_key
-    from coordination.verify.aggregate import load_reports
-    from coordination.verify.period_files import sign_period_document
-    from coordination.verify.validate_run import run_validator
+    from coordination.verify.payout import sign_period_document
+    from coordination.verify.rulings import load_reports
+    from coordination.verify.validator import run_validator
 
     if records_dir is not None and initial_peers:
         raise ConfigError("pass at most one of --records-dir DIR or --initial-peers MULTIADDR")
@@ -208,7 +208,7 @@ def settle(
 
     Any key may pay the gas (--key-file or $HIVETUNE_KEY)."""
     from coordination.chain.keys import load_account
-    from coordination.verify.period_files import submit_period_documents
+    from coordination.verify.payout import submit_period_documents
 
     sender = load_account(key_file, role="gas-paying")
     _, clients = _chain_for(run, deployment, rpc)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from coordination.chain.keys import write_key_file
 from coordination.cli.app import app
-from coordination.verify.settlement import load_claim_file
+from coordination.verify.payout import load_claim_file
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -56,7 +56,8 @@ def published(devnet):
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
+    from coordination.verify.policy_pool import BASE_CHECKPOINT
+    from coordination.verify.run_facts import facts_for_run
 
     torch.set_num_threads(1)
     net, c, root = devnet

@@ -17,19 +17,19 @@ from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.eip712 import run_key
 from coordination.errors import ChainError
-from coordination.verify.contributions import contribution_table, payout
-from coordination.verify.reconcile import reconcile_epoch
-from coordination.verify.reward_status import reward_rows
-from coordination.verify.run_facts import RunFacts
-from coordination.verify.settlement import (
+from coordination.verify.payout import (
+    contribution_table,
     load_claim_file,
+    payout,
     period_settlement,
+    reward_rows,
     settle_period,
     sign_contribution_period,
     slash_fraud,
 )
+from coordination.verify.rulings import Kind, Status, reconcile_epoch
+from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
-from coordination.verify.verdicts import Kind, Status
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 

@@ -7,10 +7,8 @@ from coordination.attest.records import RolloutRecord
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.errors import AttestationError
-from coordination.verify.period_files import sign_period_document, submit_period_documents
-from coordination.verify.settlement import load_claim_file
-from coordination.verify.validate_run import verdict_json
-from coordination.verify.verdicts import Finding, Kind, Verdict, sign_verdict
+from coordination.verify.payout import load_claim_file, sign_period_document, submit_period_documents
+from coordination.verify.rulings import Finding, Kind, Verdict, sign_verdict, verdict_json
 
 pytestmark = pytest.mark.chain
 

@@ -7,9 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coordination.chain.merkle import leaf_hash, verify_proof
-from coordination.verify.contributions import contribution_table, contribution_tree, payout
-from coordination.verify.reconcile import ReceiptOutcome
-from coordination.verify.verdicts import Status
+from coordination.verify.payout import contribution_table, contribution_tree, payout
+from coordination.verify.rulings import ReceiptOutcome, Status
 
 PEERS = [Account.from_key(bytes([0x30] * 31 + [i + 1])).address for i in range(6)]
 
