@@ -2,18 +2,19 @@
 
 Units are completion tokens of accepted receipts. A peer with a FRAUD outcome anywhere in the period
 forfeits the whole period; REJECTED receipts (replays, unavailable records, bad signatures) simply earn
-nothing. Rows are `(address peer, uint256 units)`, ContributionLedger's leaf.
+nothing. Rows are `(address peer, uint256 units)`, ContributionLedger's leaf. A period's `payout` (token
+base units, shared pro rata by units) is the `reward` field of the contract's `Period` message.
 
     table = contribution_table(outcomes)        # {peer: units}
     tree = contribution_tree(table)             # StandardMerkleTree; tree.root -> submitPeriod
-    payout(table, reward)                       # exactly what claim() pays each peer
+    payout_shares(table, payout)                # exactly what claim() pays each peer
 
 **On chain.** The aggregator (any validator) collects the validators' EIP-712 `Period` signatures over the
 contribution root (`sign_contribution_period`, the ledger's domain), checks the set off-chain with the
 contract's own rules *at the period's stake snapshot*, submits it with `ContributionLedger.submitPeriod`, and
 returns one `ClaimTicket` per peer (`write_claim_files` writes them; `hivetune claim --claim-file` consumes one):
 
-    s = period_settlement(run_key, period, first_epoch, last_epoch, table, reward, snapshot)
+    s = period_settlement(run_key, period, first_epoch, last_epoch, table, payout, snapshot)
     tickets = settle_period(ledger, staking, s, table, signed, sender=aggregator)
     write_claim_files(tickets, "outputs/claims")
     slash_fraud(staking, outcome, accounts, attest_domain, bps=5_000, snapshot=s.snapshot, sender=aggregator)
@@ -21,7 +22,7 @@ returns one `ClaimTicket` per peer (`write_claim_files` writes them; `hivetune c
 **From files.** Each validator signs what the verdict reports rule; the aggregator submits:
 
     doc = sign_period_document(account=acct, reports=reports, clients=clients, run_key=rk, period=0,
-                               first_epoch=0, last_epoch=9, reward=10**18, snapshot=t, slash_bps=5000,
+                               first_epoch=0, last_epoch=9, payout=10**18, snapshot=t, slash_bps=5000,
                                recheck=my_recheck)                                   # one per validator, as JSON
     result = submit_period_documents(docs, clients=clients, sender=acct, claims_dir="outputs/claims")
 
@@ -37,7 +38,7 @@ off-chain, submits the period, writes claim files, then submits each slash that 
 
 **Status.** A peer's payouts, period by period: units from its claim files, state from the ledger.
 
-    reward_rows("0xAbc...", "outputs/claims", ledger=clients.ledger)
+    payout_rows("0xAbc...", "outputs/claims", ledger=clients.ledger)
     # [{"period": 0, "units": 120, "totalUnits": 480, "amount": 250, "state": "claimed"}, ...]
 
 States: `claimed`; `claimable` (challenge window over, claim window open, not claimed); `pending`
@@ -101,21 +102,21 @@ def contribution_tree(table: dict[str, int]) -> StandardMerkleTree:
     return StandardMerkleTree.of(contribution_rows(table), CONTRIBUTION_TYPES)
 
 
-def payout(table: dict[str, int], reward: int) -> dict[str, int]:
-    """What ContributionLedger.claim pays: floor(reward * units / totalUnits) per peer."""
+def payout_shares(table: dict[str, int], payout: int) -> dict[str, int]:
+    """What ContributionLedger.claim pays of the period's `payout`: floor(payout * units / totalUnits) per peer."""
     total = sum(table.values())
-    return {p: reward * u // total for p, u in table.items()}
+    return {p: payout * u // total for p, u in table.items()}
 
 
 # -- settling a period on chain, slashing a conclusive cheater ----------------------------------------------------
 
 
 def period_settlement(
-    run_key: bytes, period: int, first_epoch: int, last_epoch: int, table: dict[str, int], reward: int, snapshot: int
+    run_key: bytes, period: int, first_epoch: int, last_epoch: int, table: dict[str, int], payout: int, snapshot: int
 ) -> PeriodSettlement:
     """The `Period` message of a contribution table: its root and its units' sum, bound together."""
     root = contribution_tree(table).root
-    return PeriodSettlement(run_key, period, first_epoch, last_epoch, root, sum(table.values()), reward, snapshot)
+    return PeriodSettlement(run_key, period, first_epoch, last_epoch, root, sum(table.values()), payout, snapshot)
 
 
 def check_table_matches(settlement: PeriodSettlement, table: dict[str, int]) -> None:
@@ -218,7 +219,7 @@ def sign_period_document(
     period: int,
     first_epoch: int,
     last_epoch: int,
-    reward: int,
+    payout: int,
     snapshot: int,
     slash_bps: int = 5_000,
     recheck: Recheck | None = None,
@@ -238,14 +239,14 @@ def sign_period_document(
         if first_epoch <= o.epoch <= last_epoch
     ]
     table = bonded_only(contribution_table(outcomes), clients, snapshot)
-    s = period_settlement(run_key, period, first_epoch, last_epoch, table, reward, snapshot)
+    s = period_settlement(run_key, period, first_epoch, last_epoch, table, payout, snapshot)
     return {
         "validator": account.address,
         "runId": "0x" + s.run_id.hex(),
         "period": period,
         "firstEpoch": first_epoch,
         "lastEpoch": last_epoch,
-        "reward": reward,
+        "payout": payout,
         "snapshot": snapshot,
         "root": "0x" + s.root.hex(),
         "totalUnits": s.total_units,
@@ -272,7 +273,7 @@ def document_settlement(d: dict) -> PeriodSettlement:
         int(d["lastEpoch"]),
         bytes.fromhex(d["root"][2:]),
         int(d["totalUnits"]),
-        int(d["reward"]),
+        int(d["payout"]),  # the Period message calls it reward
         int(d["snapshot"]),
     )
 
@@ -364,7 +365,7 @@ def period_state(ledger, ticket: ClaimTicket) -> str:
     return "claimable" if now < info.challenge_ends_at + ledger.claim_window() else "expired"
 
 
-def reward_rows(peer: str, claims_dir: str | Path, *, ledger=None) -> list[dict]:
+def payout_rows(peer: str, claims_dir: str | Path, *, ledger=None) -> list[dict]:
     """One row per claim file of `peer` in `claims_dir`, oldest period first."""
     peer = to_checksum_address(peer)
     rows = []

@@ -1,4 +1,4 @@
-"""The command line against anvil: validate -> settle-sign -> settle -> rewards -> `hivetune claim --claim-file`."""
+"""The command line against anvil: validate -> settle-sign -> settle -> payouts -> `hivetune claim --claim-file`."""
 
 import json
 
@@ -110,7 +110,7 @@ def invoke(*args):
     return result.output
 
 
-def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, published):
+def test_validators_settle_by_cli_and_peers_see_and_claim_their_payouts(devnet, published):
     net, c, root = devnet
     (run, units), deployment = published, root / "deployment.json"
     reports, docs = [], []
@@ -152,7 +152,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
             0,
             "--snapshot",
             snapshot,
-            "--reward",
+            "--payout",
             REWARD,
             *sum((["--verdicts", r] for r in reports), []),
             "--deployment",
@@ -192,7 +192,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
     for h in honest:
         rows = json.loads(
             invoke(
-                "rewards",
+                "payouts",
                 "--peer",
                 h.address,
                 "--claims-dir",
@@ -226,7 +226,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         assert c.token.balance_of(h.address) - before == paid["amount"]  # gas is paid in ETH, not tokens
         again = json.loads(
             invoke(
-                "rewards",
+                "payouts",
                 "--peer",
                 h.address,
                 "--claims-dir",
@@ -241,4 +241,4 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         assert [r["state"] for r in again] == ["claimed"]
     # paid by verified completion tokens (the run id, hence the seeds and EOS draws, changes with anvil's port)
     assert table == {h.address: units[h.address] for h in honest}
-    assert json.loads(invoke("rewards", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []
+    assert json.loads(invoke("payouts", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []

@@ -1,4 +1,4 @@
-"""`hivetune validate` and `hivetune rewards` on a run.yaml with the built-in tiny model (no chain)."""
+"""`hivetune validate` and `hivetune payouts` on a run.yaml with the built-in tiny model (no chain)."""
 
 import json
 
@@ -124,7 +124,7 @@ def test_validate_has_no_free_sampling_mode_and_checks_the_eval_dtype(tmp_path, 
     assert isinstance(result.exception, ConfigError) and "--eval-dtype" in str(result.exception)
 
 
-def test_rewards_lists_a_peers_claim_files(tmp_path):
+def test_payouts_lists_a_peers_claim_files(tmp_path):
     from coordination.chain.claims import tickets_for, write_claim_files
     from coordination.chain.eip712 import PeriodSettlement
     from coordination.verify.payout import contribution_tree
@@ -134,7 +134,7 @@ def test_rewards_lists_a_peers_claim_files(tmp_path):
     for period in (1, 0):
         s = PeriodSettlement(b"\x01" * 32, period, 2 * period, 2 * period + 1, tree.root, 40, 1001, 1_700_000_000)
         write_claim_files(tickets_for(s, tree, chain_id=31337, ledger="0x" + "00" * 20), tmp_path)
-    result = CliRunner().invoke(app, ["rewards", "--peer", HONEST.address, "--claims-dir", str(tmp_path), "--json"])
+    result = CliRunner().invoke(app, ["payouts", "--peer", HONEST.address, "--claims-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
     assert [(r["period"], r["units"], r["amount"], r["state"]) for r in got] == [

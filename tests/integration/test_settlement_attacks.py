@@ -135,7 +135,7 @@ def documents(box, signers, reports, peers, *, snapshot, period=0, first=0, last
                 period=period,
                 first_epoch=first,
                 last_epoch=last,
-                reward=REWARD,
+                payout=REWARD,
                 snapshot=snapshot,
                 slash_bps=SLASH_BPS,
                 recheck=recheck_for(peers),
@@ -249,7 +249,7 @@ def test_framing_without_recheck_still_needs_a_stake_quorum(fresh, tmp_path):
             period=0,
             first_epoch=0,
             last_epoch=0,
-            reward=REWARD,
+            payout=REWARD,
             snapshot=snapshot,
             slash_bps=SLASH_BPS,
         )
