@@ -59,7 +59,7 @@ from support.honest_rollouts import RolloutPlan, generate_rollouts  # noqa: E402
 from coordination.attest.rollout_store import records_with_proofs  # noqa: E402
 from coordination.attest.rollouts import task_reward  # noqa: E402
 from coordination.attest.typed_data import attest_domain  # noqa: E402
-from coordination.verify.audit_draw import rollouts_to_check  # noqa: E402
+from coordination.verify.audit import rollouts_to_check  # noqa: E402
 from coordination.verify.run_facts import RunFacts  # noqa: E402
 from coordination.verify.validator import DEFAULT_ROLLOUT_RATE, Validator  # noqa: E402
 
@@ -255,7 +255,7 @@ def validator_facts(spec, store, checkpoint: dict, contributions: set, pool=None
     EOS ids, vocabulary, prompt rendering), with the epoch board's two answers: the canonical checkpoint of the
     epoch and the round's members."""
     from coordination.attest.receipts import contribution_digest
-    from coordination.verify.validate_run import facts_for_run
+    from coordination.verify.run_facts import facts_for_run
 
     members = {contribution_digest(c) for c in contributions}
     reuse = {"load_policy": pool} if pool is not None else {}
