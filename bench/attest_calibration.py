@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from coordination.attest.logprobs import completion_logits_batch  # noqa: E402
 from coordination.attest.records import quantize_logprobs  # noqa: E402
-from coordination.verify.audit_draw import rollouts_to_check  # noqa: E402
+from coordination.verify.audit import rollouts_to_check  # noqa: E402
 from coordination.verify.run_facts import EVAL_TOLERANCES  # noqa: E402
 from coordination.verify.validator import DEFAULT_ROLLOUT_RATE  # noqa: E402
 from trainer.seeded_generation import seeded_generate, token_intervals, uniform  # noqa: E402

@@ -62,7 +62,8 @@ def run_side(side: str, model_dir: Path, steps: int, seed: int) -> dict:
     """Train `steps` GRPO steps on one side; returns samples/s and completion tokens/s."""
     from trl import GRPOTrainer
 
-    from trainer.grpo import build_grpo_trainer, default_lora_config, prompt_dataset
+    from trainer.config import LoraSection
+    from trainer.grpo import build_grpo_trainer, prompt_dataset
     from trainer.models import load_model_and_tokenizer
     from trainer.tasks import get_task
 
@@ -77,7 +78,7 @@ def run_side(side: str, model_dir: Path, steps: int, seed: int) -> dict:
             task=task,
             dataset=dataset,
             grpo_config=args,
-            lora_config=default_lora_config(),
+            lora_config=LoraSection().peft_config(),
         )
     else:
         trainer = GRPOTrainer(
@@ -86,7 +87,7 @@ def run_side(side: str, model_dir: Path, steps: int, seed: int) -> dict:
             args=args,
             train_dataset=dataset.select_columns(["prompt", "answer"]),
             processing_class=tokenizer,
-            peft_config=default_lora_config(),
+            peft_config=LoraSection().peft_config(),
         )
     metrics = trainer.train().metrics
     tokens = sum(h.get("completions/mean_length", 0) for h in trainer.state.log_history) or 0.0

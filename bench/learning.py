@@ -100,9 +100,9 @@ SETTINGS = {
 
 
 def lora(setting: Setting):
-    from trainer.grpo import default_lora_config
+    from trainer.config import LoraSection
 
-    return default_lora_config(r=setting.lora_r, alpha=2 * setting.lora_r)
+    return LoraSection(r=setting.lora_r, alpha=2 * setting.lora_r).peft_config()
 
 
 def sft_arm(setting, warm, task, rows, out, seed, threads):

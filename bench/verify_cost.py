@@ -6,7 +6,7 @@
     python bench/verify_cost.py --hidden 384 --layers 8 --trials 0 --tag=-384x8
 
 Peer side (`Peer`): what `hivetune join` trains, minus the network round. The spec's pinned base
-(`load_pinned_base`), LoRA (`lora_config_from_spec`) and GRPO config (`grpo_config_from_spec`), TRL's
+(`load_pinned_base`), LoRA (`spec.lora.peft_config()`) and GRPO config (`grpo_config_from_spec`), TRL's
 GRPOTrainer with seeded generation (`SeededGenerationMixin`, as `SwarmGRPOTrainer`) on the peer's assigned
 prompts (`Assignment.row` / `Assignment.seeder`). One warm-up step, then `--repeats` timed epochs of one local
 step each (generation, rewards, GRPO loss, backward, optimizer step). With `--peers` > 1 every peer starts each
@@ -59,7 +59,7 @@ from support.honest_rollouts import RolloutPlan, generate_rollouts  # noqa: E402
 from coordination.attest.rollout_store import records_with_proofs  # noqa: E402
 from coordination.attest.rollouts import task_reward  # noqa: E402
 from coordination.attest.typed_data import attest_domain  # noqa: E402
-from coordination.verify.audit_draw import rollouts_to_check  # noqa: E402
+from coordination.verify.audit import rollouts_to_check  # noqa: E402
 from coordination.verify.run_facts import RunFacts  # noqa: E402
 from coordination.verify.validator import DEFAULT_ROLLOUT_RATE, Validator  # noqa: E402
 
@@ -147,7 +147,7 @@ def bench_spec(base: str, prompts: int):
 class Peer:
     """One peer's local steps as `hivetune join` trains them (minus the network round), step by step timed.
 
-    The base comes from `load_pinned_base(**spec.model.pins)`, the LoRA from `lora_config_from_spec`, the
+    The base comes from `load_pinned_base(**spec.model.pins)`, the LoRA from `spec.lora.peft_config()`, the
     GRPO config from `grpo_config_from_spec` and the trainer is TRL's GRPOTrainer with seeded generation
     (`SeededGenerationMixin`, which `SwarmGRPOTrainer` also mixes in) on the peer's assigned prompts, rows as
     `Assignment.row` builds them, seeds from `Assignment.seeder`. Every step starts from the epoch's
@@ -160,7 +160,7 @@ class Peer:
         from datasets import Dataset
         from transformers import TrainerCallback
 
-        from coordination.swarm.peer import grpo_config_from_spec, lora_config_from_spec
+        from coordination.swarm.peer import grpo_config_from_spec
         from coordination.swarm.swarm_trainer import Assignment
         from trainer.base_models import load_pinned_base
         from trainer.grpo import build_grpo_trainer
@@ -176,7 +176,7 @@ class Peer:
         config = grpo_config_from_spec(spec, output_dir=str(tmp / f"grpo-{account.address}"), report_to="none",
                                        max_steps=steps + 1, logging_steps=10**6)  # fmt: skip
         self.trainer = trainer = build_grpo_trainer(model=model, tokenizer=tok, task=self.task, dataset=dataset,
-                                                    grpo_config=config, lora_config=lora_config_from_spec(spec),
+                                                    grpo_config=config, lora_config=spec.lora.peft_config(),
                                                     trainer_cls=SeededGRPOTrainer)  # fmt: skip
         trainer.rollout_seeder = assignment.seeder(lambda: 0)
         self.steps: list[dict] = []  # per timed step: seconds, seeded samples, checkpoint CID
@@ -255,7 +255,7 @@ def validator_facts(spec, store, checkpoint: dict, contributions: set, pool=None
     EOS ids, vocabulary, prompt rendering), with the epoch board's two answers: the canonical checkpoint of the
     epoch and the round's members."""
     from coordination.attest.receipts import contribution_digest
-    from coordination.verify.validate_run import facts_for_run
+    from coordination.verify.run_facts import facts_for_run
 
     members = {contribution_digest(c) for c in contributions}
     reuse = {"load_policy": pool} if pool is not None else {}

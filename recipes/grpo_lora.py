@@ -44,8 +44,8 @@ class GRPORecipeArguments:
     n_prompts: int = field(default=4096, metadata={"help": "Distinct training prompts (cycled by epochs)."})
     rewards: str = field(default="correctness,format,steps", metadata={"help": "Reward components, in order."})
     warm_start_steps: int = field(default=0, metadata={"help": "SFT steps before GRPO (0: use the model as is)."})
-    warm_start_lr: float = field(
-        default=3e-3, metadata={"help": "SFT learning rate of the warm start (3e-3 full FT of tiny; ~5e-4 for LoRA)."}
+    warm_start_lr: float | None = field(
+        default=None, metadata={"help": "SFT learning rate of the warm start (None: 3e-3 full FT of tiny, 5e-4 LoRA)."}
     )
     warm_start_batch_size: int = field(default=32, metadata={"help": "SFT batch size of the warm start."})
     warm_start_flaw_rate: float = field(

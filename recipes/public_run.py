@@ -410,7 +410,7 @@ class PublicRun:
             timeout=self.step_timeout_s,
         )  # validators work side by side, each with its own block store (checkpoints fetched over libp2p)
         docs = [self.out / "validators" / f"period-{i}.json" for i in range(len(roles.validators))]
-        sign = ["settle-sign", "--run", run, "--period", 0, "--reward", self.cfg.reward_tokens * TOKEN, *deployment]
+        sign = ["settle-sign", "--run", run, "--period", 0, "--payout", self.cfg.reward_tokens * TOKEN, *deployment]
         # one epoch range and one stake snapshot (a past timestamp) that every validator of the period signs; taken
         # from a block mined now: anvil's latest block dates from the last transaction, before training began
         snapshot = mine_now(self.net.w3) - 1

@@ -2,10 +2,11 @@
 
 Public API (used by the swarm trainer, the validators and the recipes):
 
-    from trainer.grpo import build_grpo_trainer, prompt_dataset, reward_functions, default_lora_config
+    from trainer.grpo import build_grpo_trainer, prompt_dataset, reward_functions
+    from trainer.config import LoraSection
     dataset = prompt_dataset(task, seed=0, indices=range(4096), tokenizer=tok)  # prompt, answer, problem, seed, index
     trainer = build_grpo_trainer(model=model, tokenizer=tok, task=task, dataset=dataset,
-                                 grpo_config=GRPOConfig(...), lora_config=default_lora_config())
+                                 grpo_config=GRPOConfig(...), lora_config=LoraSection().peft_config())
     trainer.train(); trainer.save_model("outputs/adapter")       # adapter_model.safetensors + adapter_config.json
 
 - `trainer_cls` lets a caller plug in a GRPOTrainer subclass (e.g. one that averages LoRA
@@ -36,7 +37,6 @@ __all__ = [
     "build_grpo_trainer",
     "prompt_dataset",
     "reward_functions",
-    "default_lora_config",
 ]
 
 
@@ -56,15 +56,6 @@ def prompt_dataset(task: Task, seed: int, indices: Iterable[int], split: str = "
 def reward_functions(task: Task, names=REWARD_NAMES):
     """TRL reward functions of `task` (see trainer.rewards)."""
     return _reward_functions(task, names)
-
-
-def default_lora_config(*, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules="all-linear"):
-    """LoRA on every linear layer of the transformer blocks (PEFT excludes the LM head for "all-linear")."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
-    )
 
 
 def build_grpo_trainer(

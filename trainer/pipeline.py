@@ -21,67 +21,58 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.config import STRICT, GrpoSection, LoraSection, WarmStartSection, load_config
 from trainer.errors import TrainerConfigError
 
-GRPO_DEFAULTS = dict(
-    max_steps=150,
-    learning_rate=2e-4,
-    temperature=0.7,
-    num_generations=8,
-    per_device_train_batch_size=32,
-    beta=0.0,
-    lr_scheduler_type="constant",
-    logging_steps=10,
-    bf16=False,
-)  # TRL defaults to bf16 autocast even on CPU: slower and less exact for a tiny model
+
+@dataclass(frozen=True)
+class PipelineGrpo(GrpoSection):
+    """The single peer's GRPO: the shared section (trainer.config.GrpoSection) plus TRL's step schedule."""
+
+    max_steps: int = field(default=150, metadata={"help": "GRPO steps (each: batch / num_generations prompts)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name, per step."})
+    logging_steps: int = field(default=10, metadata={"help": "Steps between logged metrics."})
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineConfig:
-    """One single-peer run; `warm_start`, `grpo` and `lora` override the library defaults."""
+    """One single-peer run: the task, the model, evals, and its warm-start, GRPO and LoRA sections."""
 
-    task: str = "arithmetic"
-    task_params: dict = field(default_factory=dict)
-    model: str = "tiny"
-    seed: int = 0
-    output_dir: str = "outputs/single_peer"
-    eval_n: int = 300
-    eval_seed: int = 12_345
-    n_prompts: int = 4096
-    warm_start: dict = field(default_factory=dict)
-    grpo: dict = field(default_factory=dict)
-    lora: dict = field(default_factory=dict)
-    report_to: str = "none"
-    torch_threads: int = 1  # 0: torch's default; 1 is fastest on a shared 2-core box (see set_torch_threads)
+    __pydantic_config__ = STRICT
+
+    task: str = field(default="arithmetic", metadata={"help": "Task name (trainer.tasks.get_task)."})
+    task_params: dict = field(default_factory=dict, metadata={"help": "Task keyword arguments, e.g. {digits: 2}."})
+    model: str = field(default="tiny", metadata={"help": "'tiny' (initialised from the seed), a built-in or HF id."})
+    seed: int = field(default=0, metadata={"help": "Seed of the model init, training prompts and sampling."})
+    output_dir: str = field(default="outputs/single_peer", metadata={"help": "Where seed{s}/ results go."})
+    eval_n: int = field(default=300, metadata={"help": "Held-out samples per eval."})
+    eval_seed: int = field(default=12_345, metadata={"help": "Seed of the fixed held-out set."})
+    n_prompts: int = field(default=4096, metadata={"help": "Training prompts (task seed, index) drawn from."})
+    warm_start: WarmStartSection = field(
+        default_factory=WarmStartSection, metadata={"help": "SFT on teacher traces first (trainer.sft)."}
+    )
+    grpo: PipelineGrpo = field(default_factory=PipelineGrpo, metadata={"help": "GRPO settings (GRPOConfig names)."})
+    lora: LoraSection = field(default_factory=LoraSection, metadata={"help": "The LoRA adapter."})
+    report_to: str = field(default="none", metadata={"help": "none | wandb (offline unless logged in)."})
+    torch_threads: int = field(
+        default=1, metadata={"help": "Intra-op threads (0: torch's default; 1 is fastest on a shared 2-core box)."}
+    )
 
     def __post_init__(self):
         if self.eval_n < 1:
             raise TrainerConfigError(f"eval_n={self.eval_n}: the pipeline compares evals, set eval_n >= 1")
-        steps, gens = self.grpo_settings()["per_device_train_batch_size"], self.grpo_settings()["num_generations"]
+        steps, gens = self.grpo.per_device_train_batch_size, self.grpo.num_generations
         if steps % gens:
             raise TrainerConfigError(
                 f"grpo.per_device_train_batch_size={steps} is not a multiple of "
                 f"grpo.num_generations={gens}: make it one (e.g. {gens * max(1, steps // gens)})"
             )
 
-    def grpo_settings(self) -> dict:
-        return {**GRPO_DEFAULTS, **self.grpo}
-
 
 def load_pipeline_config(path: str | Path, *, seed: int | None = None, output_dir: str | Path | None = None):
-    """Read a pipeline YAML; unknown keys are a one-line error listing the known ones."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise TrainerConfigError(f"cannot read pipeline config {path}: {exc}".splitlines()[0]) from None
-    known = {f.name for f in dataclasses.fields(PipelineConfig)}
-    if not isinstance(raw, dict) or set(raw) - known:
-        extra = sorted(set(raw) - known) if isinstance(raw, dict) else raw
-        raise TrainerConfigError(f"{path}: unknown key(s) {extra}: known keys are {sorted(known)}")
-    overrides = {k: v for k, v in (("seed", seed), ("output_dir", output_dir)) if v is not None}
-    return PipelineConfig(**{**raw, **{k: (str(v) if k == "output_dir" else v) for k, v in overrides.items()}})
+    """Read a pipeline YAML (trainer.config.load_config): unknown or mistyped keys are a one-line error."""
+    return load_config(PipelineConfig, path, what="pipeline config", seed=seed,
+                       output_dir=None if output_dir is None else str(output_dir))  # fmt: skip
 
 
 def grpo_config(cfg: PipelineConfig, out_dir: Path, max_completion_length: int):
@@ -95,7 +86,11 @@ def grpo_config(cfg: PipelineConfig, out_dir: Path, max_completion_length: int):
         report_to=cfg.report_to,
         use_cpu=not torch.cuda.is_available(),
         save_strategy="no",
-        **cfg.grpo_settings(),
+        bf16=False,  # TRL defaults to bf16 autocast even on CPU: slower and less exact for a tiny model
+        max_steps=cfg.grpo.max_steps,
+        lr_scheduler_type=cfg.grpo.lr_scheduler_type,
+        logging_steps=cfg.grpo.logging_steps,
+        **cfg.grpo.trl_kwargs(),
     )
     return GRPOConfig(**fields)
 
@@ -103,7 +98,7 @@ def grpo_config(cfg: PipelineConfig, out_dir: Path, max_completion_length: int):
 def run_single_peer(cfg: PipelineConfig) -> dict:
     """Run the pipeline for `cfg.seed`; returns (and writes) the summary dict."""
     from trainer.eval import evaluate
-    from trainer.grpo import build_grpo_trainer, default_lora_config, prompt_dataset
+    from trainer.grpo import build_grpo_trainer, prompt_dataset
     from trainer.models import ensure_tiny_model, load_model_and_tokenizer, set_torch_threads
     from trainer.prompts import completion_token_budget
     from trainer.reporting import log_resolved_config, prepare_reporting
@@ -124,7 +119,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
         model=str(base),
         seed=cfg.seed,
         data_seed=cfg.seed + 1_000_003,
-        **cfg.warm_start,
+        section=cfg.warm_start,
     )
     clock["sft"] = time.perf_counter()
     model, tokenizer = load_model_and_tokenizer(warm)
@@ -137,7 +132,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
         task=task,
         grpo_config=args,
         dataset=prompt_dataset(task, cfg.seed, range(cfg.n_prompts), tokenizer=tokenizer),
-        lora_config=default_lora_config(**cfg.lora),
+        lora_config=cfg.lora.peft_config(),
     )
     trainer.train()
     trainer.save_model(str(out / "adapter"))

@@ -17,26 +17,18 @@ Recipe: `python recipes/sft_warmstart.py --config recipes/configs/sft_arith_tiny
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+from trainer.config import WarmStartSection
 from trainer.errors import TrainerConfigError
 from trainer.tasks import Task, get_task
 from trainer.tasks.base import stable_hash
 
 MARKER = "hivetune_warm_start.json"
-WARM_START_DEFAULTS = dict(
-    model="tiny",
-    max_steps=600,
-    batch_size=32,
-    learning_rate=3e-3,
-    seed=0,
-    n_samples=20_000,
-    data_seed=1_000_003,
-    teacher_flaw_rate=0.0,
-)
-LORA_WARM_START_LR = 5e-4  # the learning rate a LoRA warm start of a real model gets unless one is given
+WARM_START_FIELDS = {f.name for f in dataclasses.fields(WarmStartSection)}
 
 
 def sft_dataset(task: Task, *, seed: int, n: int, teacher_flaw_rate: float = 0.0, tokenizer=None):
@@ -143,27 +135,49 @@ def train_sft(
     return trainer
 
 
-def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict | None = None, **cfg) -> Path:
+def ensure_warm_start(
+    task_name: str,
+    out_dir: str | Path,
+    *,
+    task_params: dict | None = None,
+    model: str = "tiny",
+    seed: int = 0,
+    data_seed: int = 1_000_003,
+    section: WarmStartSection | None = None,
+    **cfg,
+) -> Path:
     """A warm-started model dir for `task_name` at `out_dir`: trained on first call, reused when the config matches.
 
-    `cfg` overrides WARM_START_DEFAULTS (model, max_steps, batch_size, learning_rate, seed, n_samples,
-    data_seed, lora_r for real models); anything else goes to `SFTConfig`. The test-size setting
-    (max_steps=60) runs in seconds. A real (non-tiny) model gets LoRA SFT at `LORA_WARM_START_LR`
-    unless `learning_rate` is given.
+    The settings are `section` (`trainer.config.WarmStartSection`: its defaults are the only ones), with
+    any of its fields also accepted as keyword arguments (max_steps=60 runs in seconds); anything else
+    goes to `SFTConfig`. The tiny model is fully fine-tuned; a real model gets LoRA SFT (`lora_r`), by
+    default at `LORA_WARM_START_LR`.
     """
-    from trainer.models import TINY_ALIAS, is_tiny_model, load_model_and_tokenizer, load_tokenizer
+    from trainer.models import is_tiny_model, load_model_and_tokenizer, load_tokenizer
 
     out = Path(out_dir)
-    lora_r = int(cfg.pop("lora_r", 16))
-    if not is_tiny_model(load_tokenizer(cfg.get("model", TINY_ALIAS))):
-        cfg.setdefault("learning_rate", LORA_WARM_START_LR)
-        cfg["lora_r"] = lora_r  # part of the cached settings (not an SFTConfig field)
-    settings = {**WARM_START_DEFAULTS, **cfg, "task": task_name, "task_params": task_params or {}}
+    given = {k: cfg.pop(k) for k in list(cfg) if k in WARM_START_FIELDS}
+    section = dataclasses.replace(section or WarmStartSection(), **given)
+    tiny = is_tiny_model(load_tokenizer(model))
+    settings = {
+        "model": model,
+        "max_steps": section.max_steps,
+        "batch_size": section.batch_size,
+        "learning_rate": section.learning_rate_for(tiny=tiny),
+        "seed": seed,
+        "n_samples": section.n_samples,
+        "data_seed": data_seed,
+        "teacher_flaw_rate": section.teacher_flaw_rate,
+        **({} if tiny else {"lora_r": section.lora_r}),  # part of the cached settings (not an SFTConfig field)
+        **cfg,
+        "task": task_name,
+        "task_params": task_params or {},
+    }
     if (out / MARKER).exists() and json.loads((out / MARKER).read_text()) == settings:
         return out
     task = get_task(task_name, **(task_params or {}))
     model, tokenizer = load_model_and_tokenizer(settings["model"])
-    sft_fields = {k: v for k, v in cfg.items() if k not in WARM_START_DEFAULTS and k != "lora_r"}
+    sft_fields = cfg  # what is left: SFTConfig fields
     work = out.with_name(out.name + ".partial")
     args = sft_config(
         work,
@@ -173,7 +187,7 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
         seed=settings["seed"],
         **sft_fields,
     )
-    peft_config = None if is_tiny_model(tokenizer) else sft_lora_config(lora_r)
+    peft_config = None if tiny else sft_lora_config(section.lora_r)
     trainer = train_sft(
         model,
         tokenizer,
@@ -193,9 +207,9 @@ def ensure_warm_start(task_name: str, out_dir: str | Path, *, task_params: dict 
 
 def sft_lora_config(r: int):
     """The LoRA of a real model's warm start: every linear layer, alpha = 2r."""
-    from peft import LoraConfig
+    from trainer.config import LoraSection
 
-    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraSection(r=r, alpha=2 * r, target_modules="all-linear").peft_config()
 
 
 def _save_atomically(model, tokenizer, work: Path, out: Path, settings: dict) -> None:

@@ -1,12 +1,12 @@
-"""CLI commands of attested compute: validate, settle-sign, settle, rewards.
+"""CLI commands of attested compute: validate, settle-sign, settle, payouts.
 
     hivetune validate --run run.yaml --epoch 3 --records-dir outputs/rollouts --key-file validator.key \
         --deployment deployment.json --out outputs/verdicts-3.json        # each validator
-    hivetune settle-sign --run run.yaml --period 0 --reward 1000 --verdicts v1.json --verdicts v2.json \
+    hivetune settle-sign --run run.yaml --period 0 --payout 1000 --verdicts v1.json --verdicts v2.json \
         --deployment deployment.json --key-file validator.key --out sig-1.json   # each validator
     hivetune settle --run run.yaml --signatures sig-1.json --signatures sig-2.json \
         --deployment deployment.json --claims-dir outputs/claims         # the aggregator
-    hivetune rewards --peer 0xAbc... --claims-dir outputs/claims --deployment deployment.json
+    hivetune payouts --peer 0xAbc... --claims-dir outputs/claims --deployment deployment.json
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def validate(
     With --deployment the validator must be registered, and verdicts are signed in the ledger's domain."""
     from coordination.chain.keys import require_private_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.aggregate import load_reports
-    from coordination.verify.validate_run import run_validator, validate_epochs, write_report
+    from coordination.verify.rulings import load_reports
+    from coordination.verify.validator import run_validator, validate_epochs, write_report
 
     if not 0.0 <= rollout_rate <= 1.0:
         raise ConfigError(f"--rollout-rate={rollout_rate}: pass a share between 0 and 1")
@@ -101,23 +101,23 @@ def print_validation(report: dict, as_json: bool) -> None:
     typer.echo(f"counts {report['counts']}  forward passes {report['cost']['forward_passes']}")
 
 
-def rewards(
+def payouts(
     peer: Annotated[str, typer.Option(help="The peer's Ethereum address.")],
     claims_dir: Annotated[Path, typer.Option(help="Directory of claim files written by the aggregator.")],
     deployment: DeploymentOption = None,
     rpc: RpcOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a peer's units, pending and claimed rewards, period by period (claimed/pending: with --deployment)."""
-    from coordination.verify.reward_status import reward_rows
+    """Show a peer's units, pending and claimed payouts, period by period (claimed/pending: with --deployment)."""
+    from coordination.verify.payout import payout_rows
 
     clients = open_chain(rpc, deployment)[1] if deployment is not None else None
-    rows = reward_rows(peer, claims_dir, ledger=clients.ledger if clients else None)
+    rows = payout_rows(peer, claims_dir, ledger=clients.ledger if clients else None)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     cells = ((r["period"], r["units"], r["totalUnits"], r["amount"], r["state"]) for r in rows)
-    print_table(f"rewards of {peer}", ("period", "units", "total units", "amount", "state"), cells)
+    print_table(f"payouts of {peer}", ("period", "units", "total units", "amount", "state"), cells)
 
 
 def _chain_for(run: Path, deployment: Path, rpc: str | None):
@@ -130,8 +130,8 @@ def _chain_for(run: Path, deployment: Path, rpc: str | None):
 
 def settle_sign(
     run: RunOption,
-    period: Annotated[int, typer.Option(help="Reward period number.")],
-    reward: Annotated[int, typer.Option(help="Reward of the period in token base units.")],
+    period: Annotated[int, typer.Option(help="Payout period number.")],
+    payout: Annotated[int, typer.Option(help="Payout of the period in token base units, shared by units.")],
     verdicts: Annotated[list[Path], typer.Option(help="Verdict report of a validator (repeatable).")],
     deployment: DeploymentOption,
     out: Annotated[Path, typer.Option(help="Write this validator's signed period document here.")],
@@ -157,9 +157,9 @@ def settle_sign(
 
     from coordination.chain.keys import require_private_key
     from coordination.chain.signing import run_key
-    from coordination.verify.aggregate import load_reports
-    from coordination.verify.period_files import sign_period_document
-    from coordination.verify.validate_run import run_validator
+    from coordination.verify.payout import sign_period_document
+    from coordination.verify.rulings import load_reports
+    from coordination.verify.validator import run_validator
 
     if records_dir is not None and initial_peers:
         raise ConfigError("pass at most one of --records-dir DIR or --initial-peers MULTIADDR")
@@ -182,7 +182,7 @@ def settle_sign(
             period=period,
             first_epoch=first_epoch,
             last_epoch=last_epoch,
-            reward=reward,
+            payout=payout,
             snapshot=snapshot,
             slash_bps=slash_bps,
             recheck=recheck,
@@ -208,7 +208,7 @@ def settle(
 
     Any key may pay the gas (--key-file or $HIVETUNE_KEY)."""
     from coordination.chain.keys import load_account
-    from coordination.verify.period_files import submit_period_documents
+    from coordination.verify.payout import submit_period_documents
 
     sender = load_account(key_file, role="gas-paying")
     _, clients = _chain_for(run, deployment, rpc)
@@ -225,8 +225,8 @@ def settle(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `validate`, `settle-sign`, `settle` and `rewards` to the `hivetune` app."""
+    """Add `validate`, `settle-sign`, `settle` and `payouts` to the `hivetune` app."""
     app.command()(validate)
     app.command("settle-sign")(settle_sign)
     app.command()(settle)
-    app.command()(rewards)
+    app.command()(payouts)

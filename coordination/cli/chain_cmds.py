@@ -208,14 +208,14 @@ def activate_validator(
 
 
 def sweep(
-    period: Annotated[int, typer.Option(help="reward period to sweep")],
+    period: Annotated[int, typer.Option(help="payout period to sweep")],
     run_id: Annotated[str, typer.Option(help="run id (the run config's CID) or 0x bytes32")],
     rpc: RpcOption = None,
     deployment: DeploymentOption = DEPLOYMENT_FILE,
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Return a period's unclaimed remainder to the reward pool once its claim window has closed."""
+    """Return a period's unclaimed remainder to the ledger's pool once its claim window has closed."""
     _, clients, account = open_signed_chain(rpc, deployment, key_file)
     receipt = clients.ledger.sweep(run_id, period, sender=account)
     (event,) = clients.ledger.events("PeriodSweptToPool", receipt)
@@ -231,7 +231,7 @@ def claim(
     key_file: KeyFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Claim a period's reward for the peer in CLAIM_FILE (any key may pay the gas; the peer is paid)."""
+    """Claim a period's payout for the peer in CLAIM_FILE (any key may pay the gas; the peer is paid)."""
     from coordination.chain.claims import ClaimTicket
 
     ticket = ClaimTicket.load(claim_file)

@@ -107,15 +107,9 @@ def grpo_config_from_spec(spec: RunSpec, *, output_dir: str, report_to: str, see
 
     g = spec.grpo
     kwargs = dict(
+        **g.trl_kwargs(),  # the shared section (trainer.config.GrpoSection); its names are GRPOConfig's
         output_dir=output_dir,
-        learning_rate=g.learning_rate,
-        per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps,
-        num_generations=g.num_generations,
         max_completion_length=g.max_completion_length,
-        temperature=g.temperature,
-        beta=g.beta,
-        max_grad_norm=g.max_grad_norm,
         seed=g.seed if seed is None else seed,
         max_steps=10**6,
         logging_steps=1,
@@ -125,7 +119,6 @@ def grpo_config_from_spec(spec: RunSpec, *, output_dir: str, report_to: str, see
         use_cpu=not _cuda_available(),
         bf16=_cuda_available(),  # TRL defaults to bf16 autocast even on CPU: slower there, and less exact
         dataloader_num_workers=0,
-        gradient_checkpointing=g.gradient_checkpointing,  # the spec's: off on CPU, where recomputing costs more
     )
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
@@ -135,19 +128,6 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def lora_config_from_spec(spec: RunSpec):
-    from peft import LoraConfig
-
-    lora = spec.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
-    )
 
 
 def make_optimizer_factory(
@@ -331,7 +311,7 @@ def _build_trainer(spec, *, dht, store, server, model, tokenizer, address, confi
         task=task,
         dataset=dataset,
         grpo_config=grpo_config,
-        lora_config=None if _is_peft(model) else lora_config_from_spec(spec),  # a PeftModel brings its adapter
+        lora_config=None if _is_peft(model) else spec.lora.peft_config(),  # a PeftModel brings its adapter
         trainer_cls=trainer_cls,
         reward_funcs=parts.get("reward_funcs"),
     )

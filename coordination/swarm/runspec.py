@@ -12,16 +12,14 @@ field, so the run id can prefix every DHT key and peers with a different config 
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from coordination.chain.connect import DEFAULT_RPC
 from coordination.errors import ConfigError
+from trainer.config import STRICT, GrpoSection, LoraSection, config_from_dict, read_yaml
 
 COMPRESSIONS = ("fp16", "none")  # coordinate-wise wire formats: the round is recomputable bit for bit
 AGGREGATORS = ("trimmed_mean", "mean")
@@ -35,6 +33,8 @@ class ModelSpec:
     `dtype` and `attn_implementation` change the numerics (hence log-prob checks), so the run fixes them.
     Gradient checkpointing (memory for time; same math) is `grpo.gradient_checkpointing`.
     """
+
+    __pydantic_config__ = STRICT
 
     base: str = field(
         default="tiny",
@@ -65,43 +65,30 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    __pydantic_config__ = STRICT
+
     name: str = field(default="arithmetic", metadata={"help": "Task name understood by trainer.tasks.get_task."})
     seed: int = field(default=0, metadata={"help": "Seed of the task's sample generator (prompt = sample(seed, i))."})
     params: dict = field(default_factory=dict, metadata={"help": "Task keyword arguments, e.g. {digits: 2}."})
 
 
 @dataclass(frozen=True)
-class LoraSpec:
-    r: int = field(default=8, metadata={"help": "LoRA rank."})
-    alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
-    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    target_modules: tuple = field(default=("q_proj", "v_proj"), metadata={"help": "Modules that get adapters."})
+class GrpoSpec(GrpoSection):
+    """The run's GRPO settings: the shared section (trainer.config.GrpoSection) plus the epoch schedule."""
 
-
-@dataclass(frozen=True)
-class GrpoSpec:
-    learning_rate: float = field(default=5e-4, metadata={"help": "Peak LR of the LoRA parameters."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name, per epoch."})
     warmup_epochs: int = field(default=0, metadata={"help": "Warmup length in epochs."})
     total_epochs: int = field(
         default=0, metadata={"help": "Length of the LR schedule in epochs (0: constant schedules only)."}
     )
-    num_generations: int = field(default=4, metadata={"help": "Completions per prompt (the GRPO group)."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Completions per local step."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Local micro-batches per local step."})
     max_completion_length: int = field(default=32, metadata={"help": "Max new tokens per completion."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts."})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient (0 = no reference model)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Local clip, applied before grads reach the swarm."})
     seed: int = field(default=0, metadata={"help": "Training seed (sampling, dropout)."})
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata={"help": "Recompute activations in backward: less memory, ~30% more time (off on CPU)."},
-    )
 
 
 @dataclass(frozen=True)
 class AveragingSpec:
+    __pydantic_config__ = STRICT
+
     matchmaking_time: float = field(default=3.0, metadata={"help": "s to form a group: 3-5 locally, 10-15 internet."})
     averaging_timeout: float = field(default=30.0, metadata={"help": "s after which a round is abandoned."})
     compression: str = field(default="fp16", metadata={"help": "Gradient wire format: fp16 | none (fp32)."})
@@ -121,34 +108,33 @@ class AveragingSpec:
 
 @dataclass(frozen=True)
 class ChainSpec:
+    __pydantic_config__ = STRICT
+
     rpc_url: str = field(default=DEFAULT_RPC, metadata={"help": "JSON-RPC endpoint."})
     chain_id: int = field(default=31337, metadata={"help": "EIP-155 chain id."})
     deployment_file: str | None = field(default=None, metadata={"help": "JSON file with deployed addresses."})
     contracts: dict = field(default_factory=dict, metadata={"help": "Contract name -> address (overrides file)."})
 
 
-SECTIONS = {
-    "model": ModelSpec,
-    "task": TaskSpec,
-    "lora": LoraSpec,
-    "grpo": GrpoSpec,
-    "averaging": AveragingSpec,
-    "chain": ChainSpec,
-}
-
-
 @dataclass(frozen=True)
 class RunSpec:
+    __pydantic_config__ = STRICT
+
     name: str = "run"
     model: ModelSpec = field(default_factory=ModelSpec)
     task: TaskSpec = field(default_factory=TaskSpec)
-    lora: LoraSpec = field(default_factory=LoraSpec)
+    lora: LoraSection = field(default_factory=LoraSection)
     grpo: GrpoSpec = field(default_factory=GrpoSpec)
     averaging: AveragingSpec = field(default_factory=AveragingSpec)
     chain: ChainSpec | None = None
     initial_checkpoint: str | None = None  # CID of the checkpoint peers start from (None = the base + fresh LoRA)
 
     def __post_init__(self):
+        if isinstance(self.lora.target_modules, str):
+            raise ConfigError(
+                f"lora.target_modules={self.lora.target_modules!r}: a run names its modules (validators check the "
+                "adapter by name), e.g. [q_proj, k_proj, v_proj, o_proj]"
+            )
         if self.averaging.compression not in COMPRESSIONS:
             raise ConfigError(f"averaging.compression={self.averaging.compression!r}: use one of {COMPRESSIONS}")
         if self.averaging.aggregator not in AGGREGATORS:
@@ -207,73 +193,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build_section(cls, raw: Any, where: str):
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
-    values = {}
-    for key, value in raw.items():
-        default = known[key].default
-        if isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        values[key] = _check_type(value, known[key], f"{where}.{key}")
-    return cls(**values)
-
-
-def _check_type(value: Any, spec_field: dataclasses.Field, where: str) -> Any:
-    default = spec_field.default if spec_field.default is not dataclasses.MISSING else spec_field.default_factory()
-    if value is None or default is None:
-        return value
-    if isinstance(default, bool) != isinstance(value, bool):
-        raise ConfigError(f"{where}={value!r}: expected {type(default).__name__}")
-    if isinstance(default, bool) or not isinstance(default, int | float | str | tuple | dict):
-        return value
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
-        raise ConfigError(f"{where}={value!r}: expected {type(default).__name__}")
-    return value
-
-
 def run_spec_from_dict(raw: Any, *, source: str = "run spec") -> RunSpec:
     """Build a RunSpec from a parsed mapping; unknown or mistyped fields raise ConfigError naming them."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a YAML mapping at top level, got {type(raw).__name__}")
-    top = {f.name for f in fields(RunSpec)}
-    unknown = sorted(set(raw) - top)
-    if unknown:
-        raise ConfigError(f"{source}: unknown field(s) {unknown}; known: {sorted(top)}")
-    values = {k: v for k, v in raw.items() if k not in SECTIONS}
-    for key in ("name", "initial_checkpoint"):
-        if key in values and values[key] is not None and not isinstance(values[key], str):
-            raise ConfigError(f"{source}: {key}={values[key]!r}: expected a string")
-    for key, cls in SECTIONS.items():
-        if key == "chain" and raw.get("chain") is None:
-            continue
-        values[key] = _build_section(cls, raw.get(key), f"{source}: {key}")
-    try:
-        return RunSpec(**values)
-    except TypeError as exc:  # a section given where a scalar belongs, etc.
-        raise ConfigError(f"{source}: {exc}") from exc
+    return config_from_dict(RunSpec, raw, source=source, error=ConfigError)
 
 
 def load_run_spec(path: str | Path) -> RunSpec:
     """Parse run.yaml into a RunSpec. Raises ConfigError (one line) on a missing file, bad YAML or bad fields."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"run spec {path} not found: pass --run path/to/run.yaml (see recipes/runs/)") from exc
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise ConfigError(f"run spec {path}: malformed YAML{where}: fix the syntax") from exc
-    return run_spec_from_dict(raw, source=str(path))
+    if not path.exists():
+        raise ConfigError(f"run spec {path} not found: pass --run path/to/run.yaml (see recipes/runs/)")
+    return run_spec_from_dict(read_yaml(path, what="run spec", error=ConfigError), source=str(path))
 
 
 def diff_fields(ours: dict, theirs: dict, prefix: str = "") -> list[str]:

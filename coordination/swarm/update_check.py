@@ -147,8 +147,7 @@ def verifier_model(spec):
     """The base with a LoRA of the spec's shape: only its parameter names and shapes are used."""
     from peft import get_peft_model
 
-    from coordination.swarm.peer import lora_config_from_spec
     from trainer.base_models import load_pinned_base
 
     model, _ = load_pinned_base(**spec.model.pins)
-    return get_peft_model(model, lora_config_from_spec(spec))
+    return get_peft_model(model, spec.lora.peft_config())

@@ -89,14 +89,13 @@ class PolicyPool:
         if self._model is None:
             from peft import get_peft_model
 
-            from coordination.swarm.peer import lora_config_from_spec
             from trainer.base_models import load_pinned_base
             from trainer.models import resolve_dtype
 
             pins = self.spec.model.pins
             dtype = pins["dtype"] if self.dtype is None else self.dtype
             base, self._tokenizer = load_pinned_base(**{**pins, "dtype": dtype})  # the run's base only
-            config = lora_config_from_spec(self.spec)
+            config = self.spec.lora.peft_config()
             config.inference_mode = True
             self._model = get_peft_model(base, config).eval()
             if self.dtype is not None:  # the LoRA matrices too, e.g. bf16: pair with EVAL_TOLERANCES["bf16"]

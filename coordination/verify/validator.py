@@ -1,34 +1,43 @@
-"""A validator: audits an epoch's receipts, signs verdicts, and re-checks other validators' findings.
+"""A validator: audits an epoch's receipts, signs verdicts, re-checks other validators' findings; and
+what `hivetune validate` does with it over a run's published records.
 
     validator = Validator(private_key=key, facts=facts, fetch=store_fetch, rollout_rate=0.1)
     validator.require_registered(staking_client)          # stake-registered on chain, or ValidatorNotRegistered
     verdicts = validator.audit_epoch(signed_receipts, epoch=3)   # drawn records of all receipts batched
     validator.confirms(signed_receipt, finding, epoch=3)   # True when it reproduces another validator's finding
+    report = validate_epochs(validator, receipts_by_epoch)     # {"verdicts": [...], "cost": {...}}
+
+    with run_validator(spec, key, records_dir=Path("records"), epochs=[0, 1]) as (validator, receipts):
+        report = validate_epochs(validator, receipts)          # the same, over published records
 
 `rollout_rate` is the share of each receipt's rollouts that get a forward-pass recomputation
 (at least `min_rollouts`); the cheap exact checks (counts, prompts, rewards) run on every record.
+The checks themselves are in `coordination.verify.audit`; the run's facts in `coordination.verify.run_facts`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from eth_account import Account
 
 from coordination.attest.receipts import SignedReceipt
 from coordination.errors import AttestationError
-from coordination.verify.audit_draw import draw_rollouts
-from coordination.verify.receipt_audit import (
+from coordination.verify.audit import (
     AuditCost,
     RecordFetcher,
     audit_receipt,
     check_round,
+    draw_rollouts,
     finish_audits,
     prepare_audit,
 )
-from coordination.verify.run_facts import RunFacts
-from coordination.verify.verdicts import Finding, Kind, SignedVerdict, Verdict, sign_verdict
+from coordination.verify.rulings import Finding, Kind, SignedVerdict, Status, Verdict, sign_verdict, verdict_json
+from coordination.verify.run_facts import RunFacts, facts_for_run
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +173,102 @@ class Validator:
             return None
         keys = [(r.slot, r.generation) for r in records]
         return keys.index((finding.slot, finding.generation)) if (finding.slot, finding.generation) in keys else None
+
+
+# -- validating a run: reports, receipts from a directory or the swarm --------------------------------------------
+
+
+def validate_epochs(validator: Validator, receipts_by_epoch: dict[int, list], others: list[dict] = ()) -> dict:
+    """Audit every receipt of every epoch; JSON-ready verdicts and the forward-pass cost.
+
+    `others` are other validators' reports: a finding of theirs on a receipt this validator accepted
+    is re-checked (`Validator.confirms`) and, when reproduced, this validator signs it too.
+    """
+    verdicts = []
+    for epoch, receipts in sorted(receipts_by_epoch.items()):
+        for signed, found in zip(receipts, validator.find_many(receipts, epoch), strict=True):
+            finding = found or confirmed_finding(validator, signed, epoch, others)
+            verdicts.append(verdict_json(validator.sign(signed, finding, epoch), validator.facts.domain, signed))
+    cost = vars(validator.cost)
+    counts = {s.name: sum(v["status"] == s.name for v in verdicts) for s in Status}
+    return {"validator": validator.address, "verdicts": verdicts, "counts": counts, "cost": dict(cost)}
+
+
+def confirmed_finding(validator: Validator, signed, epoch: int, others) -> Finding | None:
+    """The first of the other validators' findings on this receipt that this validator reproduces."""
+    digest = "0x" + signed.receipt.digest(validator.facts.domain).hex()
+    for report in others:
+        for v in report.get("verdicts", []):
+            if v.get("receipt") == digest and v.get("status") != Status.ACCEPTED.name:
+                finding = Finding(Kind[v["kind"]], v["detail"], int(v["slot"]), int(v["generation"]))
+                if validator.confirms(signed, finding, epoch):
+                    return finding
+    return None
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def run_domain(spec, clients=None) -> dict:
+    """The EIP-712 domain the run's receipts and verdicts are signed in: the ledger's on a chain, else the spec's."""
+    from coordination.attest.typed_data import attest_domain
+    from coordination.swarm.runspec import ChainSpec
+
+    if clients is not None:
+        return clients.ledger.domain().as_dict()
+    return attest_domain(chain_id=(spec.chain or ChainSpec()).chain_id)
+
+
+@contextlib.contextmanager
+def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | None, epochs: list[int]):
+    """({epoch: [SignedReceipt]}, record fetcher, dht or None) from a local directory or from the swarm's DHT."""
+    if records_dir is not None:
+        from coordination.attest.rollout_store import RolloutDirectory
+        from coordination.chain.signing import run_key
+
+        store = RolloutDirectory(records_dir)
+        yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch, None
+        return
+    from coordination.attest.dht_receipts import fetch_receipts, protect
+    from coordination.attest.p2p_serving import P2PRecordFetcher
+    from coordination.swarm.dht_node import start_dht
+
+    dht = start_dht(initial_peers=initial_peers, client_mode=True)
+    try:
+        protect(dht)  # check owner signatures of receipt (and epoch board) entries
+        published = {e: fetch_receipts(dht, spec.run_id, e) for e in epochs}
+        every = [p for ps in published.values() for p in ps]
+        fetch = P2PRecordFetcher.from_published(dht, prefix=spec.run_id, published=every)
+        yield {e: [p.signed for p in ps] for e, ps in published.items()}, fetch, dht
+    finally:
+        dht.shutdown()
+
+
+@contextlib.contextmanager
+def run_validator(
+    spec,
+    private_key: str,
+    *,
+    epochs: list[int],
+    clients=None,
+    records_dir: Path | None = None,
+    initial_peers: list[str] | None = None,
+    eval_dtype: str = "fp32",
+    rollout_rate: float = 1.0,
+):
+    """(Validator, {epoch: [SignedReceipt]}) over the run's published records: a directory, or the swarm.
+
+    From the swarm, every receipt is audited under its epoch's canonical checkpoint (the epoch board) and
+    paid only if its gradient entered the round; checkpoints come from the local store, else from the swarm.
+    """
+    from coordination.swarm.epoch_board import EpochBoard
+
+    with receipt_source(spec, records_dir, initial_peers, epochs) as (receipts, fetch, dht):
+        board = EpochBoard(dht=dht, run_id=spec.run_id) if dht is not None else None
+        domain = run_domain(spec, clients)
+        facts = facts_for_run(spec, domain=domain, dht=dht, board=board, eval_dtype=eval_dtype)
+        yield Validator(private_key=private_key, facts=facts, fetch=fetch, rollout_rate=rollout_rate), receipts

@@ -1,4 +1,4 @@
-"""The command line against anvil: validate -> settle-sign -> settle -> rewards -> `hivetune claim --claim-file`."""
+"""The command line against anvil: validate -> settle-sign -> settle -> payouts -> `hivetune claim --claim-file`."""
 
 import json
 
@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from coordination.chain.keys import write_key_file
 from coordination.cli.app import app
-from coordination.verify.settlement import load_claim_file
+from coordination.verify.payout import load_claim_file
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -56,7 +56,8 @@ def published(devnet):
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
+    from coordination.verify.policy_pool import BASE_CHECKPOINT
+    from coordination.verify.run_facts import facts_for_run
 
     torch.set_num_threads(1)
     net, c, root = devnet
@@ -109,7 +110,7 @@ def invoke(*args):
     return result.output
 
 
-def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, published):
+def test_validators_settle_by_cli_and_peers_see_and_claim_their_payouts(devnet, published):
     net, c, root = devnet
     (run, units), deployment = published, root / "deployment.json"
     reports, docs = [], []
@@ -151,7 +152,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
             0,
             "--snapshot",
             snapshot,
-            "--reward",
+            "--payout",
             REWARD,
             *sum((["--verdicts", r] for r in reports), []),
             "--deployment",
@@ -191,7 +192,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
     for h in honest:
         rows = json.loads(
             invoke(
-                "rewards",
+                "payouts",
                 "--peer",
                 h.address,
                 "--claims-dir",
@@ -225,7 +226,7 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         assert c.token.balance_of(h.address) - before == paid["amount"]  # gas is paid in ETH, not tokens
         again = json.loads(
             invoke(
-                "rewards",
+                "payouts",
                 "--peer",
                 h.address,
                 "--claims-dir",
@@ -240,4 +241,4 @@ def test_validators_settle_by_cli_and_peers_see_and_claim_their_rewards(devnet, 
         assert [r["state"] for r in again] == ["claimed"]
     # paid by verified completion tokens (the run id, hence the seeds and EOS draws, changes with anvil's port)
     assert table == {h.address: units[h.address] for h in honest}
-    assert json.loads(invoke("rewards", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []
+    assert json.loads(invoke("payouts", "--peer", cheater.address, "--claims-dir", root / "claims", "--json")) == []

@@ -1,4 +1,4 @@
-"""A whole attested reward period on an in-process chain: 3 validators, 3 honest peers, one cheater per kind.
+"""A whole attested payout period on an in-process chain: 3 validators, 3 honest peers, one cheater per kind.
 
 Every peer runs a real (random-init) tiny Qwen2 with verifiable seeded sampling; validators audit by
 recomputation, reconcile findings, sign the contribution root, and the aggregator settles the period
@@ -17,19 +17,19 @@ from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.eip712 import run_key
 from coordination.errors import ChainError
-from coordination.verify.contributions import contribution_table, payout
-from coordination.verify.reconcile import reconcile_epoch
-from coordination.verify.reward_status import reward_rows
-from coordination.verify.run_facts import RunFacts
-from coordination.verify.settlement import (
+from coordination.verify.payout import (
+    contribution_table,
     load_claim_file,
+    payout_rows,
+    payout_shares,
     period_settlement,
     settle_period,
     sign_contribution_period,
     slash_fraud,
 )
+from coordination.verify.rulings import Kind, Status, reconcile_epoch
+from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
-from coordination.verify.verdicts import Kind, Status
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
@@ -208,10 +208,10 @@ def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing
     tickets = settle_period(box.c.ledger, box.c.staking, s, table, signatures, sender=box.deployer)
     paths = write_claim_files(tickets, w["out"] / "claims")
     first = w["honest"][0].address
-    assert [r["state"] for r in reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["pending"]
+    assert [r["state"] for r in payout_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["pending"]
     advance_time(box.w3, 3601)
-    assert [r["state"] for r in reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["claimable"]
-    expected = payout(table, REWARD)
+    assert [r["state"] for r in payout_rows(first, w["out"] / "claims", ledger=box.c.ledger)] == ["claimable"]
+    expected = payout_shares(table, REWARD)
     total = sum(table.values())
     for path in paths:
         claim = load_claim_file(path)
@@ -220,7 +220,7 @@ def test_settlement_pays_honest_peers_exactly_in_proportion_and_cheaters_nothing
         gained = box.c.token.balance_of(claim.peer) - before
         assert gained == expected[claim.peer] == REWARD * table[claim.peer] // total == claim.amount
     assert sum(expected.values()) <= REWARD < sum(expected.values()) + len(expected)
-    rows = reward_rows(first, w["out"] / "claims", ledger=box.c.ledger)
+    rows = payout_rows(first, w["out"] / "claims", ledger=box.c.ledger)
     assert [(r["state"], r["amount"], r["units"]) for r in rows] == [("claimed", expected[first], table[first])]
     mine = load_claim_file(next(p for p in paths if first in p.name))
     with pytest.raises(ChainError) as again:  # a second claim with a valid proof

@@ -1,4 +1,4 @@
-"""`hivetune validate` and `hivetune rewards` on a run.yaml with the built-in tiny model (no chain)."""
+"""`hivetune validate` and `hivetune payouts` on a run.yaml with the built-in tiny model (no chain)."""
 
 import json
 
@@ -35,7 +35,8 @@ def published(tmp_path_factory):
     from coordination.attest.typed_data import attest_domain
     from coordination.chain.signing import run_key
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.validate_run import BASE_CHECKPOINT, facts_for_run
+    from coordination.verify.policy_pool import BASE_CHECKPOINT
+    from coordination.verify.run_facts import facts_for_run
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cli")
@@ -123,17 +124,17 @@ def test_validate_has_no_free_sampling_mode_and_checks_the_eval_dtype(tmp_path, 
     assert isinstance(result.exception, ConfigError) and "--eval-dtype" in str(result.exception)
 
 
-def test_rewards_lists_a_peers_claim_files(tmp_path):
+def test_payouts_lists_a_peers_claim_files(tmp_path):
     from coordination.chain.claims import tickets_for, write_claim_files
     from coordination.chain.eip712 import PeriodSettlement
-    from coordination.verify.contributions import contribution_tree
+    from coordination.verify.payout import contribution_tree
 
     table = {HONEST.address: 30, CHEATER.address: 10}
     tree = contribution_tree(table)
     for period in (1, 0):
         s = PeriodSettlement(b"\x01" * 32, period, 2 * period, 2 * period + 1, tree.root, 40, 1001, 1_700_000_000)
         write_claim_files(tickets_for(s, tree, chain_id=31337, ledger="0x" + "00" * 20), tmp_path)
-    result = CliRunner().invoke(app, ["rewards", "--peer", HONEST.address, "--claims-dir", str(tmp_path), "--json"])
+    result = CliRunner().invoke(app, ["payouts", "--peer", HONEST.address, "--claims-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
     assert [(r["period"], r["units"], r["amount"], r["state"]) for r in got] == [
@@ -152,7 +153,7 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     from coordination.chain.signing import run_key
     from coordination.swarm.epoch_board import EpochBoard
     from coordination.swarm.runspec import load_run_spec
-    from coordination.verify.validate_run import BASE_CHECKPOINT
+    from coordination.verify.policy_pool import BASE_CHECKPOINT
 
     run, root = published
     spec = load_run_spec(run)

@@ -7,10 +7,8 @@ from coordination.attest.records import RolloutRecord
 from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.errors import AttestationError
-from coordination.verify.period_files import sign_period_document, submit_period_documents
-from coordination.verify.settlement import load_claim_file
-from coordination.verify.validate_run import verdict_json
-from coordination.verify.verdicts import Finding, Kind, Verdict, sign_verdict
+from coordination.verify.payout import load_claim_file, sign_period_document, submit_period_documents
+from coordination.verify.rulings import Finding, Kind, Verdict, sign_verdict, verdict_json
 
 pytestmark = pytest.mark.chain
 
@@ -82,7 +80,7 @@ def test_documents_settle_the_period_pay_exactly_and_slash_the_fraud(chain, tmp_
             period=4,
             first_epoch=0,
             last_epoch=0,
-            reward=REWARD,
+            payout=REWARD,
             snapshot=snapshot,
             slash_bps=5_000,
         )
@@ -116,7 +114,7 @@ def test_one_validators_document_is_not_a_quorum(chain, tmp_path):
         period=1,
         first_epoch=0,
         last_epoch=0,
-        reward=REWARD,
+        payout=REWARD,
         snapshot=chain_now(box.w3) - 1,
     )
     with pytest.raises(QuorumRejected) as err:
@@ -134,6 +132,6 @@ def test_a_peer_without_a_bond_at_the_snapshot_is_left_out_and_the_others_share_
     snapshot = chain_now(box.w3) - 1  # ...before the period's snapshot
     doc = sign_period_document(
         account=validators[0], reports=reps, clients=box.c, run_key=RUN_KEY, period=2, first_epoch=0,
-        last_epoch=0, reward=REWARD, snapshot=snapshot,
+        last_epoch=0, payout=REWARD, snapshot=snapshot,
     )  # fmt: skip
     assert doc["table"] == {peers[0].address: 6} and doc["totalUnits"] == 6

@@ -20,8 +20,8 @@ def validate_from(dht, spec, store, epochs):
     from coordination.attest.p2p_serving import P2PRecordFetcher
     from coordination.attest.typed_data import attest_domain
     from coordination.swarm.epoch_board import EpochBoard
-    from coordination.verify.validate_run import facts_for_run, validate_epochs
-    from coordination.verify.validator import Validator
+    from coordination.verify.run_facts import facts_for_run
+    from coordination.verify.validator import Validator, validate_epochs
 
     published = {e: fetch_receipts(dht, spec.run_id, e) for e in epochs}
     fetch = P2PRecordFetcher.from_published(dht, prefix=spec.run_id, published=[p for ps in published.values()

@@ -6,7 +6,8 @@ import hashlib
 import pytest
 import torch
 
-from trainer.grpo import GRPOConfig, build_grpo_trainer, default_lora_config, prompt_dataset
+from trainer.config import LoraSection
+from trainer.grpo import GRPOConfig, build_grpo_trainer, prompt_dataset
 from trainer.models import create_tiny_model, load_model_and_tokenizer
 from trainer.seeded_generation import mismatched_positions, seeded_generate
 from trainer.seeded_grpo import SeededGRPOTrainer, group_generations
@@ -46,7 +47,7 @@ def test_grpo_trains_on_the_seeded_draws_and_records_them_unchanged(small_model_
                         max_completion_length=12, learning_rate=5e-2, temperature=0.7, beta=0.0, report_to="none",
                         use_cpu=True, bf16=False, save_strategy="no", seed=0, disable_tqdm=True)  # fmt: skip
     trainer = build_grpo_trainer(model=model, tokenizer=tok, task=TASK, dataset=prompt_dataset(TASK, 0, range(8)),
-                                 grpo_config=config, lora_config=default_lora_config(r=4),
+                                 grpo_config=config, lora_config=LoraSection(r=4).peft_config(),
                                  trainer_cls=CapturingTrainer)  # fmt: skip
     trainer.rollout_seeder = seeder
     before = copy.deepcopy(trainer.model).eval()

@@ -18,9 +18,8 @@ from coordination.chain.clock import advance_time, chain_now
 from coordination.chain.deploy import TOKEN, DeployParams
 from coordination.chain.sandbox import ANY, Sandbox, register_validators, revert_of
 from coordination.errors import ChainError
-from coordination.verify.period_files import sign_period_document, submit_period_documents
-from coordination.verify.validate_run import verdict_json
-from coordination.verify.verdicts import Finding, Kind, Verdict, sign_verdict
+from coordination.verify.payout import sign_period_document, submit_period_documents
+from coordination.verify.rulings import Finding, Kind, Verdict, sign_verdict, verdict_json
 
 pytestmark = pytest.mark.chain
 
@@ -136,7 +135,7 @@ def documents(box, signers, reports, peers, *, snapshot, period=0, first=0, last
                 period=period,
                 first_epoch=first,
                 last_epoch=last,
-                reward=REWARD,
+                payout=REWARD,
                 snapshot=snapshot,
                 slash_bps=SLASH_BPS,
                 recheck=recheck_for(peers),
@@ -216,7 +215,7 @@ def test_the_honest_period_survives(fresh, tmp_path, attack):
 def newcomer_takes_everything(box, newcomer, tmp_path):
     """Stake twice the validators' total, register, and sign a period paying only itself: refused."""
     from coordination.chain.eip712 import PeriodSettlement, sign_period
-    from coordination.verify.contributions import contribution_tree
+    from coordination.verify.payout import contribution_tree
 
     heavy = 2 * sum(VALIDATOR_STAKES)
     box.c.token.transfer(newcomer.address, heavy, sender=box.deployer)
@@ -250,7 +249,7 @@ def test_framing_without_recheck_still_needs_a_stake_quorum(fresh, tmp_path):
             period=0,
             first_epoch=0,
             last_epoch=0,
-            reward=REWARD,
+            payout=REWARD,
             snapshot=snapshot,
             slash_bps=SLASH_BPS,
         )

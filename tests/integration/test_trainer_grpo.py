@@ -4,8 +4,9 @@ import pytest
 import torch
 from peft import PeftModel
 
+from trainer.config import LoraSection
 from trainer.eval import evaluate
-from trainer.grpo import GRPOConfig, GRPOTrainer, build_grpo_trainer, default_lora_config, prompt_dataset
+from trainer.grpo import GRPOConfig, GRPOTrainer, build_grpo_trainer, prompt_dataset
 from trainer.models import create_tiny_model, load_base_with_adapter, load_model_and_tokenizer
 from trainer.tasks import ArithmeticTask
 
@@ -62,7 +63,7 @@ def test_default_rewards_and_weights_are_wired(small_model_dir, tmp_path):
         task=TASK,
         dataset=prompt_dataset(TASK, 0, range(8)),
         grpo_config=small_grpo_config(tmp_path / "run"),
-        lora_config=default_lora_config(r=4),
+        lora_config=LoraSection(r=4).peft_config(),
     )
     assert [f.__name__ for f in trainer.reward_funcs] == ["correctness_reward", "format_reward", "steps_reward"]
     assert trainer.reward_weights.tolist() == pytest.approx([1.0, 0.1, 0.5])
@@ -78,7 +79,7 @@ def test_lora_training_changes_adapter_and_keeps_base_bit_identical(small_model_
         task=TASK,
         dataset=prompt_dataset(TASK, 0, range(32)),
         grpo_config=small_grpo_config(tmp_path / "run"),
-        lora_config=default_lora_config(r=4),
+        lora_config=LoraSection(r=4).peft_config(),
         trainer_cls=RecordingTrainer,
         reward_funcs=[count_ones_reward],
     )

@@ -1,5 +1,6 @@
 """Every shipped recipe config parses and runs a few steps (tiny sizes via overrides); bad configs fail in one line."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recipes.recipe_entry import run_recipe
+from trainer.config import WarmStartSection
 from trainer.errors import TrainerConfigError
 from trainer.pipeline import load_pipeline_config, run_single_peer
 
@@ -120,8 +122,8 @@ def test_grpo_config_runs_a_few_steps(tmp_path):
 @pytest.mark.slow
 def test_single_peer_config_runs_a_tiny_pipeline(tmp_path):
     cfg = load_pipeline_config(CONFIGS / "single_peer_arith_tiny.yaml", output_dir=tmp_path / "sp")
-    cfg.warm_start, cfg.eval_n, cfg.n_prompts = {"max_steps": 3}, 4, 16
-    cfg.grpo = {**cfg.grpo, "max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4}
+    grpo = dataclasses.replace(cfg.grpo, max_steps=2, per_device_train_batch_size=8, num_generations=4)
+    cfg = dataclasses.replace(cfg, warm_start=WarmStartSection(max_steps=3), eval_n=4, n_prompts=16, grpo=grpo)
     summary = run_single_peer(cfg)
     assert summary["gain"] == summary["after"]["accuracy"] - summary["before"]["accuracy"]
     assert (tmp_path / "sp" / "seed0" / "adapter" / "adapter_config.json").exists()
@@ -175,7 +177,7 @@ def test_gpu_configs_parse_with_gpu_settings(name):
 def test_malformed_pipeline_config_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: arithmetic\ngrpo_steps: 3\n")
-    with pytest.raises(TrainerConfigError, match=r"unknown key\(s\) \['grpo_steps'\]: known keys are"):
+    with pytest.raises(TrainerConfigError, match=r"unknown field\(s\) \[.grpo_steps.\]; known: "):
         load_pipeline_config(bad)
     bad.write_text("grpo: {per_device_train_batch_size: 30, num_generations: 8}\n")
     with pytest.raises(TrainerConfigError, match="per_device_train_batch_size=30 is not a multiple of"):

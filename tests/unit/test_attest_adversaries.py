@@ -21,11 +21,10 @@ from coordination.attest.typed_data import attest_domain
 from coordination.chain.signing import run_key
 from coordination.checkpoints.addressing import block_cid
 from coordination.swarm.runspec import run_spec_from_dict
-from coordination.verify.contributions import contribution_table
-from coordination.verify.reconcile import reconcile_epoch
-from coordination.verify.validate_run import facts_for_run, validate_epochs
-from coordination.verify.validator import DEFAULT_ROLLOUT_RATE, Validator
-from coordination.verify.verdicts import Kind, Status
+from coordination.verify.payout import contribution_table
+from coordination.verify.rulings import Kind, Status, reconcile_epoch
+from coordination.verify.run_facts import facts_for_run
+from coordination.verify.validator import DEFAULT_ROLLOUT_RATE, Validator, validate_epochs
 
 DOMAIN = attest_domain(chain_id=31337)
 VALIDATOR = Account.from_key("0x" + "7a" * 32)
@@ -194,7 +193,7 @@ def test_only_the_honest_peer_is_paid_and_only_for_rollouts_that_entered_the_rou
 
 
 def _checks(board):
-    from coordination.verify.validate_run import board_checks
+    from coordination.verify.run_facts import board_checks
 
     return board_checks(board)
 
@@ -224,7 +223,7 @@ def test_honest_receipts_are_never_flagged_over_many_seeds(world, top_k, top_p):
 
 def test_round_membership_needs_the_peers_own_address_and_contribution():
     from coordination.attest.receipts import NO_CONTRIBUTION
-    from coordination.verify.validate_run import board_checks
+    from coordination.verify.run_facts import board_checks
 
     alice, bob = account_of(Cheat.HONEST).address, account_of(Cheat.NOT_IN_ROUND).address
     grad = contribution_of(account_of(Cheat.HONEST), 0)

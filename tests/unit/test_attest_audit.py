@@ -11,11 +11,10 @@ from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.rollout_store import RolloutDirectory, records_with_proofs
 from coordination.attest.rollouts import task_reward
 from coordination.attest.typed_data import attest_domain
-from coordination.verify.audit_draw import draw_rollouts, rollouts_to_check
-from coordination.verify.reconcile import reconcile_epoch
+from coordination.verify.audit import draw_rollouts, rollouts_to_check
+from coordination.verify.rulings import Finding, Kind, Status, reconcile_epoch
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
-from coordination.verify.verdicts import Finding, Kind, Status
 
 RUN = "bafy-unit-run"
 RUN_KEY = b"\x05" * 32
@@ -203,7 +202,7 @@ def test_rollout_directory_round_trips_receipts_and_proven_records(one_epoch, tm
 def test_a_validator_adopts_another_validators_finding_only_after_reproducing_it(tiny, one_epoch):
     from support.adversaries import PeerContext, fabricate_completion
 
-    from coordination.verify.validate_run import validate_epochs
+    from coordination.verify.validator import validate_epochs
 
     facts, records, _ = one_epoch
     model, tok, task = tiny

@@ -11,7 +11,7 @@ from coordination.attest.logprobs import completion_logits, completion_logits_ba
 from coordination.attest.records import MalformedRecord, RolloutRecord, _int_array_tail, _word, quantize_logprobs
 from coordination.attest.seeded_sampling import mismatched_positions, rollout_seed, sample_completion
 from coordination.chain.hashing import keccak
-from coordination.verify.receipt_audit import batched_logits
+from coordination.verify.audit import batched_logits
 from coordination.verify.run_facts import EVAL_TOLERANCES
 
 CDF_TOL, MILLI_TOL = EVAL_TOLERANCES["fp32"]

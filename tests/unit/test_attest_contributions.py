@@ -7,9 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coordination.chain.merkle import leaf_hash, verify_proof
-from coordination.verify.contributions import contribution_table, contribution_tree, payout
-from coordination.verify.reconcile import ReceiptOutcome
-from coordination.verify.verdicts import Status
+from coordination.verify.payout import contribution_table, contribution_tree, payout_shares
+from coordination.verify.rulings import ReceiptOutcome, Status
 
 PEERS = [Account.from_key(bytes([0x30] * 31 + [i + 1])).address for i in range(6)]
 
@@ -51,7 +50,7 @@ def test_a_second_receipt_for_the_same_epoch_is_not_paid_twice():
 @given(st.lists(st.integers(1, 10**9), min_size=1, max_size=6), st.integers(1, 10**24))
 def test_payouts_are_floor_shares_that_never_exceed_the_reward(units, reward):
     table = dict(zip(PEERS, units, strict=False))
-    paid = payout(table, reward)
+    paid = payout_shares(table, reward)
     total = sum(table.values())
     for peer, amount in paid.items():
         assert amount == reward * table[peer] // total

@@ -16,9 +16,9 @@ from coordination.attest.rollouts import task_reward
 from coordination.attest.seeded_sampling import rollout_seed
 from coordination.attest.typed_data import attest_domain
 from coordination.chain.signing import run_key
+from coordination.verify.rulings import Kind
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator
-from coordination.verify.verdicts import Kind
 from trainer.seeded_generation import seeded_generate
 from trainer.seeded_grpo import SeededSample
 

@@ -41,13 +41,11 @@ def adapter(store, tmp_path, name, seed, **lora_overrides):
 def pool_world(tmp_path_factory):
     from peft import get_peft_model
 
-    from coordination.swarm.peer import lora_config_from_spec
-
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("pool")
     store = CheckpointStore(tmp / "store")
     base, tok = base_and_tok()
-    pool = PolicyPool(SPEC, store=store, max_adapters=2, model=get_peft_model(base, lora_config_from_spec(SPEC)),
+    pool = PolicyPool(SPEC, store=store, max_adapters=2, model=get_peft_model(base, SPEC.lora.peft_config()),
                       tokenizer=tok)  # fmt: skip
     good = [adapter(store, tmp, f"good{i}", seed=i) for i in range(3)]
     degenerate, _ = adapter(store, tmp, "degenerate", seed=9, modules_to_save=["lm_head"])

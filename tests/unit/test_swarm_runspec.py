@@ -28,7 +28,7 @@ def test_run_id_is_cidv1_dag_cbor_sha256_of_canonical_form():
 
 def test_defaults_written_out_or_omitted_give_the_same_run_id():
     implicit = run_spec_from_dict({"name": "x"})
-    explicit = run_spec_from_dict({"name": "x", "averaging": {"compression": "fp16"}, "lora": {"r": 8}})
+    explicit = run_spec_from_dict({"name": "x", "averaging": {"compression": "fp16"}, "lora": {"r": 16}})
     assert implicit.run_id == explicit.run_id
 
 

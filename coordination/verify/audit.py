@@ -1,48 +1,269 @@
-"""Audit one signed work receipt: signature, identity, checkpoint, records, caps, counts, prompts, rewards,
-lengths, model checks, and whether its gradient entered the epoch's round.
+"""Audit one signed work receipt against the run's facts: the draw, the checks on each record, the receipt.
 
-Order matters: checks that cost nothing come first and the forward passes last, and only on
-the rollouts the validator's unpredictable draw picked (`rollout_rate`); the round check comes after
-them so that conclusive evidence (FRAUD) wins over a plain NOT_IN_ROUND. Returns the `Finding` of the
-first failed check (None when the receipt holds up and is paid) plus the audit's cost.
+Checks: signature, identity, checkpoint, records, caps, counts, prompts, rewards, lengths, model checks, and
+whether the receipt's gradient entered the epoch's round. Order matters: checks that cost nothing come first
+and the forward passes last, and only on the rollouts the validator's unpredictable draw picked
+(`rollout_rate`); the round check comes after them so that conclusive evidence (FRAUD) wins over a plain
+NOT_IN_ROUND. Returns the `Finding` of the first failed check (None when the receipt holds up and is paid)
+plus the audit's cost.
 
+    picks = draw_rollouts(validator_key, domain, receipt, count=64, rate=0.1, minimum=1)   # sorted indices
     finding, cost = audit_receipt(facts, signed, epoch=3, fetch=store_fetch, drawn=lambda n: [0, 5],
                                   policy=lambda cid: (model, tok))
 
-Many receipts (`Validator.find_many`): `prepare_audit` runs every check of each receipt up to its drawn
-rollouts' forward pass, `finish_audits` recomputes the drawn records of all of them that name the same
-checkpoint in shared right-padded forward passes (`batched_logits`, at most `MAX_BATCH_TOKENS` tokens each)
-and rules each receipt's records exactly as `audit_receipt` does; then the round check. Same checks, same
-order, same rulings: only the per-pass overhead is shared.
+1. **The draw.** Its seed is keccak of the validator's (deterministic, RFC 6979) EIP-712 signature over
+   (run id, epoch, peer, rollouts root): only the validator's key can produce it, the peer has already
+   committed its root before it exists, and the validator can publish the signature to prove its draw was
+   not chosen after the fact. Peers cannot predict it; anyone can check it afterwards.
+2. **Checks on one record** (each returns a `Finding` when the record fails, else None):
+   - `check_prompt`: the record's task index is the one `assigned_indices` gives its slot, its seed is the
+     run's, and its prompt digest is that of the regenerated prompt.
+   - `check_reward`: the RL reward recomputed from the completion equals the claimed one exactly (micro-unit
+     integers).
+   - `check_length` (every record, cheap): ids inside the vocabulary, at most `max_new_tokens`, ended by
+     their first EOS unless the budget ran out.
+   - `check_against_model`: ONE forward pass under the epoch's canonical checkpoint gives (a) the logits that
+     the seeded sampler must have drawn each token from (fabricated completions fail here) and (b) the
+     log-probs, compared to the claimed milli-nats within a calibrated tolerance.
+3. **Many receipts** (`Validator.find_many`): `prepare_audit` runs every check of each receipt up to its drawn
+   rollouts' forward pass, `finish_audits` recomputes the drawn records of all of them that name the same
+   checkpoint in shared right-padded forward passes (`batched_logits`, at most `MAX_BATCH_TOKENS` tokens each)
+   and rules each receipt's records exactly as `audit_receipt` does; then the round check. Same checks, same
+   order, same rulings: only the per-pass overhead is shared.
 """
 
 from __future__ import annotations
 
+import math
+import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
+from eth_account import Account
+from eth_utils import keccak
+
 from coordination.attest.assignment import assigned_indices
-from coordination.attest.logprobs import completion_logits_batch
+from coordination.attest.logprobs import completion_logits, completion_logits_batch, encode_prompt
 from coordination.attest.receipts import SignedReceipt
-from coordination.attest.records import MalformedRecord, RolloutRecord, rollouts_tree, verify_record
+from coordination.attest.records import (
+    MalformedRecord,
+    RolloutRecord,
+    quantize_logprobs,
+    quantize_reward,
+    rollouts_tree,
+    text_digest,
+    verify_record,
+)
 from coordination.attest.rollout_store import RecordsUnavailable
+from coordination.attest.rollouts import decode_completion
+from coordination.attest.seeded_sampling import mismatched_positions, rollout_seed
+from coordination.attest.typed_data import recover_struct_signer, sign_struct
 from coordination.errors import AttestationError, CheckpointError
 from coordination.verify.policy_pool import AdapterRefused
-from coordination.verify.record_checks import (
-    TaskSamples,
-    check_before_model,
-    check_length,
-    check_prompt,
-    check_reward,
-    check_with_logits,
-    prompt_ids_of,
-)
+from coordination.verify.rulings import Finding, Kind
 from coordination.verify.run_facts import RunFacts
-from coordination.verify.verdicts import Finding, Kind
+
+# -- the draw: which rollouts get a forward pass ------------------------------------------------------------------
+
+
+AUDIT_DRAW_FIELDS = (("runId", "bytes32"), ("epoch", "uint64"), ("peer", "address"), ("rolloutsRoot", "bytes32"))
+
+
+def _message(receipt) -> dict:
+    return {
+        "runId": receipt.run_id,
+        "epoch": receipt.epoch,
+        "peer": receipt.peer,
+        "rolloutsRoot": receipt.rollouts_root,
+    }
+
+
+def draw_signature(private_key, domain: dict, receipt) -> bytes:
+    return sign_struct(private_key, domain, "AuditDraw", AUDIT_DRAW_FIELDS, _message(receipt))
+
+
+def draw_signer(domain: dict, receipt, signature: bytes) -> str:
+    return recover_struct_signer(domain, "AuditDraw", AUDIT_DRAW_FIELDS, _message(receipt), signature)
+
+
+def rollouts_to_check(count: int, rate: float, minimum: int = 1) -> int:
+    """How many of `count` rollouts get a forward-pass recomputation at sampling `rate`."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate}")
+    return min(count, max(minimum, math.ceil(rate * count))) if count else 0
+
+
+def draw_rollouts(private_key, domain: dict, receipt, *, count: int, rate: float, minimum: int = 1) -> list[int]:
+    """Sorted indices (into the served record list) of the rollouts to recompute."""
+    seed = int.from_bytes(keccak(draw_signature(private_key, domain, receipt)), "big")
+    return sorted(random.Random(seed).sample(range(count), rollouts_to_check(count, rate, minimum)))
+
+
+def validator_address(private_key) -> str:
+    return Account.from_key(private_key).address
+
+
+# -- checks on one rollout record ---------------------------------------------------------------------------------
+
+
+def _finding(kind: Kind, record: RolloutRecord, detail: str) -> Finding:
+    return Finding(kind, detail, record.slot, record.generation)
+
+
+class TaskSamples:
+    """Per-audit memo of what the checks regenerate from a task index: the sample, its rendered prompt and digest.
+
+    A receipt's GRPO groups share a prompt (`group_size` records per task index), so the audit builds each
+    sample and prompt once instead of once per record and check; the values are the same pure functions of
+    (run task seed, task index) the checks would compute themselves."""
+
+    def __init__(self, facts: RunFacts):
+        self.facts, self._samples, self._prompts, self._digests = facts, {}, {}, {}
+
+    def sample(self, index: int):
+        if index not in self._samples:
+            self._samples[index] = self.facts.task.sample(self.facts.task_seed, index)
+        return self._samples[index]
+
+    def prompt(self, index: int) -> str:
+        if index not in self._prompts:
+            self._prompts[index] = self.facts.prompt(self.sample(index))
+        return self._prompts[index]
+
+    def digest(self, index: int) -> str:
+        if index not in self._digests:
+            self._digests[index] = "0x" + text_digest(self.prompt(index)).hex()
+        return self._digests[index]
+
+
+def check_prompt(
+    facts: RunFacts, record: RolloutRecord, assigned: list[int], samples: TaskSamples | None = None
+) -> Finding | None:
+    if record.slot >= len(assigned) or record.task_index != assigned[record.slot]:
+        want = assigned[record.slot] if record.slot < len(assigned) else None
+        return _finding(
+            Kind.WRONG_PROMPT, record, f"task index {record.task_index} at slot {record.slot}, assigned {want}"
+        )
+    if record.task_seed != facts.task_seed:
+        return _finding(Kind.WRONG_PROMPT, record, f"task seed {record.task_seed}, run uses {facts.task_seed}")
+    samples = samples or TaskSamples(facts)
+    if record.prompt_digest != samples.digest(record.task_index):
+        return _finding(Kind.WRONG_PROMPT, record, "prompt digest is not that of the assigned sample's prompt")
+    return None
+
+
+def check_reward(facts: RunFacts, record: RolloutRecord, samples: TaskSamples | None = None) -> Finding | None:
+    sample = (samples or TaskSamples(facts)).sample(record.task_index)
+    recomputed = facts.reward_fn(record.completion, sample)
+    if quantize_reward(recomputed) != quantize_reward(record.reward):
+        return _finding(Kind.WRONG_REWARD, record, f"claimed reward {record.reward}, recomputed {recomputed}")
+    return None
+
+
+def check_length(facts: RunFacts, record: RolloutRecord, eos_token_ids, vocab_size: int | None) -> Finding | None:
+    """Seeded sampling stops at its first EOS or at the budget: anything else was cut, padded or made up."""
+    ids, eos = record.completion_ids, set(eos_token_ids)
+    if vocab_size is not None and any(t >= vocab_size for t in ids):
+        return _finding(Kind.FABRICATED_COMPLETION, record, f"a token id is outside the vocabulary ({vocab_size})")
+    ended = bool(ids) and ids[-1] in eos
+    early_eos = any(t in eos for t in ids[:-1])
+    if not ids or len(ids) > facts.max_new_tokens or early_eos or (len(ids) < facts.max_new_tokens and not ended):
+        return _finding(
+            Kind.FABRICATED_COMPLETION,
+            record,
+            f"{len(ids)} tokens, not ended by its first EOS or the budget {facts.max_new_tokens}",
+        )
+    return None
+
+
+def check_sampling(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int, peer: str) -> Finding | None:
+    seed = rollout_seed(facts.run_id, epoch, peer, record.slot, record.generation)
+    bad = mismatched_positions(
+        logits,
+        list(record.completion_ids),
+        seed=seed,
+        temperature=facts.temperature,
+        top_k=facts.top_k,
+        top_p=facts.top_p,
+        cdf_tolerance=facts.cdf_tolerance,
+    )
+    if bad:
+        return _finding(
+            Kind.FABRICATED_COMPLETION,
+            record,
+            f"{len(bad)}/{record.completion_tokens} tokens are not the seeded draws (first at {bad[0]})",
+        )
+    return None
+
+
+def check_before_model(facts: RunFacts, record: RolloutRecord, model, tokenizer) -> Finding | None:
+    """What a drawn record must pass before its forward pass: length/EOS/vocabulary, text = decoding of its ids."""
+    finding = check_length(facts, record, facts.eos_token_ids or (tokenizer.eos_token_id,), _vocab(facts, model))
+    if finding:
+        return finding
+    if decode_completion(tokenizer, record.completion_ids) != record.completion:
+        return _finding(Kind.FABRICATED_COMPLETION, record, "completion text is not the decoding of its token ids")
+    return None
+
+
+def check_with_logits(facts: RunFacts, record: RolloutRecord, logits, *, epoch: int, peer: str) -> Finding | None:
+    """Every token is its seeded draw, and the log-probs are the sampling distribution's (within tolerance)."""
+    return check_sampling(facts, record, logits, epoch=epoch, peer=peer) or check_logprobs(facts, record, logits)
+
+
+def prompt_ids_of(facts: RunFacts, record: RolloutRecord, tokenizer, samples: TaskSamples | None = None) -> list[int]:
+    return encode_prompt(tokenizer, (samples or TaskSamples(facts)).prompt(record.task_index))
+
+
+def check_against_model(
+    facts: RunFacts, record: RolloutRecord, model, tokenizer, *, epoch: int, peer: str
+) -> Finding | None:
+    """Decoding, length/EOS, then sampling and log-probs: one forward pass under the epoch's canonical `model`."""
+    finding = check_before_model(facts, record, model, tokenizer)
+    if finding:
+        return finding
+    logits = completion_logits(model, prompt_ids_of(facts, record, tokenizer), list(record.completion_ids))
+    return check_with_logits(facts, record, logits, epoch=epoch, peer=peer)
+
+
+def _vocab(facts: RunFacts, model) -> int | None:
+    if facts.vocab_size is not None:
+        return facts.vocab_size
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(embeddings.weight.shape[0]) if embeddings is not None else None
+
+
+def check_logprobs(facts: RunFacts, record: RolloutRecord, logits) -> Finding | None:
+    if len(record.logprobs_milli) != len(record.completion_ids):
+        return _finding(
+            Kind.WRONG_LOGPROBS,
+            record,
+            f"{len(record.logprobs_milli)} log-probs for {len(record.completion_ids)} tokens",
+        )
+    logp = torch.log_softmax(logits / facts.temperature, dim=-1)  # the sampling distribution, as GRPO trains on it
+    index = torch.tensor(list(record.completion_ids), dtype=torch.long).unsqueeze(1)
+    recomputed = quantize_logprobs(logp.gather(1, index).squeeze(1).tolist())
+    worst = max((abs(a - b) for a, b in zip(recomputed, record.logprobs_milli, strict=True)), default=0)
+    if worst > facts.logprob_tolerance_milli:
+        return _finding(
+            Kind.WRONG_LOGPROBS,
+            record,
+            f"log-probs off by up to {worst} milli-nats (tolerance {facts.logprob_tolerance_milli})",
+        )
+    return None
+
+
+# -- the audit of one receipt, and of many in shared forward passes -----------------------------------------------
+
 
 MAX_BATCH_TOKENS = 16384  # tokens per batched forward pass of drawn records (bounds the validator's memory)
+
+
 MAX_BATCH_LOGITS = 1 << 27  # and logits per pass (tokens x vocabulary): 512 MiB of fp32
+
+
 RecordFetcher = Callable[[SignedReceipt], Sequence[tuple[RolloutRecord, Sequence[bytes]]]]
 
 
