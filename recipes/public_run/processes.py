@@ -105,19 +105,33 @@ class Child:
         return " | ".join(self.log_path.read_text().strip().splitlines()[-n:])
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM its process group, SIGKILL after `grace_s`; then close its log."""
-        if self.proc.poll() is None:
+        """SIGTERM its process group, SIGKILL what is left after `grace_s`; then close its log. The group is
+        signalled even when its leader already exited: a leader that crashed leaves its own children running."""
+        if _signal_group(self.proc.pid, signal.SIGTERM):
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(grace_s)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _wait_group_gone(self.proc.pid, grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+            if _signal_group(self.proc.pid, signal.SIGKILL):
                 self.proc.wait(5)
         self._reader.join(5.0)
         self._log.close()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to every process of group `pgid`; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _signal_group(pgid, 0):
+        time.sleep(0.1)
 
 
 class Processes:

@@ -2,6 +2,7 @@
 `--json` report read from its stdout, failures with the end of the child's log, and process groups stopped."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def test_a_long_running_child_reports_then_stop_all_ends_its_process_group(tmp_p
     procs.stop_all()
     assert boot.proc.returncode is not None and not procs.running
     assert group_gone(boot.proc.pid, within_s=10), "a process of the child's group outlived stop_all"
+
+
+@pytest.mark.network
+def test_stop_all_ends_the_children_of_a_child_that_crashed(tmp_path):
+    procs = Processes(tmp_path / "logs")
+    boot = procs.start("bootstrap", hivetune("bootstrap", run=RUN, host_maddr="/ip4/127.0.0.1/tcp/0"))
+    procs.wait_report("bootstrap", timeout=120)  # up: its p2p daemon runs in its process group
+    os.kill(boot.proc.pid, signal.SIGKILL)  # the leader dies at once, leaving the daemon behind
+    boot.proc.wait(10)
+    assert not group_gone(boot.proc.pid, within_s=1)
+    procs.stop_all()
+    assert group_gone(boot.proc.pid, within_s=10), "the crashed child's own children outlived stop_all"
 
 
 def group_gone(pgid: int, *, within_s: float) -> bool:
