@@ -228,7 +228,7 @@ def promote_cmd(
     w3, clients, account = open_signed_chain(rpc, deployment, key_file)
     receipt = promote(w3, clients, int(proposal), sender=account)
     state = clients.governor.state(int(proposal))
-    tx = receipt["transactionHash"].hex()
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
     payload = {"proposal": proposal, "state": state.name.lower(), "tx": tx}
     if state == ProposalState.QUEUED:
         payload["eta"] = eta = clients.governor.proposal_eta(int(proposal))
