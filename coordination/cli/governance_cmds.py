@@ -202,6 +202,7 @@ def vote_cmd(
     rpc: RpcOption = None,
     deployment: DeploymentOption = DEPLOYMENT_FILE,
     key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Vote with your stake at the proposal's snapshot (no stake at the snapshot = zero weight)."""
     from coordination.governance.promotion import vote
@@ -209,7 +210,8 @@ def vote_cmd(
     _, clients, account = open_signed_chain(rpc, deployment, key_file)
     weight = clients.staking.get_past_votes(account.address, clients.governor.proposal_snapshot(int(proposal)))
     vote(clients, int(proposal), support, sender=account, reason=reason)
-    typer.echo(f"voted {support} on {proposal} with weight {weight}")
+    payload = {"proposal": proposal, "support": support, "weight": weight}
+    emit(as_json, payload, f"voted {support} on {proposal} with weight {weight}")
 
 
 def promote_cmd(
@@ -217,6 +219,7 @@ def promote_cmd(
     rpc: RpcOption = None,
     deployment: DeploymentOption = DEPLOYMENT_FILE,
     key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Queue a succeeded proposal in the timelock; run again after the delay to execute it."""
     from coordination.chain.governance import ProposalState
@@ -225,11 +228,14 @@ def promote_cmd(
     w3, clients, account = open_signed_chain(rpc, deployment, key_file)
     receipt = promote(w3, clients, int(proposal), sender=account)
     state = clients.governor.state(int(proposal))
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    payload = {"proposal": proposal, "state": state.name.lower(), "tx": tx}
     if state == ProposalState.QUEUED:
-        eta = clients.governor.proposal_eta(int(proposal))
-        typer.echo(f"queued in the timelock; executable after timestamp {eta} (run `hivetune promote` again)")
+        payload["eta"] = eta = clients.governor.proposal_eta(int(proposal))
+        text = f"queued in the timelock; executable after timestamp {eta} (run `hivetune promote` again)"
     else:
-        typer.echo(f"executed (tx {receipt['transactionHash'].hex()})")
+        text = f"executed (tx {tx})"
+    emit(as_json, payload, text)
 
 
 def proposals_cmd(

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from coordination.swarm.runspec import run_spec_from_dict
-from recipes.public_run import PublicRunConfig, base_model_pins
+from recipes.public_run.config import PublicRunConfig, base_model_pins
 from trainer.base_models import SMOLLM2, base_dir_cid
 
 CONFIGS = Path(__file__).parents[2] / "recipes" / "configs"
