@@ -62,7 +62,7 @@ class PublicRun:
             base = str(
                 ensure_warm_start(
                     cfg.task, hivetune_home() / "demo" / cache, task_params=cfg.task_params, model=base,
-                    **cfg.warm_start,
+                    section=cfg.warm_start,
                 )
             )  # fmt: skip
         self.base_pins = base_model_pins(base, given=cfg.run.get("model", {}))
@@ -211,7 +211,7 @@ class PublicRun:
         # one epoch range and one stake snapshot (a past timestamp) that every validator of the period signs; taken
         # from a block mined now: anvil's latest block dates from the last transaction, before training began
         snapshot = mine_now(self.net.w3) - 1
-        sign = {"run": run, "period": 0, "reward": self.cfg.reward_tokens * TOKEN, **self.chain, "first_epoch": 0,
+        sign = {"run": run, "period": 0, "payout": self.cfg.reward_tokens * TOKEN, **self.chain, "first_epoch": 0,
                 "last_epoch": self.cfg.epochs - 1, "snapshot": snapshot, "verdicts": verdicts}  # fmt: skip
         self.procs.run_parallel(
             [(f"settle-sign-{i}", hivetune("settle-sign", **sign, key_file=self.key_file(v), out=docs[i]), None)
