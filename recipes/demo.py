@@ -1,4 +1,4 @@
-"""`make demo`: a whole public run on one machine (see recipes/public_run.py for every stage).
+"""`make demo`: a whole public run on one machine (see recipes/public_run/ for every stage).
 
 python -m recipes.demo                 # what `make demo` runs: chain, swarm, validators, vote (~10 min, 2 cores)
 python -m recipes.demo --epochs 20     # shorter

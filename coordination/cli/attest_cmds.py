@@ -25,6 +25,7 @@ from coordination.cli.options import (
     PeersOption,
     RpcOption,
     RunOption,
+    emit,
     open_chain,
     print_table,
 )
@@ -94,7 +95,7 @@ def validate(
 
 def print_validation(report: dict, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        emit(True, report, "")
         return
     rows = ((v["epoch"], v["peer"], v["status"], v["kind"], v["detail"][:60]) for v in report["verdicts"])
     print_table(f"verdicts of {report['validator']}", ("epoch", "peer", "status", "kind", "detail"), rows)
@@ -148,6 +149,7 @@ def settle_sign(
         typer.Option(help="Re-check every cited FRAUD evidence against these published records before co-signing."),
     ] = None,
     initial_peers: PeersOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Sign the period's contribution table (and slashes) that the verdict reports rule, weighed by stake.
 
@@ -189,10 +191,10 @@ def settle_sign(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    typer.echo(
-        f"signed period {period}: {len(doc['table'])} peers, {doc['totalUnits']} units, "
-        f"{len(doc['slashes'])} slash(es) -> {out}"
-    )
+    peers, slashes = len(doc["table"]), len(doc["slashes"])
+    payload = {"period": period, "peers": peers, "totalUnits": doc["totalUnits"], "slashes": slashes, "out": str(out)}
+    text = f"signed period {period}: {peers} peers, {doc['totalUnits']} units, {slashes} slash(es) -> {out}"
+    emit(as_json, payload, text)
 
 
 def settle(
@@ -214,14 +216,13 @@ def settle(
     _, clients = _chain_for(run, deployment, rpc)
     docs = [json.loads(p.read_text()) for p in signatures]
     result = submit_period_documents(docs, clients=clients, sender=sender, claims_dir=claims_dir)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        typer.echo(
-            f"settled period {result['period']} root {result['root']} ({result['totalUnits']} units, "
-            f"{len(result['signers'])} signers); {len(result['claims'])} claim files in {claims_dir}; "
-            f"slashed {len(result['slashed'])}"
-        )
+    emit(
+        as_json,
+        result,
+        f"settled period {result['period']} root {result['root']} ({result['totalUnits']} units, "
+        f"{len(result['signers'])} signers); {len(result['claims'])} claim files in {claims_dir}; "
+        f"slashed {len(result['slashed'])}",
+    )
 
 
 def register(app: typer.Typer) -> None:

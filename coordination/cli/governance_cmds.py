@@ -47,7 +47,7 @@ def _run_id(run: Path) -> str:
     return load_run_spec(run).run_id
 
 
-def nominate_cmd(
+def nominate(
     cid: Annotated[str, typer.Argument(help="checkpoint CID (from `hivetune checkpoint add`)")],
     run: RunOption,
     store: StoreOption = None,
@@ -59,16 +59,16 @@ def nominate_cmd(
     """Nominate a stored checkpoint for promotion (once per adapter weights hash); then `hivetune fix-seed`."""
     from coordination.checkpoints import CheckpointStore
     from coordination.checkpoints.weights import weights_hash_of
-    from coordination.governance.promotion import nominate
+    from coordination.governance import promotion
 
     w3, clients, account = open_signed_chain(rpc, deployment, key_file)
     weights = weights_hash_of(CheckpointStore(store), cid)
-    nom = nominate(w3, clients, _run_id(run), cid, weights, sender=account)
+    nom = promotion.nominate(w3, clients, _run_id(run), cid, weights, sender=account)
     payload = {"cid": cid, "block": nom.block_number, "weights_hash": "0x" + weights.hex()}
     emit(as_json, payload, f"nominated {cid} in block {nom.block_number}")
 
 
-def fix_seed_cmd(
+def fix_seed(
     cid: CidArgument,
     run: RunOption,
     rpc: RpcOption = None,
@@ -77,15 +77,15 @@ def fix_seed_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Fix the eval seed of a nomination (the hash of the block after it); anyone may call."""
-    from coordination.governance.promotion import fix_seed
+    from coordination.governance import promotion
 
     w3, clients, account = open_signed_chain(rpc, deployment, key_file)
-    nom = fix_seed(w3, clients, _run_id(run), cid, sender=account)
+    nom = promotion.fix_seed(w3, clients, _run_id(run), cid, sender=account)
     payload = {"cid": cid, "block": nom.block_number, "seed": nom.seed}
     emit(as_json, payload, f"eval seed of {cid}: {nom.seed}")
 
 
-def eval_attest_cmd(
+def eval_attest(
     cid: CidArgument,
     run: RunOption,
     n: Annotated[int, typer.Option("--n", help="eval samples")] = 64,
@@ -120,7 +120,7 @@ def eval_attest_cmd(
     emit(as_json, payload, f"eval of {cid} on seed {seed}: {bundle.correct}/{bundle.total}")
 
 
-def eval_verify_cmd(
+def eval_verify(
     bundle_path: Annotated[Path, typer.Option("--bundle", help="eval bundle JSON (from `hivetune eval-attest`)")],
     sample: Annotated[int, typer.Option("--sample", help="index of the sample to check")],
     rpc: RpcOption = None,
@@ -172,7 +172,7 @@ def eval_verify_cmd(
         raise typer.Exit(1)
 
 
-def propose_cmd(
+def propose(
     cid: CidArgument,
     run: RunOption,
     evals: Annotated[
@@ -195,64 +195,71 @@ def propose_cmd(
     emit(as_json, payload, f"proposal {pid}: promote {cid} ({bundle.correct}/{bundle.total})")
 
 
-def vote_cmd(
+def vote(
     proposal: ProposalArgument,
     support: Annotated[str, typer.Argument(help="for | against | abstain")],
     reason: Annotated[str, typer.Option(help="optional reason, stored on chain")] = "",
     rpc: RpcOption = None,
     deployment: DeploymentOption = DEPLOYMENT_FILE,
     key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Vote with your stake at the proposal's snapshot (no stake at the snapshot = zero weight)."""
-    from coordination.governance.promotion import vote
+    from coordination.governance import promotion
 
     _, clients, account = open_signed_chain(rpc, deployment, key_file)
     weight = clients.staking.get_past_votes(account.address, clients.governor.proposal_snapshot(int(proposal)))
-    vote(clients, int(proposal), support, sender=account, reason=reason)
-    typer.echo(f"voted {support} on {proposal} with weight {weight}")
+    promotion.vote(clients, int(proposal), support, sender=account, reason=reason)
+    payload = {"proposal": proposal, "support": support, "weight": weight}
+    emit(as_json, payload, f"voted {support} on {proposal} with weight {weight}")
 
 
-def promote_cmd(
+def promote(
     proposal: ProposalArgument,
     rpc: RpcOption = None,
     deployment: DeploymentOption = DEPLOYMENT_FILE,
     key_file: KeyFileOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Queue a succeeded proposal in the timelock; run again after the delay to execute it."""
     from coordination.chain.governance import ProposalState
-    from coordination.governance.promotion import promote
+    from coordination.governance import promotion
 
     w3, clients, account = open_signed_chain(rpc, deployment, key_file)
-    receipt = promote(w3, clients, int(proposal), sender=account)
+    receipt = promotion.promote(w3, clients, int(proposal), sender=account)
     state = clients.governor.state(int(proposal))
+    tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    payload = {"proposal": proposal, "state": state.name.lower(), "tx": tx}
     if state == ProposalState.QUEUED:
-        eta = clients.governor.proposal_eta(int(proposal))
-        typer.echo(f"queued in the timelock; executable after timestamp {eta} (run `hivetune promote` again)")
+        payload["eta"] = eta = clients.governor.proposal_eta(int(proposal))
+        text = f"queued in the timelock; executable after timestamp {eta} (run `hivetune promote` again)"
     else:
-        typer.echo(f"executed (tx {receipt['transactionHash'].hex()})")
+        text = f"executed (tx {tx})"
+    emit(as_json, payload, text)
 
 
-def proposals_cmd(
+def proposals(
     rpc: RpcOption = None, deployment: DeploymentOption = DEPLOYMENT_FILE, as_json: JsonOption = False
 ) -> None:
     """Proposals as their calldata decodes (never their description), with tallies."""
-    from coordination.governance.promotion import PROPOSAL_COLUMNS, proposal_rows, proposals
+    from coordination.governance import promotion
 
     w3, clients = open_chain(rpc, deployment)
-    rows = proposal_rows(proposals(w3, clients))
+    rows = promotion.proposal_rows(promotion.proposals(w3, clients))
     if as_json:
         emit(True, rows, "")
         return
-    print_table("promotion proposals", PROPOSAL_COLUMNS, ([r[c] for c in PROPOSAL_COLUMNS] for r in rows))
+    columns = promotion.PROPOSAL_COLUMNS
+    print_table("promotion proposals", columns, ([r[c] for c in columns] for r in rows))
 
 
 def register(app: typer.Typer) -> None:
     """Add the governance commands to the `hivetune` app."""
-    app.command("nominate")(nominate_cmd)
-    app.command("fix-seed")(fix_seed_cmd)
-    app.command("eval-attest")(eval_attest_cmd)
-    app.command("eval-verify")(eval_verify_cmd)
-    app.command("propose")(propose_cmd)
-    app.command("vote")(vote_cmd)
-    app.command("promote")(promote_cmd)
-    app.command("proposals")(proposals_cmd)
+    app.command("nominate")(nominate)
+    app.command("fix-seed")(fix_seed)
+    app.command("eval-attest")(eval_attest)
+    app.command("eval-verify")(eval_verify)
+    app.command("propose")(propose)
+    app.command("vote")(vote)
+    app.command("promote")(promote)
+    app.command("proposals")(proposals)

@@ -1,6 +1,6 @@
 """CLI commands of the swarm: `hivetune bootstrap`, `hivetune join`, `hivetune status`.
 
-hivetune bootstrap --run recipes/runs/arith_tiny.yaml --host-maddr /ip4/0.0.0.0/tcp/31337 --identity boot.key
+hivetune bootstrap --run recipes/runs/arith_tiny.yaml --host-maddr /ip4/0.0.0.0/tcp/31337 --identity boot.key [--json]
 hivetune join --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... --max-epochs 20
 hivetune join --run run.yaml --initial-peers ... --key-file me.key --deployment deployment.json   # attested peer
 hivetune status --run recipes/runs/arith_tiny.yaml --initial-peers /ip4/1.2.3.4/tcp/31337/p2p/12D3... [--json]
@@ -42,8 +42,11 @@ def bootstrap(
     duration: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds (default: never).")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Start the run's entry DHT node, print the multiaddrs to share, and stay up (Ctrl-C stops)."""
+    """Start the run's entry DHT node, print the multiaddrs to share, and stay up (Ctrl-C stops).
+
+    With --json: one JSON line {name, run_id, maddrs} once the node is up."""
     from rich.console import Console
 
     from coordination.swarm.peer import start_bootstrap
@@ -53,11 +56,14 @@ def bootstrap(
     node = start_bootstrap(
         spec, host_maddrs=host_maddr or DEFAULT_HOST, announce_maddrs=announce_maddr or None, identity_path=identity
     )
-    console = Console()
-    console.print(f"run [bold]{spec.name}[/] id {spec.run_id}")
-    console.print("share one of these with peers ([bold]--initial-peers[/]):")
-    for maddr in node.maddrs:
-        print(maddr, flush=True)
+    if as_json:
+        emit(True, {"name": spec.name, "run_id": spec.run_id, "maddrs": node.maddrs}, "")
+    else:
+        console = Console()
+        console.print(f"run [bold]{spec.name}[/] id {spec.run_id}")
+        console.print("share one of these with peers ([bold]--initial-peers[/]):")
+        for maddr in node.maddrs:
+            print(maddr, flush=True)
     try:
         deadline = None if duration is None else time.monotonic() + duration
         while deadline is None or time.monotonic() < deadline:

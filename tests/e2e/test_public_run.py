@@ -18,7 +18,8 @@ CONFIG = Path(__file__).parents[2] / "recipes" / "configs" / "public_run_ci.yaml
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
-    from recipes.public_run import PublicRunConfig, run_demo
+    from recipes.public_run import run_demo
+    from recipes.public_run.config import PublicRunConfig
 
     out = tmp_path_factory.mktemp("demo")
     cfg = PublicRunConfig.load(CONFIG, output_dir=str(out))

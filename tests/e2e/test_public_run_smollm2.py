@@ -30,7 +30,8 @@ CONFIG = Path(__file__).parents[2] / "recipes" / "configs" / "public_run_smollm2
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
-    from recipes.public_run import PublicRunConfig, run_demo
+    from recipes.public_run import run_demo
+    from recipes.public_run.config import PublicRunConfig
 
     out = tmp_path_factory.mktemp("demo_smollm2")
     cfg = PublicRunConfig.load(CONFIG, output_dir=str(out), epochs=2, eval_n=32, attest_eval_n=4)

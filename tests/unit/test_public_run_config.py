@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from coordination.swarm.runspec import run_spec_from_dict
-from recipes.public_run import PublicRunConfig, base_model_pins
+from recipes.public_run.config import PublicRunConfig, base_model_pins
 from trainer.base_models import SMOLLM2, base_dir_cid
 
 CONFIGS = Path(__file__).parents[2] / "recipes" / "configs"
@@ -45,7 +45,7 @@ def test_smollm2_demo_builds_a_run_spec_on_the_pinned_builtin_base_in_fp32():
 
 def test_tiny_demo_pins_its_warm_start_by_directory_cid(tmp_path):
     cfg = PublicRunConfig.load(CONFIGS / "public_run.yaml")
-    assert cfg.model == "tiny" and cfg.warm_start["teacher_flaw_rate"] == 0.8 and cfg.eval_max_new_tokens is None
+    assert cfg.model == "tiny" and cfg.warm_start.teacher_flaw_rate == 0.8 and cfg.eval_max_new_tokens is None
     warm = tmp_path / "warm"
     warm.mkdir()
     (warm / "config.json").write_text("{}")
@@ -61,7 +61,7 @@ def test_tiny_demo_pins_its_warm_start_by_directory_cid(tmp_path):
     [
         ({"run": {"model": {"base": "tiny"}}}, "set the base with the top-level `model` key"),
         ({"run": {"model": "tiny"}}, "run.model='tiny'"),
-        ({"modle": "tiny"}, "unknown key(s) ['modle']"),
+        ({"modle": "tiny"}, "unknown field(s) ['modle']"),
     ],
 )
 def test_bad_demo_configs_raise_one_line_errors(tmp_path, raw, fragment):
