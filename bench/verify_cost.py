@@ -58,7 +58,7 @@ from support.honest_rollouts import RolloutPlan, generate_rollouts  # noqa: E402
 
 from coordination.attest.rollout_store import records_with_proofs  # noqa: E402
 from coordination.attest.rollouts import task_reward  # noqa: E402
-from coordination.attest.typed_data import attest_domain  # noqa: E402
+from coordination.chain.eip712 import attest_domain  # noqa: E402
 from coordination.verify.audit import rollouts_to_check  # noqa: E402
 from coordination.verify.run_facts import RunFacts  # noqa: E402
 from coordination.verify.validator import DEFAULT_ROLLOUT_RATE, Validator  # noqa: E402

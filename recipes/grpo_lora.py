@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ModelConfig
 
+from trainer.config import WarmStartSection, section_field
+
 
 @dataclass
 class GRPORecipeArguments:
@@ -44,13 +46,9 @@ class GRPORecipeArguments:
     n_prompts: int = field(default=4096, metadata={"help": "Distinct training prompts (cycled by epochs)."})
     rewards: str = field(default="correctness,format,steps", metadata={"help": "Reward components, in order."})
     warm_start_steps: int = field(default=0, metadata={"help": "SFT steps before GRPO (0: use the model as is)."})
-    warm_start_lr: float | None = field(
-        default=None, metadata={"help": "SFT learning rate of the warm start (None: 3e-3 full FT of tiny, 5e-4 LoRA)."}
-    )
-    warm_start_batch_size: int = field(default=32, metadata={"help": "SFT batch size of the warm start."})
-    warm_start_flaw_rate: float = field(
-        default=0.0, metadata={"help": "Fraction of flawed teacher traces in the warm start (see trainer.sft)."}
-    )
+    warm_start_lr: float | None = section_field(WarmStartSection, "learning_rate")
+    warm_start_batch_size: int = section_field(WarmStartSection, "batch_size")
+    warm_start_flaw_rate: float = section_field(WarmStartSection, "teacher_flaw_rate")
     warm_start_dir: str = field(default="outputs/warm_start", metadata={"help": "Cache dir of the warm start."})
     eval_n: int = field(default=200, metadata={"help": "Held-out samples evaluated before and after (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})

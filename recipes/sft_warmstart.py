@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from trainer.config import TEACHER_DATA_SEED, WarmStartSection, section_field
+
 
 @dataclass
 class WarmStartArguments:
@@ -30,16 +32,16 @@ class WarmStartArguments:
     model_name_or_path: str = field(default="tiny", metadata={"help": "Base model dir, hub id, or `tiny`."})
     task: str = field(default="arithmetic", metadata={"help": "Task name: arithmetic, countdown, gsm8k."})
     task_params: str = field(default="", metadata={"help": "Task parameters as key=value,key=value (digits=2)."})
-    n_samples: int = field(default=20_000, metadata={"help": "Distinct teacher traces (cycled if steps need more)."})
-    trace_seed: int = field(default=1_000_003, metadata={"help": "Seed of the teacher traces (train split)."})
-    teacher_flaw_rate: float = field(
-        default=0.0, metadata={"help": "Fraction of flawed teacher traces (a teacher that forgets the final carry)."}
-    )
+    n_samples: int = section_field(WarmStartSection, "n_samples")
+    trace_seed: int = field(default=TEACHER_DATA_SEED, metadata={"help": "Seed of the teacher traces (train split)."})
+    teacher_flaw_rate: float = section_field(WarmStartSection, "teacher_flaw_rate")
     eval_n: int = field(default=200, metadata={"help": "Held-out samples to evaluate after training (0: skip)."})
     eval_seed: int = field(default=0, metadata={"help": "Seed of the held-out eval samples."})
     torch_threads: int = field(default=0, metadata={"help": "Torch CPU threads (0: torch default; 1 on busy boxes)."})
-    lora_r: int = field(
-        default=16, metadata={"help": "LoRA rank for real models (0: full fine-tune); the tiny model is always full."}
+    lora_r: int = section_field(
+        WarmStartSection,
+        "lora_r",
+        help="LoRA rank for real models (0: full FT); the tiny model is always fully trained.",
     )
 
     def __post_init__(self):

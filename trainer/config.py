@@ -94,6 +94,7 @@ class GrpoSection:
 
 TINY_WARM_START_LR = 3e-3  # a full fine-tune of the tiny model
 LORA_WARM_START_LR = 5e-4  # a LoRA warm start of a real model (merged into the base afterwards)
+TEACHER_DATA_SEED = 1_000_003  # seed of the warm start's teacher traces (train split), unless a run sets its own
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,13 @@ def field_help(cls) -> dict[str, str]:
         else:
             out[f.name] = f.metadata.get("help", "")
     return out
+
+
+def section_field(section, name: str, *, help: str | None = None):
+    """A dataclass field with the default and help of `section.name`: flat argument dataclasses (TrlParser's recipes)
+    share a section's one default instead of restating it."""
+    source = {f.name: f for f in dataclasses.fields(section)}[name]
+    return field(default=source.default, metadata={"help": help or source.metadata["help"]})
 
 
 def config_from_dict(cls, raw: Any, *, source: str = "config", error: type[Exception] = TrainerConfigError):

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.config import STRICT, GrpoSection, LoraSection, WarmStartSection, load_config
+from trainer.config import STRICT, TEACHER_DATA_SEED, GrpoSection, LoraSection, WarmStartSection, load_config
 from trainer.errors import TrainerConfigError
 
 
@@ -118,7 +118,7 @@ def run_single_peer(cfg: PipelineConfig) -> dict:
         task_params=cfg.task_params,
         model=str(base),
         seed=cfg.seed,
-        data_seed=cfg.seed + 1_000_003,
+        data_seed=cfg.seed + TEACHER_DATA_SEED,
         section=cfg.warm_start,
     )
     clock["sft"] = time.perf_counter()

@@ -22,7 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
-from trainer.config import WarmStartSection
+from trainer.config import TEACHER_DATA_SEED, WarmStartSection
 from trainer.errors import TrainerConfigError
 from trainer.tasks import Task, get_task
 from trainer.tasks.base import stable_hash
@@ -142,7 +142,7 @@ def ensure_warm_start(
     task_params: dict | None = None,
     model: str = "tiny",
     seed: int = 0,
-    data_seed: int = 1_000_003,
+    data_seed: int = TEACHER_DATA_SEED,
     section: WarmStartSection | None = None,
     **cfg,
 ) -> Path:
@@ -177,7 +177,6 @@ def ensure_warm_start(
         return out
     task = get_task(task_name, **(task_params or {}))
     model, tokenizer = load_model_and_tokenizer(settings["model"])
-    sft_fields = cfg  # what is left: SFTConfig fields
     work = out.with_name(out.name + ".partial")
     args = sft_config(
         work,
@@ -185,7 +184,7 @@ def ensure_warm_start(
         batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"],
         seed=settings["seed"],
-        **sft_fields,
+        **cfg,  # what is left: SFTConfig fields
     )
     peft_config = None if tiny else sft_lora_config(section.lora_r)
     trainer = train_sft(

@@ -96,7 +96,7 @@ class EpochAttester:
         dht=None,
         owner: bytes | None = None,
     ):
-        from coordination.chain.signing import run_key as chain_run_key
+        from coordination.chain.eip712 import run_key as chain_run_key
 
         self.account, self.run_id, self.domain, self.task, self.tokenizer = account, run_id, domain, task, tokenizer
         self.store, self.checkpoint_cid, self.dht, self.owner = store, checkpoint_cid, dht, owner

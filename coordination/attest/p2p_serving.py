@@ -48,7 +48,7 @@ class RolloutServer:
     """Serves a `RolloutDirectory` to validators through a `P2PService` (its own asyncio loop in a daemon thread)."""
 
     def __init__(self, *, dht, store: RolloutDirectory, prefix: str, run_key_hex: str | None = None):
-        from coordination.chain.signing import run_key
+        from coordination.chain.eip712 import run_key
 
         self.dht, self.store, self.prefix = dht, store, prefix
         self.run_key_hex = (run_key_hex or run_key(prefix).hex()).lower()

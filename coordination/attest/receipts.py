@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from eth_utils import keccak, to_checksum_address
 
 from coordination.attest.records import RolloutRecord, rollouts_tree
-from coordination.attest.typed_data import recover_struct_signer, sign_struct, struct_digest
+from coordination.chain.eip712 import recover_struct_signer, sign_struct, struct_digest
 from coordination.errors import AttestationError
 
 WORK_RECEIPT_FIELDS = (

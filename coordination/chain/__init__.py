@@ -11,7 +11,7 @@ Public API (import from the submodules; nothing heavy is imported here):
   `rollback_proposal`, `decode_actions` (what a proposal executes, from its calldata)).
 - `eip712`: the one EIP-712 stack: domains, `PeriodSettlement`, `sign_period`, `sign_void`, `sign_slash`,
   `sign_struct`/`recover_struct_signer` (receipts, verdicts, evals), `quorum_signatures`,
-  `require_quorum_offchain` (the twin of `Staking.requireQuorumAt`), `run_key`. `signing` re-exports it.
+  `require_quorum_offchain` (the twin of `Staking.requireQuorumAt`), `run_key`.
 - `merkle`: OZ StandardMerkleTree; `claims.ClaimTicket` (the one claim-file model, `hivetune claim --claim-file`).
 - `revert`: reverts -> `ChainError(message, error_name, args)`; `clock`: `chain_now`, `advance_time`.
 - `devnet`: anvil on a free port + deploy + funded accounts (`Devnet.start()`); `sandbox`: the same on

@@ -82,7 +82,7 @@ class StakingClient(ContractClient):
         return self._send("stake", amount, sender=sender)
 
     def stake_with_permit(self, amount: int, deadline: int, v: int, r: bytes, s: bytes, *, sender: Sender):
-        """Stake without a prior approve, given an EIP-2612 permit (`signing.sign_permit`)."""
+        """Stake without a prior approve, given an EIP-2612 permit (`eip712.sign_permit`)."""
         return self._send("stakeWithPermit", amount, deadline, v, r, s, sender=sender)
 
     def request_unstake(self, amount: int, *, sender: Sender):

@@ -23,7 +23,7 @@ from eth_utils import keccak, to_checksum_address
 
 from coordination.chain.artifacts import load_artifact
 from coordination.chain.clients import ContractClient
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import run_key
 from coordination.chain.transact import Sender
 
 

@@ -157,8 +157,8 @@ def settle_sign(
     (deterministic, under the epoch's canonical checkpoint) and counts only the FRAUD verdicts it reproduces."""
     from eth_account import Account
 
+    from coordination.chain.eip712 import run_key
     from coordination.chain.keys import require_private_key
-    from coordination.chain.signing import run_key
     from coordination.verify.payout import sign_period_document
     from coordination.verify.rulings import load_reports
     from coordination.verify.validator import run_validator

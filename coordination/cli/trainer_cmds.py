@@ -50,8 +50,7 @@ def _task(name: str, params: list[str] | None):
     return get_task(name, **parse_task_params(params))
 
 
-@data_app.command("generate")
-def data_generate(
+def generate(
     out: Annotated[Path, typer.Option("--out", help="Output JSON-lines file.")],
     task: TaskOption = "arithmetic",
     n: Annotated[int, typer.Option("--n", min=1, help="Number of records.")] = 1000,
@@ -72,7 +71,7 @@ def data_generate(
     typer.echo(f"wrote {n} {chosen.name} {split} records to {out}")
 
 
-def eval_command(
+def eval_(
     model: Annotated[str, typer.Option("--model", help="Model directory or hub id (or `tiny`).")],
     adapter: Annotated[
         str | None, typer.Option("--adapter", help="A PEFT adapter dir, or a checkpoint CID from the store.")
@@ -110,7 +109,7 @@ def eval_command(
     )
 
 
-def tiny_model_command(
+def tiny_model(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the model to.")] = Path("outputs/tiny-model"),
     seed: Annotated[int, typer.Option("--seed", help="Initialisation seed.")] = 0,
 ) -> None:
@@ -121,7 +120,7 @@ def tiny_model_command(
     typer.echo(f"wrote tiny model (seed {seed}) to {path}")
 
 
-def base_model_command(
+def base_model(
     base: Annotated[str, typer.Argument(help="A built-in base (smollm2-135m-instruct), `tiny`, a path or a hub id.")],
     revision: Annotated[str | None, typer.Option("--revision", help="Revision the spec pins.")] = None,
     expected_cid: Annotated[str | None, typer.Option("--cid", help="Refuse the base unless it has this CID.")] = None,
@@ -136,7 +135,7 @@ def base_model_command(
     emit(as_json, {"base": base, "path": str(path), "cid": cid}, f"{base}: {path}\nbase_cid: {cid}")
 
 
-def train_command(
+def train(
     config: Annotated[Path, typer.Option("--config", help="A single-peer pipeline config (YAML).")] = Path(
         "recipes/configs/single_peer_arith_tiny.yaml"
     ),
@@ -153,8 +152,9 @@ def train_command(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `hivetune` app."""
+    data_app.command("generate")(generate)
     app.add_typer(data_app, name="data")
-    app.command("eval")(eval_command)
-    app.command("tiny-model")(tiny_model_command)
-    app.command("base-model")(base_model_command)
-    app.command("train")(train_command)
+    app.command("eval")(eval_)
+    app.command("tiny-model")(tiny_model)
+    app.command("base-model")(base_model)
+    app.command("train")(train)

@@ -201,7 +201,7 @@ class AttestationHook:
 
 def attested_peer(spec, config, *, account, store, rollouts, clients=None, start: str | None = "promoted"):
     """The `Peer` of `hivetune join --key-file`: starts from `start` (promoted | CID | base), attests every epoch."""
-    from coordination.attest.typed_data import attest_domain
+    from coordination.chain.eip712 import attest_domain
     from coordination.swarm.peer import Peer
 
     cid = start_checkpoint(spec, clients=clients, start=start)

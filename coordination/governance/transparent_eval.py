@@ -33,7 +33,7 @@ from pathlib import Path
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
-from coordination.attest.typed_data import attest_domain, recover_struct_signer, sign_struct
+from coordination.chain.eip712 import attest_domain, recover_struct_signer, sign_struct
 from coordination.chain.merkle import StandardMerkleTree, leaf_hash, verify_proof
 from coordination.errors import AttestationError
 

@@ -6,7 +6,7 @@ field, so the run id can prefix every DHT key and peers with a different config 
 
     spec = load_run_spec("recipes/runs/arith_tiny.yaml")
     spec.run_id            # 'bafyrei...'  (DHT prefix, checkpoint manifests, receipts)
-    spec.run_id_bytes32    # keccak256 of the run id: the run's bytes32 on chain (= chain.signing.run_key)
+    spec.run_id_bytes32    # keccak256 of the run id: the run's bytes32 on chain (= chain.eip712.run_key)
     diff_fields(spec.canonical(), other.canonical())   # ['grpo.learning_rate', ...]
 """
 
@@ -179,8 +179,8 @@ class RunSpec:
 
     @property
     def run_id_bytes32(self) -> bytes:
-        """The run's bytes32 on chain: keccak256 of the run id string (`coordination.chain.signing.run_key`)."""
-        from coordination.chain.signing import run_key
+        """The run's bytes32 on chain: keccak256 of the run id string (`coordination.chain.eip712.run_key`)."""
+        from coordination.chain.eip712 import run_key
 
         return run_key(self.run_id)
 

@@ -59,7 +59,7 @@ from coordination.attest.records import (
 from coordination.attest.rollout_store import RecordsUnavailable
 from coordination.attest.rollouts import decode_completion
 from coordination.attest.seeded_sampling import mismatched_positions, rollout_seed
-from coordination.attest.typed_data import recover_struct_signer, sign_struct
+from coordination.chain.eip712 import recover_struct_signer, sign_struct
 from coordination.errors import AttestationError, CheckpointError
 from coordination.verify.policy_pool import AdapterRefused
 from coordination.verify.rulings import Finding, Kind

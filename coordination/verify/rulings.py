@@ -57,7 +57,7 @@ from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
 from coordination.attest.receipts import SignedReceipt
-from coordination.attest.typed_data import recover_struct_signer, sign_struct
+from coordination.chain.eip712 import recover_struct_signer, sign_struct
 from coordination.errors import AttestationError
 
 if TYPE_CHECKING:

@@ -82,7 +82,7 @@ class RunFacts:
         cls, spec, *, task, domain: dict, load_policy: PolicyLoader, reward_fn: RewardFn | None = None, **overrides
     ) -> RunFacts:
         """Facts of a `coordination.swarm.runspec.RunSpec`; the on-chain run key is `run_key(spec.run_id)`."""
-        from coordination.chain.signing import run_key
+        from coordination.chain.eip712 import run_key
 
         fields = dict(
             run_id=spec.run_id,

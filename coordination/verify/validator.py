@@ -215,7 +215,7 @@ def write_report(report: dict, path: str | Path) -> Path:
 
 def run_domain(spec, clients=None) -> dict:
     """The EIP-712 domain the run's receipts and verdicts are signed in: the ledger's on a chain, else the spec's."""
-    from coordination.attest.typed_data import attest_domain
+    from coordination.chain.eip712 import attest_domain
     from coordination.swarm.runspec import ChainSpec
 
     if clients is not None:
@@ -228,7 +228,7 @@ def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | No
     """({epoch: [SignedReceipt]}, record fetcher, dht or None) from a local directory or from the swarm's DHT."""
     if records_dir is not None:
         from coordination.attest.rollout_store import RolloutDirectory
-        from coordination.chain.signing import run_key
+        from coordination.chain.eip712 import run_key
 
         store = RolloutDirectory(records_dir)
         yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch, None

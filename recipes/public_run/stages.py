@@ -283,8 +283,6 @@ class PublicRun:
     # -- 7. summary ------------------------------------------------------------------------------
     def accuracy_curve(self, history: list[dict], store_dir: Path, promoted: str) -> list[dict]:
         """Held-out accuracy of every `eval_every`-th epoch checkpoint and of the promoted one."""
-        from peft import PeftModel
-
         from coordination.checkpoints import CheckpointStore
         from trainer.base_models import load_pinned_base
         from trainer.eval import evaluate
@@ -296,13 +294,12 @@ class PublicRun:
         curve = [{"epoch": 0, "accuracy": self.facts["accuracy_before"]}]
         for point in points:
             adapter = store.checkout(point["checkpoint"])
-            base, tokenizer = load_pinned_base(**self.spec.model.pins)
-            model = PeftModel.from_pretrained(base, str(adapter)).eval()
+            model, tokenizer = load_pinned_base(**self.spec.model.pins, adapter_dir=adapter)
             acc = evaluate(
                 model, tokenizer, task, n=self.cfg.eval_n, seed=self.cfg.eval_seed,
                 max_new_tokens=self.cfg.eval_max_new_tokens,
             )["accuracy"]  # fmt: skip
-            curve.append({"epoch": point["epoch"] + (0 if point["checkpoint"] == promoted else 0), "accuracy": acc})
+            curve.append({"epoch": point["epoch"], "accuracy": acc})
         return curve
 
 

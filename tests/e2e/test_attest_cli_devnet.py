@@ -54,7 +54,7 @@ def published(devnet):
     from support.honest_rollouts import RolloutPlan, generate_rollouts
 
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.chain.signing import run_key
+    from coordination.chain.eip712 import run_key
     from coordination.swarm.runspec import load_run_spec
     from coordination.verify.policy_pool import BASE_CHECKPOINT
     from coordination.verify.run_facts import facts_for_run

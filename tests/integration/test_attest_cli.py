@@ -32,8 +32,7 @@ def published(tmp_path_factory):
 
     from coordination.attest.receipts import contribution_digest
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.attest.typed_data import attest_domain
-    from coordination.chain.signing import run_key
+    from coordination.chain.eip712 import attest_domain, run_key
     from coordination.swarm.runspec import load_run_spec
     from coordination.verify.policy_pool import BASE_CHECKPOINT
     from coordination.verify.run_facts import facts_for_run
@@ -150,7 +149,7 @@ def test_validate_reads_receipts_from_the_dht_and_records_over_libp2p(published,
     from coordination.attest.dht_receipts import publish_receipt
     from coordination.attest.p2p_serving import RolloutServer
     from coordination.attest.rollout_store import RolloutDirectory
-    from coordination.chain.signing import run_key
+    from coordination.chain.eip712 import run_key
     from coordination.swarm.epoch_board import EpochBoard
     from coordination.swarm.runspec import load_run_spec
     from coordination.verify.policy_pool import BASE_CHECKPOINT

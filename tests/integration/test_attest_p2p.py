@@ -11,8 +11,7 @@ from coordination.attest.p2p_serving import P2PRecordFetcher, RolloutServer
 from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.records import RolloutRecord, verify_record
 from coordination.attest.rollout_store import RecordsUnavailable, RolloutDirectory
-from coordination.attest.typed_data import attest_domain
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import attest_domain, run_key
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ def validate_from(dht, spec, store, epochs):
     """What `hivetune validate --initial-peers ...` does, on the peer's own DHT node (in process)."""
     from coordination.attest.dht_receipts import fetch_receipts
     from coordination.attest.p2p_serving import P2PRecordFetcher
-    from coordination.attest.typed_data import attest_domain
+    from coordination.chain.eip712 import attest_domain
     from coordination.swarm.epoch_board import EpochBoard
     from coordination.verify.run_facts import facts_for_run
     from coordination.verify.validator import Validator, validate_epochs

@@ -17,8 +17,7 @@ from support.honest_rollouts import RolloutPlan, generate_rollouts
 
 from coordination.attest.receipts import contribution_digest
 from coordination.attest.rollout_store import RolloutDirectory, records_with_proofs
-from coordination.attest.typed_data import attest_domain
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import attest_domain, run_key
 from coordination.checkpoints.addressing import block_cid
 from coordination.swarm.runspec import run_spec_from_dict
 from coordination.verify.payout import contribution_table

@@ -8,7 +8,7 @@ from eth_account import Account
 
 from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.records import RolloutRecord
-from coordination.attest.typed_data import attest_domain
+from coordination.chain.eip712 import attest_domain
 from coordination.verify.payout import contribution_table
 from coordination.verify.rulings import (
     CitedEvidence,

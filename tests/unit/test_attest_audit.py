@@ -10,7 +10,7 @@ from support.honest_rollouts import RolloutPlan, generate_rollouts
 from coordination.attest.receipts import build_receipt, sign_receipt
 from coordination.attest.rollout_store import RolloutDirectory, records_with_proofs
 from coordination.attest.rollouts import task_reward
-from coordination.attest.typed_data import attest_domain
+from coordination.chain.eip712 import attest_domain
 from coordination.verify.audit import draw_rollouts, rollouts_to_check
 from coordination.verify.rulings import Finding, Kind, Status, reconcile_epoch
 from coordination.verify.run_facts import RunFacts

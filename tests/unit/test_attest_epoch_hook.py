@@ -14,8 +14,7 @@ from coordination.attest.logprobs import encode_prompt
 from coordination.attest.rollout_store import RolloutDirectory
 from coordination.attest.rollouts import task_reward
 from coordination.attest.seeded_sampling import rollout_seed
-from coordination.attest.typed_data import attest_domain
-from coordination.chain.signing import run_key
+from coordination.chain.eip712 import attest_domain, run_key
 from coordination.verify.rulings import Kind
 from coordination.verify.run_facts import RunFacts
 from coordination.verify.validator import Validator

@@ -5,7 +5,7 @@ from eth_account import Account
 
 from coordination.attest.receipts import SignedReceipt, WorkReceipt, build_receipt, sign_receipt
 from coordination.attest.records import RolloutRecord, quantize_logprobs, rollouts_tree, verify_record
-from coordination.attest.typed_data import attest_domain
+from coordination.chain.eip712 import attest_domain
 from coordination.errors import AttestationError
 
 PEER = Account.from_key("0x" + "11" * 32)

@@ -110,16 +110,6 @@ def test_attestation_structs_go_through_the_same_stack():
     assert len(struct_digest(domain, "Thing", fields, message)) == 32
 
 
-def test_old_import_paths_re_export_the_one_stack():
-    from coordination.attest import typed_data
-    from coordination.chain import eip712, signing
-    from coordination.verify import payout
-
-    assert signing.sign_period is eip712.sign_period and signing.run_key is eip712.run_key
-    assert typed_data.sign_struct is eip712.sign_struct and typed_data.attest_domain is eip712.attest_domain
-    assert payout.require_quorum_offchain is eip712.require_quorum_offchain
-
-
 def test_run_key_hashes_strings_and_passes_bytes32_through():
     assert run_key("bafyrun") == keccak(text="bafyrun")
     raw = bytes(range(32))
