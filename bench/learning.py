@@ -4,21 +4,40 @@
     python bench/learning.py --model smollm2 --seeds 1 --eval_n 100 --k 4
     python bench/learning.py --seeds 2 --eval_n 200 --steps 60   # what fits a busy 2-core box
 
-Per seed, from the same warm start W (an SFT of the base on an *exact* teacher: no deliberate flaw),
-each arm consumes the same number of completions N = steps x batch:
-  1. continued SFT    : N more teacher traces (LoRA, `sft_lr`)
-  2. rejection FT     : N completions sampled from W on training prompts; SFT (LoRA) on the correct ones
-  3. GRPO outcome     : GRPO + LoRA, reward = correctness only
-  4. GRPO + credit    : GRPO + LoRA, reward = correctness + format (+ step credit where the task has it)
+Per seed, from the same warm start W (an SFT of the base on an *exact* teacher: no deliberate flaw,
+`warm_steps` x `warm_batch` traces, each seen once), each arm processes the same number of
+completions N = steps x batch (LoRA r=`lora_r` in every arm):
+  1. continued SFT (same data)   : the issue's SFT baseline, as in the RL post-training literature:
+                                   N more SFT examples drawn from W's own SFT dataset (more epochs on
+                                   the same traces, `sft_lr`); no new teacher calls
+  2. fresh-teacher SFT (oracle)  : N *new* exact-teacher traces on the training prompts. With an
+                                   unlimited exact teacher supervised data is the best use of N, so
+                                   this is an upper bound, reported, not the baseline to beat
+  3. rejection FT                : N completions sampled from W on training prompts; SFT on the correct ones
+  4. GRPO outcome                : GRPO + LoRA, reward = correctness only
+  5. GRPO + credit               : GRPO + LoRA, reward = correctness + format (+ step credit where the task has it)
 Metrics on `eval_n` held-out problems (the eval split, disjoint from training by construction):
 greedy pass@1, sampled pass@1 (k samples at `eval_temperature`), pass@k. 95% CIs by bootstrap over
-problems (seeds averaged inside each resample); the differences vs continued SFT are paired by
-problem and seed. Seed spread = the standard deviation of per-seed means. Writes JSON + PNG.
+problems (seeds averaged inside each resample); the differences of every arm vs continued SFT (same
+data), rejection FT and the oracle are paired by problem and seed (`minus` in the JSON;
+`minus_continued_sft` is the one vs the baseline). Seed spread = the standard deviation of per-seed
+means. Writes JSON + PNG.
 
-Models: `tiny` (character model; task arithmetic, 2 digits, CoT format; a 120-step warm start: with
-300 steps the exact teacher already gave greedy 0.98 and pass@8 1.00, nothing to learn; 3 digits
-after 150 steps gave 0.00 and pass@8 0.00, no reward to learn from) or `smollm2` (the built-in
+Models: `tiny` (character model; task arithmetic, 2 digits, CoT format) or `smollm2` (the built-in
 SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only format, chat template).
+
+Why the tiny setting is a 240-step warm start and 100 steps x 32 per arm (seed 0, n=200, T=0.7):
+the exact teacher's warm start jumps from greedy 0.28 / sampled 0.08 / pass@8 0.46 at 200 steps to
+0.88 / 0.51 / 0.93 at 240 and 0.985 / 0.76 / 0.995 at 270 (nothing left to learn). At 200 steps the
+outcome reward is ill-posed: only 2.5% of the sampled completions with a correct answer have a
+correct trace (the answer is guessed, not derived), so GRPO and RFT reinforce guesses and lower
+greedy accuracy (GRPO from it: 0.28 -> 0.195 after 30 steps at lr 2e-4, 0.13 after 60 at 1e-4; 60
+steps at 2e-5 / 5e-5: 0.27 / 0.245, within noise). At 240 steps 83% of correct samples have the
+exact trace. GRPO lr 2e-4 (the single-peer pipeline's): 60-step probes from the 240-step warm start
+gave greedy 0.875 (2e-4), 0.85 (5e-4), 0.825 (1e-3) from 0.88, none better. T=0.7 for rollouts and
+sampled metrics (T=1.0 halves the sampled accuracy, fewer rewarded groups). Completions: at most 47
+characters + EOS for a correct trace, so `max_completion` 48 truncates none of them (TRL's clipped
+ratio 0-3% per step). 3 digits after 150 steps gave 0.00 and pass@8 0.00.
 """
 
 from __future__ import annotations
@@ -35,7 +54,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
-ARMS = ("warm start", "continued SFT", "rejection FT", "GRPO outcome", "GRPO + credit")
+BASELINE = "continued SFT (same data)"  # the issue's SFT baseline: more epochs on the warm start's own data
+ORACLE = "fresh-teacher SFT (oracle)"  # an upper bound: new exact-teacher traces (an unlimited teacher)
+ARMS = ("warm start", BASELINE, ORACLE, "rejection FT", "GRPO outcome", "GRPO + credit")
+COMPARED_TO = (BASELINE, "rejection FT", ORACLE)  # paired differences of every other arm against these
 METRICS = ("greedy pass@1", "sampled pass@1", "pass@k")
 
 
@@ -64,9 +86,9 @@ SETTINGS = {
         "tiny",
         "arithmetic",
         {"digits": 2},
-        120,
+        240,
         3e-3,
-        150,
+        100,
         32,
         8,
         48,
@@ -133,6 +155,20 @@ def sft_arm(setting, warm, task, rows, out, seed, threads):
     )
     trainer.train()
     return trainer.model, tokenizer
+
+
+def warm_start_rows(setting, task, tokenizer, seed):
+    """The warm start's own SFT data (same seed, same traces, as `ensure_warm_start` built it in `run_seed`)."""
+    from trainer.config import WarmStartSection
+    from trainer.sft import sft_dataset
+
+    n = min(WarmStartSection().n_samples, setting.warm_steps * setting.warm_batch)
+    dataset = sft_dataset(task, seed=warm_data_seed(seed), n=n, tokenizer=tokenizer)
+    return {"prompt": list(dataset["prompt"]), "completion": list(dataset["completion"])}
+
+
+def warm_data_seed(seed: int) -> int:
+    return 1_000_003 + seed
 
 
 def teacher_rows(setting, task, tokenizer, seed, n):
@@ -212,25 +248,31 @@ def grpo_arm(setting, warm, task, out, seed, rewards, weights):
     return trainer.model, tokenizer
 
 
-def run_seed(setting, seed, opts, out) -> dict:
-    from trainer.eval import score_problems
-    from trainer.models import load_model_and_tokenizer
+def ensure_seed_warm_start(setting, task, path, *, seed):
+    """The warm start W of `seed`: SFT of the base on `warm_steps` x `warm_batch` exact-teacher traces."""
     from trainer.sft import ensure_warm_start
-    from trainer.tasks import get_task
 
-    task = get_task(setting.task, **setting.task_params)
-    warm = ensure_warm_start(
+    return ensure_warm_start(
         setting.task,
-        out / f"warm-seed{seed}",
+        path,
         task_params=setting.task_params,
         model=setting.model,
         max_steps=setting.warm_steps,
         learning_rate=setting.warm_lr,
         batch_size=setting.warm_batch,
         seed=seed,
-        data_seed=1_000_003 + seed,
+        data_seed=warm_data_seed(seed),
         disable_tqdm=True,
     )
+
+
+def run_seed(setting, seed, opts, out) -> dict:
+    from trainer.eval import score_problems
+    from trainer.models import load_model_and_tokenizer
+    from trainer.tasks import get_task
+
+    task = get_task(setting.task, **setting.task_params)
+    warm = ensure_seed_warm_start(setting, task, out / f"warm-seed{seed}", seed=seed)
     n = setting.steps * setting.batch
     scores, times = {}, {}
 
@@ -250,7 +292,7 @@ def run_seed(setting, seed, opts, out) -> dict:
         )
         times[arm] = {"train_s": trained - start, "eval_s": time.monotonic() - trained}
         print(
-            f"seed {seed} {arm:14s} greedy {statistics.mean(scores[arm]['greedy']):.3f} "
+            f"seed {seed} {arm:26s} greedy {statistics.mean(scores[arm]['greedy']):.3f} "
             f"sampled {statistics.mean(scores[arm]['sampled_correct']) / opts.k:.3f} "
             f"pass@{opts.k} {statistics.mean(c > 0 for c in scores[arm]['sampled_correct']):.3f} "
             f"({times[arm]['train_s']:.0f}+{times[arm]['eval_s']:.0f} s)",
@@ -259,12 +301,10 @@ def run_seed(setting, seed, opts, out) -> dict:
 
     measure("warm start", lambda: load_model_and_tokenizer(warm))
     warm_tokenizer = load_model_and_tokenizer(warm)[1]
-    measure(
-        "continued SFT",
-        lambda: sft_arm(
-            setting, warm, task, teacher_rows(setting, task, warm_tokenizer, seed, n), out / "sft", seed, opts.threads
-        ),
-    )
+    same = warm_start_rows(setting, task, warm_tokenizer, seed)
+    measure(BASELINE, lambda: sft_arm(setting, warm, task, same, out / "sft", seed, opts.threads))
+    fresh = teacher_rows(setting, task, warm_tokenizer, seed, n)
+    measure(ORACLE, lambda: sft_arm(setting, warm, task, fresh, out / "oracle", seed, opts.threads))
     rft = rejection_rows(setting, warm, task, seed, n)
     if rft["prompt"]:
         measure("rejection FT", lambda: sft_arm(setting, warm, task, rft, out / "rft", seed, opts.threads))
@@ -308,11 +348,16 @@ def summarize(runs: list[dict], k: int) -> dict:
             seed_means = [statistics.mean(v) for v in per_seed]
             spread = statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0
             entry = {"mean": mean, "ci95": [lo, hi], "seed_means": seed_means, "seed_spread": spread}
-            if arm != "continued SFT" and "continued SFT" in arms:
-                base = [metric_values(r["scores"]["continued SFT"], k)[metric] for r in runs]
+            entry["minus"] = {}
+            for other in COMPARED_TO:
+                if other == arm or other not in arms:
+                    continue
+                base = [metric_values(r["scores"][other], k)[metric] for r in runs]
                 diff = [[a - b for a, b in zip(x, y, strict=True)] for x, y in zip(per_seed, base, strict=True)]
                 d, dlo, dhi = bootstrap(diff)
-                entry["minus_continued_sft"] = {"mean": d, "ci95": [dlo, dhi]}
+                entry["minus"][other] = {"mean": d, "ci95": [dlo, dhi]}
+            if BASELINE in entry["minus"]:
+                entry["minus_continued_sft"] = entry["minus"][BASELINE]
             if arm != "warm start":
                 base = [metric_values(r["scores"]["warm start"], k)[metric] for r in runs]
                 gain = [statistics.mean(x) - statistics.mean(y) for x, y in zip(per_seed, base, strict=True)]
@@ -328,7 +373,7 @@ def plot(table: dict, k: int, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     arms = list(table)
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.2))
     width = 0.8 / len(METRICS)
     for j, metric in enumerate(METRICS):
         means = [table[a][metric]["mean"] for a in arms]
@@ -338,7 +383,7 @@ def plot(table: dict, k: int, path: Path, title: str) -> None:
         ]
         label = metric.replace("pass@k", f"pass@{k}")
         ax.bar([i + (j - 1) * width for i in range(len(arms))], means, width, yerr=errs, capsize=3, label=label)
-    ax.set_xticks(range(len(arms)), arms)
+    ax.set_xticks(range(len(arms)), [a.replace(" (", "\n(") for a in arms])
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend()
@@ -401,11 +446,11 @@ def main(argv=None) -> dict:
         cells = []
         for metric, e in metrics.items():
             cell = f"{metric} {e['mean']:.3f} [{e['ci95'][0]:.3f},{e['ci95'][1]:.3f}]"
-            if "minus_continued_sft" in e:
-                d = e["minus_continued_sft"]
-                cell += f" (vs SFT {d['mean']:+.3f} [{d['ci95'][0]:+.3f},{d['ci95'][1]:+.3f}])"
+            for other, d in e["minus"].items():
+                short = {BASELINE: "SFT", ORACLE: "oracle", "rejection FT": "RFT"}[other]
+                cell += f" (vs {short} {d['mean']:+.3f} [{d['ci95'][0]:+.3f},{d['ci95'][1]:+.3f}])"
             cells.append(cell)
-        print(f"{arm:14s} " + "; ".join(cells))
+        print(f"{arm:26s} " + "; ".join(cells))
     return report
 
 

@@ -36,14 +36,14 @@ def test_summary_differences_are_paired_by_problem_and_seed():
         {
             "scores": {
                 "warm start": score([0, 0], [0, 1]),
-                "continued SFT": score([0, 1], [2, 1]),
+                learning.BASELINE: score([0, 1], [2, 1]),
                 "GRPO outcome": score([1, 1], [4, 3]),
             }
         },
         {
             "scores": {
                 "warm start": score([0, 0], [0, 0]),
-                "continued SFT": score([1, 0], [1, 1]),
+                learning.BASELINE: score([1, 0], [1, 1]),
                 "GRPO outcome": score([1, 1], [4, 4]),
             }
         },
@@ -55,3 +55,51 @@ def test_summary_differences_are_paired_by_problem_and_seed():
     assert grpo["sampled pass@1"]["mean"] == pytest.approx(15 / 16)
     assert grpo["pass@k"]["gain_over_warm_start"] == pytest.approx(0.75)  # (1 - 0.5) and (1 - 0) over 2 seeds
     assert grpo["greedy pass@1"]["seed_spread"] == 0.0
+
+
+def test_every_arm_is_paired_against_each_baseline_it_is_compared_to():
+    def score(greedy, sampled):
+        return {"greedy": greedy, "sampled_correct": sampled}
+
+    scores = {
+        "warm start": score([0, 0], [0, 0]),
+        learning.BASELINE: score([0, 1], [1, 1]),
+        learning.ORACLE: score([1, 1], [2, 2]),
+        "rejection FT": score([0, 0], [1, 0]),
+        "GRPO outcome": score([1, 0], [2, 1]),
+    }
+    table = learning.summarize([{"scores": scores}], k=2)
+    grpo = table["GRPO outcome"]["greedy pass@1"]["minus"]
+    assert grpo[learning.BASELINE]["mean"] == pytest.approx(0.0)
+    assert grpo["rejection FT"]["mean"] == pytest.approx(0.5)
+    assert grpo[learning.ORACLE]["mean"] == pytest.approx(-0.5)
+    assert learning.BASELINE not in table[learning.BASELINE]["greedy pass@1"]["minus"]
+    assert table["GRPO outcome"]["greedy pass@1"]["minus_continued_sft"] == grpo[learning.BASELINE]
+
+
+def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch, tmp_path):
+    """`continued SFT (same data)` must re-use the traces `ensure_warm_start` trained the warm start on."""
+    import trainer.sft as sft
+    from trainer.models import load_tokenizer
+    from trainer.tasks import get_task
+
+    monkeypatch.setenv("HIVETUNE_HOME", str(tmp_path / "home"))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, tokenizer, task, args, *, data_seed, n_samples, teacher_flaw_rate=0.0, **kwargs):
+        seen.update(data_seed=data_seed, n=n_samples, flaw=teacher_flaw_rate, tokenizer=tokenizer, task=task)
+        raise Stop
+
+    monkeypatch.setattr(sft, "train_sft", capture)
+    setting = learning.Setting(**{**learning.asdict(learning.SETTINGS["tiny"]), "warm_steps": 3, "warm_batch": 4})
+    task = get_task(setting.task, **setting.task_params)
+    with pytest.raises(Stop):
+        learning.ensure_seed_warm_start(setting, task, tmp_path / "warm", seed=2)
+    trained_on = sft.sft_dataset(seen["task"], seed=seen["data_seed"], n=seen["n"], teacher_flaw_rate=seen["flaw"],
+                                 tokenizer=seen["tokenizer"])  # fmt: skip
+    rows = learning.warm_start_rows(setting, task, load_tokenizer("tiny"), seed=2)
+    assert rows["prompt"] == list(trained_on["prompt"]) and rows["completion"] == list(trained_on["completion"])
+    assert len(rows["prompt"]) == 12
