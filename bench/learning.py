@@ -168,7 +168,9 @@ def warm_start_rows(setting, task, tokenizer, seed):
 
 
 def warm_data_seed(seed: int) -> int:
-    return 1_000_003 + seed
+    from trainer.config import TEACHER_DATA_SEED
+
+    return TEACHER_DATA_SEED + seed
 
 
 def teacher_rows(setting, task, tokenizer, seed, n):
