@@ -162,7 +162,7 @@ def warm_start_rows(setting, task, tokenizer, seed):
     from trainer.config import WarmStartSection
     from trainer.sft import sft_dataset
 
-    n = min(WarmStartSection().n_samples, setting.warm_steps * setting.warm_batch)
+    n = WarmStartSection(max_steps=setting.warm_steps, batch_size=setting.warm_batch).traces()
     dataset = sft_dataset(task, seed=warm_data_seed(seed), n=n, tokenizer=tokenizer)
     return {"prompt": list(dataset["prompt"]), "completion": list(dataset["completion"])}
 
@@ -250,7 +250,7 @@ def grpo_arm(setting, warm, task, out, seed, rewards, weights):
     return trainer.model, tokenizer
 
 
-def ensure_seed_warm_start(setting, task, path, *, seed):
+def ensure_seed_warm_start(setting, path, *, seed):
     """The warm start W of `seed`: SFT of the base on `warm_steps` x `warm_batch` exact-teacher traces."""
     from trainer.sft import ensure_warm_start
 
@@ -270,11 +270,11 @@ def ensure_seed_warm_start(setting, task, path, *, seed):
 
 def run_seed(setting, seed, opts, out) -> dict:
     from trainer.eval import score_problems
-    from trainer.models import load_model_and_tokenizer
+    from trainer.models import load_model_and_tokenizer, load_tokenizer
     from trainer.tasks import get_task
 
     task = get_task(setting.task, **setting.task_params)
-    warm = ensure_seed_warm_start(setting, task, out / f"warm-seed{seed}", seed=seed)
+    warm = ensure_seed_warm_start(setting, out / f"warm-seed{seed}", seed=seed)
     n = setting.steps * setting.batch
     scores, times = {}, {}
 
@@ -302,7 +302,7 @@ def run_seed(setting, seed, opts, out) -> dict:
         )
 
     measure("warm start", lambda: load_model_and_tokenizer(warm))
-    warm_tokenizer = load_model_and_tokenizer(warm)[1]
+    warm_tokenizer = load_tokenizer(warm)
     same = warm_start_rows(setting, task, warm_tokenizer, seed)
     measure(BASELINE, lambda: sft_arm(setting, warm, task, same, out / "sft", seed, opts.threads))
     fresh = teacher_rows(setting, task, warm_tokenizer, seed, n)

@@ -121,6 +121,10 @@ class WarmStartSection:
         if not 0.0 <= self.teacher_flaw_rate <= 1.0:
             raise TrainerConfigError(f"warm_start.teacher_flaw_rate={self.teacher_flaw_rate}: use a value in [0, 1]")
 
+    def traces(self) -> int:
+        """Teacher traces the warm start trains on: `n_samples`, at most one per example of its steps."""
+        return min(self.n_samples, self.max_steps * self.batch_size)
+
     def learning_rate_for(self, *, tiny: bool) -> float:
         """The SFT learning rate: the given one, else the tiny model's or a LoRA warm start's default."""
         if self.learning_rate is not None:

@@ -193,7 +193,7 @@ def ensure_warm_start(
         task,
         args,
         data_seed=settings["data_seed"],
-        n_samples=min(settings["n_samples"], settings["max_steps"] * settings["batch_size"]),
+        n_samples=section.traces(),
         teacher_flaw_rate=settings["teacher_flaw_rate"],
         peft_config=peft_config,
     )

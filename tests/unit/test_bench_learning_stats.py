@@ -97,7 +97,7 @@ def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch,
     setting = learning.Setting(**{**learning.asdict(learning.SETTINGS["tiny"]), "warm_steps": 3, "warm_batch": 4})
     task = get_task(setting.task, **setting.task_params)
     with pytest.raises(Stop):
-        learning.ensure_seed_warm_start(setting, task, tmp_path / "warm", seed=2)
+        learning.ensure_seed_warm_start(setting, tmp_path / "warm", seed=2)
     trained_on = sft.sft_dataset(seen["task"], seed=seen["data_seed"], n=seen["n"], teacher_flaw_rate=seen["flaw"],
                                  tokenizer=seen["tokenizer"])  # fmt: skip
     rows = learning.warm_start_rows(setting, task, load_tokenizer("tiny"), seed=2)
