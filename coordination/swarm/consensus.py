@@ -48,7 +48,9 @@ from coordination.swarm.training_state import (
     flatten,
     lora_named_parameters,
     lr_at,
-    read_state_dir,
+    read_state,
+    rollout_state_epoch,
+    saved_name,
     unflatten,
     write_state_dir,
 )
@@ -116,6 +118,10 @@ class EpochConsensus:
         self.rounds: dict[int, dict] = {}  # epoch -> the round that produced it (update_check.RoundRecord form)
         self.outcomes: list[EpochOutcome] = []
         self.last_group: tuple[bytes, ...] = ()
+        # whether rounds write the model's parameters (False with delayed updates: the model trains on while a
+        # round runs in the background; ConsensusOptimizer loads the state into it between epochs)
+        self.load_model = True
+        self.delayed = bool(avg.delayed_updates)
 
     @property
     def epoch(self) -> int:
@@ -123,7 +129,12 @@ class EpochConsensus:
 
     @property
     def start_cid(self) -> str | None:
-        return self.canonical_cids.get(self.epoch)
+        return self.canonical_cids.get(rollout_state_epoch(self.spec, self.epoch))
+
+    def first_compute_epoch(self) -> int:
+        """The epoch whose rollouts a peer holding our state computes next (no round in flight): ours, or with
+        delayed updates the one after (epoch k's rollouts come from state k-1; epoch 0's from state 0)."""
+        return self.epoch + 1 if self.delayed and self.epoch > 0 else self.epoch
 
     # -- start-up -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -134,7 +145,7 @@ class EpochConsensus:
             self.board.announce(self.epoch, cid=cid, group=[self.board.owner], peer_id=self.peer_id, contribution=None)
         self.sync_with_swarm()
         self._write_journal()
-        self.begin_epoch()
+        self.begin_epoch(self.first_compute_epoch())
 
     def _resume_from_journal(self) -> bool:
         import json
@@ -178,12 +189,25 @@ class EpochConsensus:
         self.adopt(head)
         return True
 
-    def begin_epoch(self) -> None:
-        self.board.post_work(self.epoch, state="working", peer_id=self.peer_id)
+    def begin_epoch(self, epoch: int | None = None) -> None:
+        """Post "working on `epoch`" (default: ours), so the round of that epoch waits for our contribution."""
+        self.board.post_work(self.epoch if epoch is None else epoch, state="working", peer_id=self.peer_id)
+
+    def catch_up(self, epoch: int) -> None:
+        """Delayed updates, a peer that (re)joined holding state epoch-1: it computed epoch's rollouts on it, and
+        adopts epoch's canonical state (the round it was not part of) before its own round of `epoch`."""
+        avg = self.spec.averaging
+        found = self._wait_any_canonical(epoch, timeout=self.straggler_timeout + avg.averaging_timeout
+                                         + 4 * avg.matchmaking_time)  # fmt: skip
+        if found is None:
+            raise SwarmError(f"epoch {epoch}: no canonical state of it appeared in the swarm; check connectivity to "
+                             "the other peers, or restart the peer to rejoin at the swarm's head")  # fmt: skip
+        self.adopt(found)
 
     # -- one epoch ----------------------------------------------------------------------------------
     def finish_epoch(self, grads: dict[str, torch.Tensor], *, weight: float) -> EpochOutcome:
         started, epoch, start_cid, timer = time.monotonic(), self.epoch, self.start_cid, PhaseTimer()
+        # (start_cid: the state epoch's rollouts were generated with, epoch's own or with delayed updates epoch-1's)
         with timer("commit"):
             contribution = to_wire(flatten(grads, self.names), self.spec.averaging.compression)
             contribution_cid = self.store_contribution(contribution, epoch=epoch, weight=weight)
@@ -283,7 +307,8 @@ class EpochConsensus:
         self.canonical_cids.pop(before.epoch + 1, None)
         self.rounds.pop(before.epoch + 1, None)
         self.state = before
-        self.state.load_into(self.model)
+        if self.load_model:
+            self.state.load_into(self.model)
 
     def _wait_any_canonical(self, epoch: int, timeout: float | None = None) -> Canonical | None:
         deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)
@@ -334,7 +359,10 @@ class EpochConsensus:
 
     # -- states and contributions --------------------------------------------------------------------
     def save_state(self) -> str:
-        """Write the current state (into the model too), add it to the store, announce it; return its CID."""
+        """Write the current state (into the model too, unless `load_model` is off), add it to the store,
+        announce it; return its CID."""
+        if self.load_model:
+            self.state.load_into(self.model)
         with tempfile.TemporaryDirectory(prefix="hivetune-state-") as tmp:
             write_state_dir(tmp, model=self.model, state=self.state, spec=self.spec)
             cid = self.store.add_adapter(
@@ -365,7 +393,9 @@ class EpochConsensus:
         logger.info(f"adopting the canonical epoch {canonical.epoch} state {canonical.cid}")
         if not self.store.is_complete(canonical.cid):
             self._fetch_with_retries(canonical.cid, fetch_checkpoint)
-        state = read_state_dir(self.store.checkout(canonical.cid), self.model)
+        state = read_state(self.store.checkout(canonical.cid), self.names)
+        if self.load_model:
+            state.load_into(self.model)
         if state.epoch != canonical.epoch:
             raise SwarmError(f"checkpoint {canonical.cid} holds epoch {state.epoch}, not {canonical.epoch}")
         self.state = state
@@ -459,7 +489,7 @@ def write_contribution(store, model, state: TrainingState, contribution, *, epoc
 
     dtype = torch.float16 if spec.averaging.compression == "fp16" else torch.float32
     grads = unflatten(contribution, state.params)
-    tensors = {_saved_name(n): t.to(dtype).contiguous() for n, t in grads.items()}
+    tensors = {saved_name(n): t.to(dtype).contiguous() for n, t in grads.items()}
     with tempfile.TemporaryDirectory(prefix="hivetune-contribution-") as tmp:
         save_file(
             {k: tensors[k] for k in sorted(tensors)}, str(Path(tmp) / ADAPTER_WEIGHTS), metadata={"format": "pt"}
@@ -480,15 +510,10 @@ def read_contribution(directory: Path | str, model) -> tuple[torch.Tensor, dict]
     directory = Path(directory)
     tensors = load_file(str(directory / "adapter_model.safetensors"))
     names = [n for n, _ in lora_named_parameters(model)]
-    saved = {_saved_name(n): n for n in names}
+    saved = {saved_name(n): n for n in names}
     by_param = {saved[k]: v for k, v in tensors.items() if k in saved}
     if set(by_param) != set(names):
         raise SwarmError(f"contribution {directory} does not cover the adapter's parameters")
     return flatten({n: t.to(torch.float32) for n, t in by_param.items()}, names), json.loads(
         (directory / CONTRIBUTION_META).read_text()
     )
-
-
-def _saved_name(param_name: str) -> str:
-    """PEFT's saved key for a trainable parameter name (the adapter name is dropped)."""
-    return param_name.replace(".default.", ".")

@@ -13,12 +13,15 @@ leaves the model holding the epoch's canonical state. The LR shown in ``param_gr
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 import torch
 
 from coordination.swarm.training_state import lora_named_parameters, lr_at
+
+logger = logging.getLogger(__name__)
 
 WIRE_BYTES_PER_ELEMENT = {"fp16": 2, "none": 4}
 
@@ -50,20 +53,45 @@ class RoundStats:
 
 
 class ConsensusOptimizer(torch.optim.Optimizer):
-    """torch Optimizer facade over an EpochConsensus (see module docstring)."""
+    """torch Optimizer facade over an EpochConsensus (see module docstring).
 
-    def __init__(self, consensus, *, weight: float):
-        self.consensus, self.weight = consensus, float(weight)
+    With the run's ``averaging.delayed_updates`` (hivemind's delayed parameter updates, DPU), ``step()`` at the
+    end of epoch k's compute waits for the round of epoch k-1 (running since the last step), loads its canonical
+    state k into the model, starts the round of epoch k in a background thread and returns: epoch k+1 generates
+    and backpropagates on state k while epoch k is averaged and applied to it. Every peer still applies the
+    same aggregate to the same canonical state, so every state keeps one CID; only the rollouts are one epoch
+    stale (``rollout_state_epoch``). ``local_epoch`` is the epoch being computed, ``settled_epoch`` the state
+    the last finished round produced; ``stop_at`` (the trainer's max_epochs) makes the last round synchronous.
+    """
+
+    def __init__(self, consensus, *, weight: float, stop_at: int | None = None):
+        self.consensus, self.weight, self.stop_at = consensus, float(weight), stop_at
         self.named = lora_named_parameters(consensus.model)
         super().__init__([p for _, p in self.named], {"lr": lr_at(consensus.spec, consensus.epoch)})
         self.wire_bytes = adapter_wire_bytes([p for _, p in self.named], consensus.spec.averaging.compression)
         self.rounds: list[RoundStats] = []
         self.last_round: RoundStats | None = None
         self.dht = consensus.dht
+        self.delayed = bool(consensus.delayed)
+        self._pending = None  # the background round (delayed updates): a Future of its EpochOutcome
+        self._executor = None
+        self._compute_epoch = consensus.first_compute_epoch()
+        self._settled_epoch = consensus.epoch
+        if self.delayed:
+            from concurrent.futures import ThreadPoolExecutor
+
+            consensus.load_model = False  # rounds leave the model alone; step() loads each state between epochs
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hivetune-round")
 
     @property
     def local_epoch(self) -> int:
-        return self.consensus.epoch
+        """The epoch of the run whose rollouts this peer computes now (its prompt assignment and seeds)."""
+        return self._compute_epoch if self.delayed else self.consensus.epoch
+
+    @property
+    def settled_epoch(self) -> int:
+        """The epoch of the last canonical state this peer holds (= local_epoch without delayed updates)."""
+        return self._settled_epoch if self.delayed else self.consensus.epoch
 
     @property
     def rejected_parts(self) -> int:
@@ -76,9 +104,49 @@ class ConsensusOptimizer(torch.optim.Optimizer):
             raise ValueError("ConsensusOptimizer.step takes no closure")
         started = time.perf_counter()
         grads = {
-            n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().cpu() for n, p in self.named
+            n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().cpu().clone()
+            for n, p in self.named
         }
-        outcome = self.consensus.finish_epoch(grads, weight=self.weight)
+        if self.delayed:
+            self._step_delayed(grads, started)
+            return None
+        self._record(self.consensus.finish_epoch(grads, weight=self.weight))
+        self._set_lr(self.consensus.epoch)
+        self.consensus.begin_epoch()
+        self.last_round.phases["step"] = time.perf_counter() - started
+        return None
+
+    def _step_delayed(self, grads, started: float) -> None:
+        consensus, epoch = self.consensus, self._compute_epoch  # grads: epoch's, computed on state epoch-1
+        self.flush()  # the round of epoch-1: consensus.state is now canonical state `epoch` (or later)
+        if consensus.epoch < epoch:  # (re)joined holding state epoch-1: adopt epoch's state before its round
+            consensus.catch_up(epoch)
+        if consensus.epoch > epoch:  # the swarm finished our epoch without us: these gradients are too late
+            logger.warning(f"epoch {epoch}: the swarm is at epoch {consensus.epoch}; dropping this epoch's gradients")
+            consensus.state.load_into(consensus.model)
+            self._settled_epoch, self._compute_epoch = consensus.epoch, consensus.epoch + 1
+        else:
+            consensus.state.load_into(consensus.model)  # epoch+1 computes on state epoch ...
+            self._settled_epoch, self._compute_epoch = epoch, epoch + 1
+            # ... while epoch's round runs in the background (it touches consensus.state only, never the model)
+            self._pending = self._executor.submit(consensus.finish_epoch, grads, weight=self.weight)
+        self._set_lr(self._compute_epoch)
+        consensus.begin_epoch(self._compute_epoch)
+        if self.stop_at is not None and self._compute_epoch >= self.stop_at:
+            self.flush()  # the last round: the peer stops holding its final state
+        if self.last_round is not None:
+            self.last_round.phases["step"] = time.perf_counter() - started  # the time compute waited
+
+    def flush(self) -> None:
+        """Delayed updates: wait for the round in flight (if any) and load its canonical state into the model."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self._record(pending.result())  # a round's SwarmError is raised here, in the training loop
+        self.consensus.state.load_into(self.consensus.model)
+        self._settled_epoch = self.consensus.epoch
+
+    def _record(self, outcome) -> None:
         stats = RoundStats(
             epoch=outcome.epoch,
             group_size=outcome.group_size,
@@ -90,11 +158,15 @@ class ConsensusOptimizer(torch.optim.Optimizer):
         )
         self.last_round = stats
         self.rounds.append(stats)
+
+    def _set_lr(self, epoch: int) -> None:
         for group in self.param_groups:
-            group["lr"] = lr_at(self.consensus.spec, self.consensus.epoch)
-        self.consensus.begin_epoch()
-        stats.phases["step"] = time.perf_counter() - started
-        return None
+            group["lr"] = lr_at(self.consensus.spec, epoch)
 
     def shutdown(self) -> None:
-        self.consensus.shutdown()
+        try:
+            self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+            self.consensus.shutdown()

@@ -104,6 +104,11 @@ class AveragingSpec:
     min_group: int = field(
         default=1, metadata={"help": "A round waits (without timeout) until at least this many peers are ready."}
     )
+    delayed_updates: bool = field(
+        default=False,
+        metadata={"help": "Overlap each round with the next epoch's compute (hivemind's delayed parameter updates): "
+                  "epoch k's rollouts come from state k-1, so the round's communication costs no compute time."},
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

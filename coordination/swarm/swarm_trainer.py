@@ -166,7 +166,7 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
         for peers that are done)."""
         if self.max_epochs is not None:
             self.create_optimizer()  # rank 0: joins the swarm's head epoch (fetches its state)
-            epoch = _broadcast_lora(self)
+            epoch, _ = _broadcast_lora(self)
             if epoch >= self.max_epochs:
                 from transformers.trainer_utils import TrainOutput
 
@@ -180,6 +180,7 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
             model = model if model is not None else self.model
             if self.accelerator.is_main_process:
                 self.swarm_optimizer = self.optimizer_factory(model)
+                self.swarm_optimizer.stop_at = self.max_epochs  # delayed updates: the last round is waited for
                 self.optimizer = self.swarm_optimizer
             else:
                 self.optimizer = torch.optim.SGD(lora_parameters(model), lr=0.0)
@@ -195,6 +196,12 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
     def swarm_epoch(self) -> int:
         """This peer's epoch of the run (rank 0; other ranks get it broadcast after each step)."""
         return self.swarm_optimizer.local_epoch if self.swarm_optimizer is not None else 0
+
+    @property
+    def settled_epoch(self) -> int:
+        """The epoch of the last canonical state rank 0 holds: the swarm epoch, or one behind it while a delayed
+        round (``averaging.delayed_updates``) is in flight. Epochs below it have their round's outcome."""
+        return self.swarm_optimizer.settled_epoch if self.swarm_optimizer is not None else 0
 
     def rollout_epoch(self) -> int:
         return self.swarm_epoch
@@ -275,7 +282,7 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
             self.compute_timer.take()
             self._seeded_done = [s for s in self.__dict__.get("_seeded_done", []) if s.epoch >= new_epoch]
             return
-        self._record_epoch_time(new_epoch - 1, ended_at)
+        self._record_epoch_time(self.swarm_epoch - 1, ended_at)  # the compute that just ended
         done = [r for r in self._rollouts if r.epoch < new_epoch]
         self._rollouts = [r for r in self._rollouts if r.epoch >= new_epoch]
         adapter = self._epoch_adapter if self._epoch_adapter is not None else lora_state(self.model)
@@ -318,7 +325,7 @@ class _SwarmEpochCallback(TrainerCallback):
         self.trainer, self.seen_epoch = trainer, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.seen_epoch = _broadcast_lora(self.trainer)
+        _, self.seen_epoch = _broadcast_lora(self.trainer)
         self.trainer._epoch_adapter = lora_state(self.trainer.model)
         self.trainer._epoch_started_at = time.time()  # the first epoch starts now (not at start-up)
         self.trainer.compute_timer.take()
@@ -326,10 +333,10 @@ class _SwarmEpochCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer
-        epoch = _broadcast_lora(trainer)
-        if epoch != self.seen_epoch:
-            trainer._finish_epochs(epoch)
-            self.seen_epoch = epoch
+        epoch, settled = _broadcast_lora(trainer)
+        if settled != self.seen_epoch:  # rounds settled: hand over the epochs whose outcome is known
+            trainer._finish_epochs(settled)
+            self.seen_epoch = settled
         if trainer.on_local_step is not None:
             trainer.on_local_step(trainer)
         if trainer.max_epochs is not None and epoch >= trainer.max_epochs:
@@ -337,16 +344,27 @@ class _SwarmEpochCallback(TrainerCallback):
         return control
 
 
-def _broadcast_lora(trainer: SwarmGRPOTrainer) -> int:
-    """Multi-process peers: rank 0 (the swarm member) sends its epoch and LoRA parameters to the other ranks.
+    def on_train_end(self, args, state, control, **kwargs):
+        """Delayed updates, a run stopped by max_steps: wait for the round in flight and hand over its epochs."""
+        trainer = self.trainer
+        if trainer.swarm_optimizer is not None:
+            trainer.swarm_optimizer.flush()
+        if trainer.accelerator.num_processes == 1 and trainer.settled_epoch != self.seen_epoch:
+            trainer._finish_epochs(trainer.settled_epoch)
+            self.seen_epoch = trainer.settled_epoch
+        return control
 
-    Returns the swarm epoch as rank 0 sees it (so every rank stops at the same epoch)."""
+
+def _broadcast_lora(trainer: SwarmGRPOTrainer) -> tuple[int, int]:
+    """Multi-process peers: rank 0 (the swarm member) sends its epochs and LoRA parameters to the other ranks.
+
+    Returns (swarm epoch, settled epoch) as rank 0 sees them (so every rank stops at the same epoch)."""
     if trainer.accelerator.num_processes <= 1:
-        return trainer.swarm_epoch
+        return trainer.swarm_epoch, trainer.settled_epoch
     device = trainer.accelerator.device
-    epoch = torch.tensor([trainer.swarm_epoch], device=device)
+    epochs = torch.tensor([trainer.swarm_epoch, trainer.settled_epoch], device=device)
     with torch.no_grad():
-        torch.distributed.broadcast(epoch, src=0)
+        torch.distributed.broadcast(epochs, src=0)
         for param in lora_parameters(trainer.model):
             torch.distributed.broadcast(param.data, src=0)
-    return int(epoch.item())
+    return int(epochs[0].item()), int(epochs[1].item())

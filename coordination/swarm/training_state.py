@@ -125,6 +125,13 @@ def lr_at(spec, epoch: int) -> float:
     return float(g.learning_rate * scheduler.lr_lambdas[0](epoch))
 
 
+def rollout_state_epoch(spec, epoch: int) -> int:
+    """The epoch whose canonical state generated epoch `epoch`'s rollouts (and its gradients): `epoch` itself, or
+    with `averaging.delayed_updates` (hivemind's delayed parameter updates) the one before, as epoch k's compute
+    overlaps the round that ends k-1; epoch 0 comes from state 0 either way. Validators audit by this."""
+    return max(epoch - 1, 0) if spec.averaging.delayed_updates else epoch
+
+
 def seeded_lora_init(model: torch.nn.Module, run_id: str) -> None:
     """Deterministic fresh LoRA: lora_A ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) seeded by (run id, name), lora_B = 0.
 
@@ -141,16 +148,22 @@ def seeded_lora_init(model: torch.nn.Module, run_id: str) -> None:
             param.copy_((torch.rand(param.shape, generator=gen) * 2 - 1) * bound)
 
 
+def saved_name(param_name: str) -> str:
+    """PEFT's saved key for a trainable parameter name (`get_peft_model_state_dict` drops the adapter name)."""
+    return param_name.replace(".default.", ".")
+
+
 def write_state_dir(directory: Path | str, *, model, state: TrainingState, spec) -> Path:
-    """Write the state as a PEFT adapter dir + training-state files, byte-deterministic for equal states."""
-    from peft import get_peft_model_state_dict
+    """Write the state as a PEFT adapter dir + training-state files, byte-deterministic for equal states.
+
+    The adapter tensors come from `state` (under PEFT's saved names), never from the model's parameters: the
+    model is read only for its PEFT config, so a round can store its state while the model trains on."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state.load_into(model)
     inner = getattr(model, "module", model)
-    adapter = get_peft_model_state_dict(inner)
+    adapter = {saved_name(n): t for n, t in state.params.items()}
     save_file({k: adapter[k].detach().to(torch.float32).contiguous().cpu() for k in sorted(adapter)},
               str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})  # fmt: skip
     (directory / ADAPTER_CONFIG).write_text(adapter_config_json(inner, spec))
@@ -189,13 +202,25 @@ def _jsonable(value):
 
 def read_state_dir(directory: Path | str, model) -> TrainingState:
     """Load a state dir written by `write_state_dir` into `model` and return its TrainingState."""
-    from peft import set_peft_model_state_dict
+    state = read_state(directory, [n for n, _ in lora_named_parameters(model)])
+    state.load_into(model)
+    return state
+
+
+def read_state(directory: Path | str, names: list[str]) -> TrainingState:
+    """The TrainingState of a state dir written by `write_state_dir`, for an adapter with parameters `names`
+    (module order); no model is touched. A dir that does not hold exactly those tensors is refused."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    inner = getattr(model, "module", model)
-    set_peft_model_state_dict(inner, load_file(str(directory / ADAPTER_WEIGHTS)))
-    state = TrainingState.from_model(model)
+    saved = load_file(str(directory / ADAPTER_WEIGHTS))
+    missing = [n for n in names if saved_name(n) not in saved]
+    if missing or len(saved) != len(names):
+        raise ValueError(f"{directory}: the adapter does not match the run's LoRA parameters "
+                         f"(missing {missing[:3]}, {len(saved)} tensors for {len(names)}); check the run spec's lora")  # fmt: skip
+    params = {n: saved[saved_name(n)].to(torch.float32).clone() for n in names}
+    zeros = {n: torch.zeros_like(t) for n, t in params.items()}
+    state = TrainingState(params, zeros, {n: t.clone() for n, t in zeros.items()}, steps=0, epoch=0)
     meta_path, tensors_path = directory / STATE_META, directory / STATE_TENSORS
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if meta is not None and tensors_path.is_file():

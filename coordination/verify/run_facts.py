@@ -122,19 +122,22 @@ def facts_for_run(spec, *, domain: dict, store=None, dht=None, board=None, max_a
         spec, store=store, dht=dht, max_adapters=max_adapters, dtype=eval_dtype
     )
     cdf, milli = EVAL_TOLERANCES[eval_dtype]
-    checks = board_checks(board) if board is not None else {}
+    checks = board_checks(board, spec) if board is not None else {}
     fields = {"cdf_tolerance": cdf, "logprob_tolerance_milli": milli, **checks, **model_limits(spec), **overrides}
     return RunFacts.from_spec(spec, task=task, domain=domain, load_policy=pool, **fields)
 
 
-def board_checks(board) -> dict:
-    """`checkpoint_of_epoch` and `entered_round` for RunFacts, read (once per epoch) from an EpochBoard."""
+def board_checks(board, spec=None) -> dict:
+    """`checkpoint_of_epoch` and `entered_round` for RunFacts, read (once per epoch) from an EpochBoard. The
+    checkpoint of epoch k is the canonical state its rollouts came from: k's, or with the run's delayed updates
+    k-1's (`rollout_state_epoch`)."""
     from coordination.attest.receipts import NO_CONTRIBUTION, contribution_digest
+    from coordination.swarm.training_state import rollout_state_epoch
 
     @lru_cache(maxsize=256)
     def canonical(epoch: int) -> str:
         try:
-            found = board.canonical(epoch)
+            found = board.canonical(epoch if spec is None else rollout_state_epoch(spec, epoch))
         except Exception as exc:  # DHT input we could not read: no canonical checkpoint for this epoch
             logger.warning(f"epoch {epoch}: reading the canonical checkpoint failed: {exc!r}")
             found = None

@@ -118,8 +118,10 @@ def lora_b_norm(adapter_dir):
 
 
 @pytest.mark.timeout(900)
-def test_three_peers_hold_the_identical_checkpoint_after_every_epoch(launch, warm_base, tmp_path):
-    run_yaml = write_spec(tmp_path, "three", warm_base, min_group=3)
+@pytest.mark.parametrize("delayed", [False, True], ids=["sync", "delayed_updates"])
+def test_three_peers_hold_the_identical_checkpoint_after_every_epoch(launch, warm_base, tmp_path, delayed):
+    """Also with delayed updates (each round runs while the next epoch computes on the state before it)."""
+    run_yaml = write_spec(tmp_path, "three", warm_base, min_group=3, delayed_updates=delayed)
     maddr = bootstrap_maddr(launch, run_yaml)
     peers = [join(launch, name, run_yaml, maddr, tmp_path, "--max-epochs", "10") for name in "abc"]
     wait_for(lambda: all(epoch_reached(p, 1) for p in peers), 300, "all peers at epoch 1")

@@ -10,14 +10,17 @@ from coordination.swarm.runspec import run_spec_from_dict
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
-def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("delayed", [False, True], ids=["sync", "delayed_updates"])
+def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch, delayed):
+    """Also with delayed updates (each round overlaps the next epoch's compute): the same epochs, hook records
+    and stop; epoch k's rollouts name the canonical state of k-1 (epoch 0: state 0) as their checkpoint."""
     monkeypatch.setenv("HIVETUNE_HOME", str(tmp_path / "home"))
     torch.set_num_threads(1)
     spec = run_spec_from_dict(
         {
             "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8,
                      "lr_scheduler_type": "linear", "learning_rate": 1e-3, "total_epochs": 3},
-            "averaging": {"matchmaking_time": 1.0},
+            "averaging": {"matchmaking_time": 1.0, "delayed_updates": delayed},
         }
     )  # fmt: skip
     records, lrs = [], []
@@ -41,8 +44,10 @@ def test_lr_schedule_hook_and_stop_follow_the_run_epochs(tmp_path, monkeypatch):
             spec, initial_peers=tuple(node.maddrs), host_maddrs=("/ip4/127.0.0.1/tcp/0",), max_epochs=3,
             on_epoch_end=on_epoch_end, output_dir=str(tmp_path / "peer"), report_to="none", show_status=False,
         )  # fmt: skip
-    assert result.epochs == 3
+    assert result.epochs == 3 and result.local_steps == 3 and sorted(map(int, result.cids)) == [0, 1, 2, 3]
     assert [r.epoch for r in records] == [0, 1, 2]
+    assert [r.outcome.start_cid for r in records] == [result.cids[str(max(e - delayed, 0))] for e in range(3)]
+    assert [r.outcome.cid for r in records] == [result.cids[str(e + 1)] for e in range(3)]
     for r in records:
         assert len(r.rollouts) == 8  # the peer's whole epoch assignment, one optimizer step
         assert r.outcome.epoch == r.epoch and r.outcome.entered and r.outcome.group_size == 1

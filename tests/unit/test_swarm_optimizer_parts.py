@@ -62,7 +62,7 @@ def test_a_peer_that_joins_at_or_after_max_epochs_stops_without_a_local_step(mon
     t = SwarmGRPOTrainer.__new__(SwarmGRPOTrainer)
     t.max_epochs, t.optimizer, t.model, t.state = 10, None, "model", SimpleNamespace(global_step=0)
     t.accelerator = SimpleNamespace(is_main_process=True, num_processes=1)
-    t.optimizer_factory = lambda model: joined.append(model) or SimpleNamespace(local_epoch=swarm_epoch)
+    t.optimizer_factory = lambda model: joined.append(model) or SimpleNamespace(local_epoch=swarm_epoch, settled_epoch=swarm_epoch)
     out = t.train()
     assert joined == ["model"]  # joined the swarm (fetching its head state) before deciding
     assert (out == "trained") is trains
