@@ -3,6 +3,7 @@
     sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py       # 2 peers x {unshaped, 100, 10} Mbit/s x 7 epochs
     sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py --rates 100 --epochs 5 --repeats 1
     sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py --rates 100 --accumulation 4 --name swarm_comm_acc4
+    sudo PYTHONPATH=$PWD .venv/bin/python bench/swarm_comm.py --rates 100 10 --modes sync delayed --name swarm_comm_dpu
 
 The demo's run (recipes/configs/public_run.yaml: its warm start, LoRA r=16 on all 7 projections of the tiny model,
 GRPO and averaging settings) is run by `--peers` `hivetune join` processes (plain peers, no chain) around a
@@ -17,7 +18,13 @@ epoch_timing.py): wall time between epoch boundaries, generation (sampling + rew
 backward), the consensus round's phases (commit, straggler wait, matchmaking + all-reduce, AdamW + state save +
 announce, waiting for the group's announcements, adopting) and the rest; and from outside: bytes sent and received
 by the peer's namespace (`/proc/<pid>/net/dev`, all of its traffic: gradients, DHT, epoch board, any state fetch),
-sampled every 0.1 s and interpolated at the epoch boundaries. The first `--warmup` epochs are not counted.
+sampled every 0.1 s and interpolated at the epoch boundaries. The first `--warmup` epochs are not counted, nor the
+last `--cooldown` (with delayed updates the last round is drained synchronously: a run's end, not its steady state).
+
+`--modes sync delayed` runs both round protocols side by side (interleaved with the rates and repeats): `sync`, the
+round of epoch k between epoch k's compute and epoch k+1's; `delayed`, the run spec's `averaging.delayed_updates`
+(hivemind's delayed parameter updates: the round of epoch k runs in the background while epoch k+1 computes on
+state k), so the round's phases overlap compute and only the time `step()` waits for it costs compute time.
 
 Reported per rate: bytes per epoch / S (S = adapter bytes on the wire, fp16), utilization = (generation + backward)
 / wall (mean, 95% bootstrap CI over epochs; the peers of one epoch are resampled together), and the mean time split.
@@ -109,7 +116,7 @@ def interpolate(samples: list[tuple[float, int, int]], t: float) -> tuple[float,
     return samples[-1][1], samples[-1][2]
 
 
-def demo_spec(peers: int, accumulation: int = 1) -> dict:
+def demo_spec(peers: int, accumulation: int = 1, delayed: bool = False) -> dict:
     """The demo's run (its warm start, LoRA, GRPO, averaging), plain: no chain; every round waits for all peers.
     `accumulation` > 1 multiplies each peer's completions per epoch (gradient_accumulation_steps); same adapter."""
     from trainer.models import ensure_tiny_model, hivetune_home
@@ -120,7 +127,7 @@ def demo_spec(peers: int, accumulation: int = 1) -> dict:
                              model=str(ensure_tiny_model(seed=0)), **cfg["warm_start"])  # fmt: skip
     spec = {"name": "swarm-comm", "model": {"base": str(warm)},
             "task": {"name": cfg["task"], "seed": 0, "params": cfg["task_params"]}, **cfg["run"]}  # fmt: skip
-    spec["averaging"] = {**spec["averaging"], "min_group": peers}
+    spec["averaging"] = {**spec["averaging"], "min_group": peers, "delayed_updates": delayed}
     if accumulation > 1:
         spec["grpo"] = {**spec["grpo"], "gradient_accumulation_steps": accumulation}
     return spec
@@ -213,7 +220,8 @@ class Swarm:
 
 def run_setting(spec: dict, rate: int, repeat: int, args, work: Path, progress, task) -> list[dict]:
     """One swarm at `rate` Mbit/s (0 = unshaped); returns one row per (peer, counted epoch)."""
-    work = work / f"r{rate}_rep{repeat}"
+    mode = "delayed" if spec["averaging"]["delayed_updates"] else "sync"
+    work = work / f"{mode}_r{rate}_rep{repeat}"
     work.mkdir(parents=True)
     run_yaml = work / "run.yaml"
     run_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -238,13 +246,13 @@ def run_setting(spec: dict, rate: int, repeat: int, args, work: Path, progress, 
         summary = json.loads((work / f"peer{k}.log").read_text().strip().splitlines()[-1])
         samples = swarm.samples[k]
         for row in summary["epoch_times"]:
-            if row["epoch"] < args.warmup:
+            if row["epoch"] < args.warmup or row["epoch"] >= args.epochs - args.cooldown:
                 continue
             rx0, tx0 = interpolate(samples, row["started_at"])
             rx1, tx1 = interpolate(samples, row["ended_at"])
             a0, a1 = row["round_spans"].get("allreduce", (row["ended_at"], row["ended_at"]))
             (arx0, atx0), (arx1, atx1) = interpolate(samples, a0), interpolate(samples, a1)
-            rows.append({**row, "rate_mbit": rate, "repeat": repeat, "peer": k, "rx_bytes": rx1 - rx0,
+            rows.append({**row, "mode": mode, "rate_mbit": rate, "repeat": repeat, "peer": k, "rx_bytes": rx1 - rx0,
                          "tx_bytes": tx1 - tx0, "allreduce_tx_bytes": atx1 - atx0, "allreduce_rx_bytes": arx1 - arx0,
                          "round_groups": summary["round_groups"]})  # fmt: skip
     return rows
@@ -265,7 +273,7 @@ def mean_ci(rows: list[dict], value, n_boot: int = 5000) -> tuple[float, float, 
     return point, means[int(0.025 * n_boot)], means[int(0.975 * n_boot) - 1]
 
 
-def summarize(rate: int, rows: list[dict], s_bytes: int, peers: int) -> dict:
+def summarize(mode: str, rate: int, rows: list[dict], s_bytes: int, peers: int) -> dict:
     util = mean_ci(rows, lambda r: r["utilization"])
     tx, rx = mean_ci(rows, lambda r: r["tx_bytes"]), mean_ci(rows, lambda r: r["rx_bytes"])
     allreduce_tx = statistics.fmean(r["allreduce_tx_bytes"] for r in rows)
@@ -273,7 +281,8 @@ def summarize(rate: int, rows: list[dict], s_bytes: int, peers: int) -> dict:
     phases = {p: statistics.fmean(r["round_phases_s"].get(p, 0.0) for r in rows) for p in PHASES}
     butterfly = 2 * (peers - 1) / peers * s_bytes
     return {
-        "rate_mbit": rate, "epochs_counted": len({(r["repeat"], r["epoch"]) for r in rows}), "peer_epochs": len(rows),
+        "mode": mode, "rate_mbit": rate, "epochs_counted": len({(r["repeat"], r["epoch"]) for r in rows}),
+        "peer_epochs": len(rows),
         "utilization": util[0], "utilization_ci95": [util[1], util[2]],
         "tx_bytes_per_epoch": tx[0], "tx_bytes_ci95": [tx[1], tx[2]], "rx_bytes_per_epoch": rx[0],
         "tx_over_adapter": tx[0] / s_bytes, "rx_over_adapter": rx[0] / s_bytes, "tx_over_butterfly": tx[0] / butterfly,
@@ -292,6 +301,9 @@ def main() -> None:
     parser.add_argument("--rates", type=int, nargs="+", default=[0, 100, 10], help="Mbit/s; 0 = unshaped")
     parser.add_argument("--epochs", type=int, default=7, help="epochs per swarm (--max-epochs of each peer)")
     parser.add_argument("--warmup", type=int, default=1, help="first epochs not counted (peers start apart)")
+    parser.add_argument("--cooldown", type=int, default=1, help="last epochs not counted (the run's end)")
+    parser.add_argument("--modes", nargs="+", default=["sync"], choices=["sync", "delayed"],
+                        help="round protocols, side by side: sync | delayed (averaging.delayed_updates)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2, help="swarms per rate, interleaved across rates")
     parser.add_argument("--timeout", type=float, default=900.0, help="s per swarm before giving up")
     parser.add_argument("--accumulation", type=int, default=1,
@@ -315,32 +327,39 @@ def main() -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="swarm_comm_"))
-    spec = demo_spec(args.peers, args.accumulation)
+    specs = {mode: demo_spec(args.peers, args.accumulation, delayed=mode == "delayed") for mode in args.modes}
+    spec = specs[args.modes[0]]
     s_bytes = adapter_wire_bytes(spec)
     console.print(f"demo adapter: S = {s_bytes:,} bytes fp16 ({s_bytes // 2:,} LoRA params); logs in {work}")
-    rows: dict[int, list[dict]] = {rate: [] for rate in args.rates}
+    settings = [(mode, rate) for rate in args.rates for mode in args.modes]
+    rows: dict[tuple, list[dict]] = {key: [] for key in settings}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console) as progress:
             for repeat in range(args.repeats):
-                for rate in args.rates:
+                for mode, rate in settings:
                     label = "unshaped" if rate == 0 else f"{rate} Mbit/s"
-                    task = progress.add_task(f"repeat {repeat + 1}: {label}, epochs", total=args.epochs)
-                    rows[rate] += run_setting(spec, rate, repeat, args, work, progress, task)
+                    task = progress.add_task(f"repeat {repeat + 1}: {mode}, {label}, epochs", total=args.epochs)
+                    rows[mode, rate] += run_setting(specs[mode], rate, repeat, args, work, progress, task)
                     progress.update(task, completed=args.epochs)
     finally:
         remove_namespaces()
-    results = [summarize(rate, rows[rate], s_bytes, args.peers) for rate in args.rates]
+    results = [summarize(mode, rate, rows[mode, rate], s_bytes, args.peers) for mode, rate in settings]
+    for r in results:  # side by side: the same link under the first mode (the baseline)
+        base = next(b for b in results if b["rate_mbit"] == r["rate_mbit"] and b["mode"] == args.modes[0])
+        r["utilization_vs_" + args.modes[0]] = r["utilization"] / base["utilization"] if base["utilization"] else None
     title = f"{args.peers} `hivetune join` peers, demo run, S = {s_bytes / 1e3:.0f} kB fp16 (mean per epoch)"
     table = Table(title=title)
-    for col in ("link", "utilization [95% CI]", "sent/S", "in all-reduce/S", "recv/S", "wall s", "gen s", "bwd s",
+    for col in ("mode", "link", "utilization [95% CI]", f"vs {args.modes[0]}",
+                "sent/S", "in all-reduce/S", "recv/S", "wall s", "gen s", "bwd s",
                 "avg s", "wait s", "allreduce s", "save s", "resolve s", "other s"):  # fmt: skip
         table.add_column(col)
     for r in results:
         ph = r["round_phases_s"]
         table.add_row(
-            "unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s",
+            r["mode"], "unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s",
             f"{r['utilization']:.3f} [{r['utilization_ci95'][0]:.3f}, {r['utilization_ci95'][1]:.3f}]",
+            f"{r['utilization_vs_' + args.modes[0]]:.2f}x",
             f"{r['tx_over_adapter']:.2f}", f"{r['allreduce_tx_bytes'] / s_bytes:.2f}", f"{r['rx_over_adapter']:.2f}",
             f"{r['wall_s']:.2f}",
             f"{r['generation_s']:.2f}", f"{r['backward_s']:.2f}", f"{r['averaging_s']:.2f}", f"{ph['wait_group']:.2f}",
@@ -348,10 +367,10 @@ def main() -> None:
         )  # fmt: skip
     console.print(table)
     doc = {"peers": args.peers, "accumulation": args.accumulation, "epochs": args.epochs, "warmup": args.warmup,
-           "repeats": args.repeats,
+           "cooldown": args.cooldown, "modes": args.modes, "repeats": args.repeats,
            "adapter_bytes": s_bytes, "lora": spec["lora"], "grpo": spec["grpo"], "averaging": spec["averaging"],
            "cpus": os.cpu_count(), "results": results,
-           "rows": [r for rate in args.rates for r in rows[rate]]}  # fmt: skip
+           "rows": [r for key in settings for r in rows[key]]}  # fmt: skip
     (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
     plot(results, args.out / f"{args.name}.png")
     console.print(f"written {args.out / args.name}.json and .png; raw logs in {work}")
@@ -363,10 +382,16 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s" for r in results]
-    parts = [("generation", lambda r: r["generation_s"]), ("backward", lambda r: r["backward_s"]),
-             *((p, (lambda r, p=p: r["round_phases_s"][p])) for p in PHASES),
-             ("other", lambda r: r["other_s"] + r["averaging_s"] - sum(r["round_phases_s"].values()))]  # fmt: skip
+    modes = {r["mode"] for r in results}
+    labels = [("unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s")
+              + (f"\n{r['mode']}" if len(modes) > 1 else "") for r in results]  # fmt: skip
+    if "delayed" in modes:  # the round's phases overlap compute there: show only what the peer waited for
+        parts = [("generation", lambda r: r["generation_s"]), ("backward", lambda r: r["backward_s"]),
+                 ("waiting for the round", lambda r: r["averaging_s"]), ("other", lambda r: r["other_s"])]  # fmt: skip
+    else:
+        parts = [("generation", lambda r: r["generation_s"]), ("backward", lambda r: r["backward_s"]),
+                 *((p, (lambda r, p=p: r["round_phases_s"][p])) for p in PHASES),
+                 ("other", lambda r: r["other_s"] + r["averaging_s"] - sum(r["round_phases_s"].values()))]  # fmt: skip
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
     bottom = [0.0] * len(results)
     for name, get in parts:

@@ -16,6 +16,12 @@ For epoch k (the peer holds epoch k's canonical state):
    it fetches the canonical state by CID from its holders, verified block by block
    (`fetch_checkpoint`; a holder serving wrong blocks is skipped and named), and continues from it.
 
+With the run's ``averaging.delayed_updates`` (hivemind's delayed parameter updates) steps 2-6 of epoch k run in a
+background thread (`ConsensusOptimizer`) while the peer computes epoch k+1 on state k: a round then never writes
+the model (``load_model`` is off; the optimizer loads each canonical state between epochs), the rollouts of
+epoch k come from state k-1 (`rollout_state_epoch`; validators audit them under it), and every state still
+follows from its parent and its round's contributions alone, so it keeps one CID on every member.
+
 ``sync_with_swarm`` does step 6 at start-up, for a restarted peer or a late joiner: it adopts the
 canonical state of the swarm's head epoch (lower median of announced epochs), so nothing is
 replayed and a minority announcing epoch 10**6 is ignored.

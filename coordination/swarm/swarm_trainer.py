@@ -151,7 +151,7 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
         self.on_epoch_end, self.on_local_step = on_epoch_end, on_local_step
         self.swarm_optimizer: ConsensusOptimizer | None = None
         self._rollouts: list[Rollout] = []
-        self._epoch_started_at, self._epoch_adapter = time.time(), None
+        self._epoch_started_at, self._epoch_adapters = time.time(), {}  # compute epoch -> LoRA it started from
         self.compute_timer, self.epoch_times = PhaseTimer(), []  # epoch_times: epoch_timing.epoch_time_row per epoch
         self.assignment, self._assign_epoch, self._next_slot = assignment, None, 0
         super().__init__(*args, **kwargs)
@@ -274,25 +274,33 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
             )
         return metrics
 
-    def _finish_epochs(self, new_epoch: int) -> None:
-        """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch (rank 0 only)."""
+    def _end_compute_epoch(self, epoch: int, next_epoch: int) -> None:
+        """The compute of `epoch` ended (its optimizer step returned): one `epoch_times` row (rank 0 only); the
+        model now holds what `next_epoch` computes on."""
         ended_at = time.time()
         if not self.accelerator.is_main_process:
-            self._rollouts = []
             self.compute_timer.take()
+            return
+        self._record_epoch_time(epoch, ended_at)
+        self._epoch_started_at = ended_at
+        self._epoch_adapters[next_epoch] = lora_state(self.model)
+
+    def _finish_epochs(self, new_epoch: int) -> None:
+        """Hand every rollout of epochs < new_epoch to on_epoch_end, one record per epoch (rank 0 only)."""
+        if not self.accelerator.is_main_process:
+            self._rollouts = []
             self._seeded_done = [s for s in self.__dict__.get("_seeded_done", []) if s.epoch >= new_epoch]
             return
-        self._record_epoch_time(self.swarm_epoch - 1, ended_at)  # the compute that just ended
         done = [r for r in self._rollouts if r.epoch < new_epoch]
         self._rollouts = [r for r in self._rollouts if r.epoch >= new_epoch]
-        adapter = self._epoch_adapter if self._epoch_adapter is not None else lora_state(self.model)
+        adapters = {e: self._epoch_adapters.pop(e) for e in list(self._epoch_adapters) if e < new_epoch}
         if self.on_epoch_end is not None:
             for epoch in sorted({r.epoch for r in done}) or [new_epoch - 1]:
                 self.on_epoch_end(
                     EpochRecord(
                         epoch=epoch,
                         rollouts=[r for r in done if r.epoch == epoch],
-                        adapter_state=adapter,
+                        adapter_state=adapters.get(epoch) or lora_state(self.model),
                         model=self.model,
                         peer_id=str(self.swarm_optimizer.dht.peer_id),
                         stats=self.swarm_metrics(),
@@ -300,7 +308,6 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
                         seeded=self.take_seeded_rollouts(epoch),
                     )
                 )
-        self._epoch_adapter, self._epoch_started_at = lora_state(self.model), ended_at
 
     def _record_epoch_time(self, epoch: int, ended_at: float) -> None:
         last = self.swarm_optimizer.last_round
@@ -322,11 +329,11 @@ class _SwarmEpochCallback(TrainerCallback):
     """Detects epoch of the run changes after each local step; syncs ranks; stops at max_epochs."""
 
     def __init__(self, trainer: SwarmGRPOTrainer):
-        self.trainer, self.seen_epoch = trainer, None
+        self.trainer, self.seen_epoch, self.computing = trainer, None, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        _, self.seen_epoch = _broadcast_lora(self.trainer)
-        self.trainer._epoch_adapter = lora_state(self.trainer.model)
+        self.computing, self.seen_epoch = _broadcast_lora(self.trainer)
+        self.trainer._epoch_adapters = {self.computing: lora_state(self.trainer.model)}
         self.trainer._epoch_started_at = time.time()  # the first epoch starts now (not at start-up)
         self.trainer.compute_timer.take()
         return control
@@ -334,6 +341,9 @@ class _SwarmEpochCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         trainer = self.trainer
         epoch, settled = _broadcast_lora(trainer)
+        if epoch != self.computing:  # an optimizer step ended the compute of an epoch
+            trainer._end_compute_epoch(self.computing, epoch)
+            self.computing = epoch
         if settled != self.seen_epoch:  # rounds settled: hand over the epochs whose outcome is known
             trainer._finish_epochs(settled)
             self.seen_epoch = settled
@@ -342,7 +352,6 @@ class _SwarmEpochCallback(TrainerCallback):
         if trainer.max_epochs is not None and epoch >= trainer.max_epochs:
             control.should_training_stop = True
         return control
-
 
     def on_train_end(self, args, state, control, **kwargs):
         """Delayed updates, a run stopped by max_steps: wait for the round in flight and hand over its epochs."""

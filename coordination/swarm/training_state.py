@@ -216,8 +216,10 @@ def read_state(directory: Path | str, names: list[str]) -> TrainingState:
     saved = load_file(str(directory / ADAPTER_WEIGHTS))
     missing = [n for n in names if saved_name(n) not in saved]
     if missing or len(saved) != len(names):
-        raise ValueError(f"{directory}: the adapter does not match the run's LoRA parameters "
-                         f"(missing {missing[:3]}, {len(saved)} tensors for {len(names)}); check the run spec's lora")  # fmt: skip
+        raise ValueError(
+            f"{directory}: the adapter does not match the run's LoRA parameters (missing {missing[:3]}, "
+            f"{len(saved)} tensors for {len(names)}); check the run spec's lora section"
+        )
     params = {n: saved[saved_name(n)].to(torch.float32).clone() for n in names}
     zeros = {n: torch.zeros_like(t) for n, t in params.items()}
     state = TrainingState(params, zeros, {n: t.clone() for n, t in zeros.items()}, steps=0, epoch=0)

@@ -32,7 +32,9 @@ def validate_from(dht, spec, store, epochs):
     return validate_epochs(validator, {e: [p.signed for p in ps] for e, ps in published.items()}), board
 
 
-def test_an_attested_peer_is_paid_for_each_epoch_whose_gradient_entered_the_round(tmp_path, monkeypatch):
+@pytest.mark.parametrize("delayed", [False, True], ids=["sync", "delayed_updates"])
+def test_an_attested_peer_is_paid_for_each_epoch_whose_gradient_entered_the_round(tmp_path, monkeypatch, delayed):
+    """Also with delayed updates: epoch 1's rollouts then come from state 0, and validators audit them under it."""
     from coordination.attest.receipts import contribution_digest
     from coordination.attest.rollout_store import RolloutDirectory
     from coordination.checkpoints.store import CheckpointStore
@@ -43,7 +45,7 @@ def test_an_attested_peer_is_paid_for_each_epoch_whose_gradient_entered_the_roun
     spec = run_spec_from_dict(
         {"grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8,
                   "temperature": 0.7, "total_epochs": 2},
-         "averaging": {"matchmaking_time": 1.0}}
+         "averaging": {"matchmaking_time": 1.0, "delayed_updates": delayed}}
     )  # fmt: skip
     store = CheckpointStore(tmp_path / "store")
     seen = {}
@@ -76,3 +78,6 @@ def test_an_attested_peer_is_paid_for_each_epoch_whose_gradient_entered_the_roun
         members = seen["members"][v["epoch"]]
         digests = {"0x" + contribution_digest(m["contribution"]).hex() for m in members}
         assert receipt["contribution"] in digests
+    # the checkpoint each epoch's receipt names: epoch 1 under state 1 (sync) or under state 0 (delayed updates)
+    assert (history[0]["checkpoint"] == history[1]["checkpoint"]) is delayed
+    assert history[1]["checkpoint"] == (history[0]["checkpoint"] if delayed else history[0]["next_checkpoint"])

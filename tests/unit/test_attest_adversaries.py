@@ -237,6 +237,20 @@ def test_round_membership_needs_the_peers_own_address_and_contribution():
     assert board_checks(Board({}))["checkpoint_of_epoch"](5) == "bafy-canonical-5"
 
 
+def test_with_delayed_updates_epoch_k_is_audited_under_the_state_of_k_minus_1():
+    """averaging.delayed_updates: epoch k's rollouts come from canonical state k-1 (epoch 0 from state 0), so that
+    is the checkpoint the audit compares a receipt with (audit.check_identity: any other is WRONG_CHECKPOINT)."""
+    from coordination.swarm.runspec import run_spec_from_dict
+    from coordination.verify.run_facts import board_checks
+
+    sync = run_spec_from_dict({"averaging": {"delayed_updates": False}})
+    delayed = run_spec_from_dict({"averaging": {"delayed_updates": True}})
+    assert sync.run_id != delayed.run_id  # a different protocol is a different run
+    of = board_checks(Board({}), delayed)["checkpoint_of_epoch"]
+    assert [of(e) for e in (0, 1, 5)] == ["bafy-canonical-0", "bafy-canonical-0", "bafy-canonical-4"]
+    assert board_checks(Board({}), sync)["checkpoint_of_epoch"](5) == "bafy-canonical-5"
+
+
 def _ruling(finding):
     return None if finding is None else (finding.status, finding.kind, finding.slot, finding.generation)
 

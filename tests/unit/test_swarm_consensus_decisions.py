@@ -88,8 +88,9 @@ class RecordingAverager:
 def failing_consensus(min_group):
 
     c = consensus(FakeBoard(A, work={3: {A: READY, B: READY, C: READY}}))
-    c.spec = SimpleNamespace(averaging=SimpleNamespace(min_group=min_group, compression="none", matchmaking_time=0.0,
-                                                     delayed_updates=False))
+    c.spec = SimpleNamespace(
+        averaging=SimpleNamespace(min_group=min_group, compression="none", matchmaking_time=0.0, delayed_updates=False)
+    )
     c.averager, c.names, c.state = RecordingAverager(), ["w"], SimpleNamespace(epoch=3)
     c.canonical_cids, c.peer_id = {}, "pa"
     c.store_contribution = lambda *a, **k: "contribution-cid"

@@ -62,9 +62,108 @@ def test_a_peer_that_joins_at_or_after_max_epochs_stops_without_a_local_step(mon
     t = SwarmGRPOTrainer.__new__(SwarmGRPOTrainer)
     t.max_epochs, t.optimizer, t.model, t.state = 10, None, "model", SimpleNamespace(global_step=0)
     t.accelerator = SimpleNamespace(is_main_process=True, num_processes=1)
-    t.optimizer_factory = lambda model: joined.append(model) or SimpleNamespace(local_epoch=swarm_epoch, settled_epoch=swarm_epoch)
+    joined_opt = SimpleNamespace(local_epoch=swarm_epoch, settled_epoch=swarm_epoch)
+    t.optimizer_factory = lambda model: joined.append(model) or joined_opt
     out = t.train()
     assert joined == ["model"]  # joined the swarm (fetching its head state) before deciding
     assert (out == "trained") is trains
     if not trains:
         assert out.global_step == 0
+
+
+class FakeConsensus:
+    """EpochConsensus as ConsensusOptimizer sees it: each round adds the gradient to the state (epoch += 1), in
+    whatever thread runs it, once the test hands it a permit; `swarm_at`: where a rejoining peer finds the swarm."""
+
+    def __init__(self, *, epoch=0, swarm_at=None):
+        import threading
+        from types import SimpleNamespace
+
+        from coordination.swarm.runspec import run_spec_from_dict
+
+        self.model = torch.nn.Linear(2, 1, bias=False)
+        self.spec = run_spec_from_dict({"averaging": {"delayed_updates": True}})
+        self.dht, self.delayed, self.load_model = None, True, True
+        self.state = SimpleNamespace(epoch=epoch, w=torch.full((1, 2), float(epoch)))
+        self.state.load_into = lambda model: model.weight.data.copy_(self.state.w)
+        self.state.load_into(self.model)
+        self.swarm_at, self.log, self.permits = swarm_at, [], threading.Semaphore(0)
+
+    @property
+    def epoch(self):
+        return self.state.epoch
+
+    def first_compute_epoch(self):
+        return self.epoch + 1 if self.epoch > 0 else 0
+
+    def begin_epoch(self, epoch=None):
+        self.log.append(("working", epoch))
+
+    def catch_up(self, epoch):
+        self.log.append(("catch_up", epoch))
+        self.state.epoch, self.state.w = epoch, torch.full((1, 2), float(epoch))
+
+    def finish_epoch(self, grads, *, weight):
+        import threading
+        from types import SimpleNamespace
+
+        epoch = self.epoch
+        if self.swarm_at is not None and self.swarm_at > epoch:  # the swarm did this round without us
+            self.state.epoch, self.state.w = self.swarm_at, torch.full((1, 2), float(self.swarm_at))
+            return SimpleNamespace(epoch=epoch, group_size=2, seconds=0.0, entered=False, phases={}, spans={})
+        assert self.permits.acquire(timeout=30), f"round {epoch} never got its permit"
+        self.log.append(("round", epoch, threading.current_thread().name))
+        self.state.w = self.state.w + grads["weight"]
+        self.state.epoch = epoch + 1
+        return SimpleNamespace(epoch=epoch, group_size=1, seconds=0.0, entered=True, phases={}, spans={})
+
+    def shutdown(self):
+        pass
+
+
+def _compute(opt):
+    """One epoch's compute: its gradient is the weight it computed on + 1 (so staleness shows in the result)."""
+    weight = opt.consensus.model.weight
+    opt.consensus.model.weight.grad = weight.detach().clone() + 1.0
+    opt.step()
+
+
+def test_delayed_updates_overlap_each_round_with_the_next_epoch_on_the_state_before_it():
+    from coordination.swarm.consensus_optimizer import ConsensusOptimizer
+
+    c = FakeConsensus()
+    opt = ConsensusOptimizer(c, weight=8, stop_at=4)
+    assert c.load_model is False and (opt.local_epoch, opt.settled_epoch) == (0, 0)
+    computed_on, rounds = [], lambda: [r[1] for r in c.log if r[0] == "round"]  # noqa: E731
+    for k in range(4):
+        computed_on.append(float(c.model.weight.detach()[0, 0]))
+        if k:  # round k-1 may finish now (the last step also drains round 3)
+            c.permits.release(2 if k == 3 else 1)
+        _compute(opt)
+        if k < 3:  # step k returned while round k is still blocked: it runs while epoch k+1 computes
+            assert rounds() == list(range(k)) and opt.local_epoch == k + 1 and opt.settled_epoch == k
+    assert rounds() == [0, 1, 2, 3] and all(r[2].startswith("hivetune-round") for r in c.log if r[0] == "round")
+    assert [x[1] for x in c.log if x[0] == "working"] == [1, 2, 3, 4]
+    # epochs 0 and 1 compute on state 0, epoch k on state k-1: w1 = 0+1, w2 = 1+(0+1), w3 = 2+(1+1), w4 = 4+(2+1)
+    assert computed_on == [0.0, 0.0, 1.0, 2.0]
+    assert (opt.local_epoch, opt.settled_epoch, c.epoch) == (4, 4, 4)  # the last round was drained
+    assert float(c.model.weight.detach()[0, 0]) == 7.0 == float(c.state.w[0, 0])
+    assert [r.epoch for r in opt.rounds] == [0, 1, 2, 3]
+
+
+def test_a_rejoining_peer_adopts_the_next_state_before_its_round_and_late_gradients_are_dropped():
+    from coordination.swarm.consensus_optimizer import ConsensusOptimizer
+
+    c = FakeConsensus(epoch=5)  # restarted holding state 5: it computes epoch 6 on it
+    opt = ConsensusOptimizer(c, weight=8)
+    assert (opt.local_epoch, opt.settled_epoch) == (6, 5)
+    c.permits.release()
+    _compute(opt)
+    assert ("catch_up", 6) in c.log  # state 6 adopted before its round of epoch 6
+    opt.flush()
+    assert [r[1] for r in c.log if r[0] == "round"] == [6] and c.epoch == 7 and opt.settled_epoch == 7
+    late = FakeConsensus(epoch=3)
+    opt = ConsensusOptimizer(late, weight=8)
+    late.catch_up = lambda epoch: setattr(late.state, "epoch", 9)  # by the time it caught up, the swarm was at 9
+    _compute(opt)
+    assert (opt.local_epoch, opt.settled_epoch) == (10, 9) and not [r for r in late.log if r[0] == "round"]

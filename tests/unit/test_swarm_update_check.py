@@ -130,3 +130,30 @@ def test_a_fresh_state_of_a_large_adapter_is_stored_and_read_back(tmp_path):
     adamw_update(state, {n: torch.ones_like(t) for n, t in state.params.items()}, lr=1e-3)
     back = read_state_dir(store.checkout(add_state(store, model, state)), model)
     assert back.steps == 1 and all(bool(t.any()) for t in back.exp_avg_sq.values())
+
+
+def test_a_state_is_written_and_read_without_touching_the_model(tmp_path):
+    """Delayed updates store a round's state while the model trains on: the state dir is written from the state
+    alone, under exactly the keys and values PEFT itself saves, and reading it back leaves the model alone."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from coordination.swarm.training_state import ADAPTER_WEIGHTS, read_state
+
+    model = tiny_model()
+    state = TrainingState.from_model(model, epoch=2)
+    adamw_update(state, {n: torch.ones_like(t) for n, t in state.params.items()}, lr=1e-2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    write_state_dir(tmp_path / "s", model=model, state=state, spec=SPEC)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # the model was not written
+    state.load_into(model)  # what PEFT saves for a model holding the state
+    ours, peft = load_file(str(tmp_path / "s" / ADAPTER_WEIGHTS)), get_peft_model_state_dict(model)
+    assert sorted(ours) == sorted(peft) and all(torch.equal(ours[k], peft[k].float()) for k in peft)
+    for _, p in model.named_parameters():  # scramble the model: reading must not write it
+        if p.requires_grad:
+            p.data.fill_(7.0)
+    back = read_state(tmp_path / "s", list(state.params))
+    assert back.digest() == state.digest()
+    assert all(bool((p == 7.0).all()) for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="does not match the run's LoRA parameters"):
+        read_state(tmp_path / "s", [*state.params, "base_model.model.extra.lora_A.default.weight"])
