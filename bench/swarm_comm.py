@@ -273,6 +273,26 @@ def mean_ci(rows: list[dict], value, n_boot: int = 5000) -> tuple[float, float, 
     return point, means[int(0.025 * n_boot)], means[int(0.975 * n_boot) - 1]
 
 
+def ratio_ci(base: list[dict], rows: list[dict], value, n_boot: int = 5000) -> tuple[float, float, float]:
+    """mean(value | base) / mean(value | rows) with a 95% bootstrap CI (epochs resampled in both, independently)."""
+
+    def clusters(rs):
+        out: dict[tuple, list[float]] = {}
+        for r in rs:
+            out.setdefault((r["repeat"], r["epoch"]), []).append(value(r))
+        return list(out.values())
+
+    a, b = clusters(base), clusters(rows)
+    flat = lambda gs: statistics.fmean(v for g in gs for v in g)  # noqa: E731
+    rng, ratios = random.Random(1), []
+    for _ in range(n_boot):
+        pa = [a[rng.randrange(len(a))] for _ in a]
+        pb = [b[rng.randrange(len(b))] for _ in b]
+        ratios.append(flat(pa) / flat(pb))
+    ratios.sort()
+    return flat(a) / flat(b), ratios[int(0.025 * n_boot)], ratios[int(0.975 * n_boot) - 1]
+
+
 def summarize(mode: str, rate: int, rows: list[dict], s_bytes: int, peers: int) -> dict:
     util = mean_ci(rows, lambda r: r["utilization"])
     tx, rx = mean_ci(rows, lambda r: r["tx_bytes"]), mean_ci(rows, lambda r: r["rx_bytes"])
@@ -348,9 +368,13 @@ def main() -> None:
     for r in results:  # side by side: the same link under the first mode (the baseline)
         base = next(b for b in results if b["rate_mbit"] == r["rate_mbit"] and b["mode"] == args.modes[0])
         r["utilization_vs_" + args.modes[0]] = r["utilization"] / base["utilization"] if base["utilization"] else None
+        # epochs per wall second relative to the baseline: what a peer gets done (utilization alone also rises
+        # when compute gets slower, e.g. when the round's CPU work competes with it on a shared box)
+        ratio = ratio_ci(rows[args.modes[0], r["rate_mbit"]], rows[r["mode"], r["rate_mbit"]], lambda x: x["wall_s"])
+        r["throughput_vs_" + args.modes[0]], r["throughput_ci95"] = ratio[0], [ratio[1], ratio[2]]
     title = f"{args.peers} `hivetune join` peers, demo run, S = {s_bytes / 1e3:.0f} kB fp16 (mean per epoch)"
     table = Table(title=title)
-    for col in ("mode", "link", "utilization [95% CI]", f"vs {args.modes[0]}",
+    for col in ("mode", "link", "utilization [95% CI]", f"vs {args.modes[0]}", "epochs/s vs [95% CI]",
                 "sent/S", "in all-reduce/S", "recv/S", "wall s", "gen s", "bwd s",
                 "avg s", "wait s", "allreduce s", "save s", "resolve s", "other s"):  # fmt: skip
         table.add_column(col)
@@ -360,6 +384,7 @@ def main() -> None:
             r["mode"], "unshaped" if r["rate_mbit"] == 0 else f"{r['rate_mbit']} Mbit/s",
             f"{r['utilization']:.3f} [{r['utilization_ci95'][0]:.3f}, {r['utilization_ci95'][1]:.3f}]",
             f"{r['utilization_vs_' + args.modes[0]]:.2f}x",
+            "{:.2f}x [{:.2f}, {:.2f}]".format(r["throughput_vs_" + args.modes[0]], *r["throughput_ci95"]),
             f"{r['tx_over_adapter']:.2f}", f"{r['allreduce_tx_bytes'] / s_bytes:.2f}", f"{r['rx_over_adapter']:.2f}",
             f"{r['wall_s']:.2f}",
             f"{r['generation_s']:.2f}", f"{r['backward_s']:.2f}", f"{r['averaging_s']:.2f}", f"{ph['wait_group']:.2f}",

@@ -171,10 +171,11 @@ def check_updates_by_recomputation(tmp_path, run_yaml, cids):
 
 
 @pytest.mark.timeout(900)
-def test_paused_and_restarted_peers_end_every_later_epoch_on_the_canonical_cid(launch, warm_base, tmp_path):
+@pytest.mark.parametrize("delayed", [False, True], ids=["sync", "delayed_updates"])
+def test_paused_and_restarted_peers_end_every_later_epoch_on_the_canonical_cid(launch, warm_base, tmp_path, delayed):
     import signal
 
-    run_yaml = write_spec(tmp_path, "faults", warm_base, min_group=2)
+    run_yaml = write_spec(tmp_path, "faults", warm_base, min_group=2, delayed_updates=delayed)
     maddr = bootstrap_maddr(launch, run_yaml)
     a, b, c = (join(launch, n, run_yaml, maddr, tmp_path, "--max-epochs", "10") for n in "abc")
     wait_for(lambda: epoch_reached(c, 2), 300, "peer c at epoch 2")
