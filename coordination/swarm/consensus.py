@@ -213,6 +213,7 @@ class EpochConsensus:
     # -- one epoch ----------------------------------------------------------------------------------
     def finish_epoch(self, grads: dict[str, torch.Tensor], *, weight: float) -> EpochOutcome:
         started, epoch, start_cid, timer = time.monotonic(), self.epoch, self.start_cid, PhaseTimer()
+        cpu_started = time.thread_time()
         # (start_cid: the state epoch's rollouts were generated with, epoch's own or with delayed updates epoch-1's)
         with timer("commit"):
             contribution = to_wire(flatten(grads, self.names), self.spec.averaging.compression)
@@ -270,7 +271,7 @@ class EpochConsensus:
             group_size=len(canonical.group),
             seconds=time.monotonic() - started,
             adopted=adopted,
-            phases=timer.seconds,
+            phases={**timer.seconds, "cpu": time.thread_time() - cpu_started},
             spans=timer.spans,
         )
         self.outcomes.append(outcome)

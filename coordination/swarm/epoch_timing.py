@@ -13,8 +13,9 @@ rewards, reference/old log-probs), ``train_step`` = TRL's `training_step` (which
 ``commit`` (round to wire, store, post "ready"), ``wait_group`` (stragglers), ``allreduce`` (hivemind
 matchmaking + butterfly all-reduce), ``save`` (AdamW step, write + store + announce the state), ``resolve``
 (waiting for the group's announcements), ``wait_canonical`` (after a failed round), ``adopt`` (fetch the
-canonical state); ``step`` is the whole `ConsensusOptimizer.step`. Whatever is in none of them (data loading,
-clipping, callbacks, logging) is ``other``.
+canonical state); ``cpu`` is the CPU time of the thread that ran the round (with delayed updates: beside the
+compute); ``step`` is the whole `ConsensusOptimizer.step` (with delayed updates: the time it waited).
+Whatever is in none of them (data loading, clipping, callbacks, logging) is ``other``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def epoch_time_row(*, epoch: int, started_at: float, ended_at: float, compute: d
         "backward_s": backward,
         "averaging_s": averaging,
         "round_phases_s": {p: round_phases[p] for p in ROUND_PHASES if p in round_phases},
+        "round_cpu_s": round_phases.get("cpu", 0.0),  # CPU time of the thread that ran the round
         "round_spans": {p: list(span) for p, span in (round_spans or {}).items()},
         "other_s": max(wall - generation - backward - averaging, 0.0),
         "utilization": (generation + backward) / wall if wall > 0 else 0.0,
