@@ -2,6 +2,7 @@
 
     python bench/swarm_parity.py --peers 2 --seeds 0 1 2 3 4 5 6 7 8 9   # 30 epochs x 64 completions
     python bench/swarm_parity.py --peers 3 --epochs 40 --batch 48 --seeds 0 1 2 3 4 5 6 7 8 9   # 48: 3 x 16
+    python bench/swarm_parity.py --peers 2 --delayed --name swarm_parity_2peers_delayed   # swarm with delayed updates
     -> outputs/bench/swarm_parity.{json,png}; measured results in bench/results/swarm_parity_*.
 
 Fewer samples are too noisy to compare: at 12 epochs x 48, per-seed gains ranged 0.03-0.41 and the
@@ -10,7 +11,9 @@ ratio's CI spanned 0.55-1.18 over 10 seeds.
 Both arms start from the same warm start (trainer.sft.ensure_warm_start, cached) and run the same
 code path (`hivetune join` processes around a `start_bootstrap` node, swarm consensus rounds):
   single = 1 peer, per_device_train_batch_size = B: one local step per epoch;
-  swarm  = n peers (2 and 3), per_device_train_batch_size = B/n each: one local step each per epoch.
+  swarm  = n peers (2 and 3), per_device_train_batch_size = B/n each: one local step each per epoch
+           (`--delayed`: with the run spec's averaging.delayed_updates, epoch k's rollouts from state k-1;
+           the single peer stays synchronous, so the ratio prices distribution and staleness together).
 The same LR, GRPO settings and grpo.seed, so each epoch applies one AdamW update computed from B
 completions (the aggregate of n B/n gradients, weights = samples): synchronous data-parallel SGD vs
 its single-peer equivalent. Held-out greedy accuracy (trainer.eval.evaluate, eval split, fixed
@@ -39,7 +42,7 @@ LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def spec_dict(base: str, per_peer: int, batch: int, args, peers: int = 1) -> dict:
+def spec_dict(base: str, per_peer: int, batch: int, args, peers: int = 1, delayed: bool = False) -> dict:
     return {
         "name": "swarm-parity",
         "model": {"base": base},
@@ -54,7 +57,12 @@ def spec_dict(base: str, per_peer: int, batch: int, args, peers: int = 1) -> dic
             "seed": args.seed,
         },
         # every round waits for all n peers: no peer races ahead alone while another is still starting up
-        "averaging": {"matchmaking_time": 1.0, "averaging_timeout": 20.0, "min_group": peers},
+        "averaging": {
+            "matchmaking_time": 1.0,
+            "averaging_timeout": 20.0,
+            "min_group": peers,
+            "delayed_updates": delayed,
+        },
     }
 
 
@@ -110,6 +118,8 @@ def main() -> None:
     )
     parser.add_argument("--digits", type=int, default=2, help="arithmetic operand digits")
     parser.add_argument("--max-completion", type=int, default=64, help="tokens (chars); 2 digits need ~55")
+    parser.add_argument("--delayed", action="store_true", help="swarms with averaging.delayed_updates")
+    parser.add_argument("--name", default="swarm_parity", help="output file stem under outputs/bench")
     args = parser.parse_args()
 
     import torch
@@ -145,7 +155,7 @@ def main() -> None:
             row["gain_single"] = row["after_single"] - before
             for n in args.peers:
                 progress.update(task, description=f"seed {seed}: {n}-peer swarm")
-                spec = spec_dict(base, args.batch // n, args.batch, args, peers=n)
+                spec = spec_dict(base, args.batch // n, args.batch, args, peers=n, delayed=args.delayed)
                 swarm, swarm_s = run_arm(f"swarm{n}_", spec, n, args.epochs, work)
                 after = accuracy(base, swarm[0]["adapter_dir"], args.eval_n, args.digits)
                 groups = [g for s in swarm for g in s["round_groups"]]
@@ -162,11 +172,11 @@ def main() -> None:
                 console.print(f"seed {seed}: single gain {row['gain_single']:+.3f}, {n}-peer gain "
                               f"{after - before:+.3f}, one CID per epoch on every peer: {same}")  # fmt: skip
             runs.append(row)
-            (OUT / "swarm_parity.partial.json").write_text(json.dumps({"before": before, "runs": runs}, indent=2))
+            (OUT / f"{args.name}.partial.json").write_text(json.dumps({"before": before, "runs": runs}, indent=2))
 
     result = {
         "epochs": args.epochs, "global_batch": args.batch, "total_samples_per_arm": args.epochs * args.batch,
-        "eval_n": args.eval_n, "seeds": args.seeds, "before": before, "runs": runs,
+        "eval_n": args.eval_n, "seeds": args.seeds, "before": before, "runs": runs, "delayed_updates": args.delayed,
         "goal": "ratio >= 0.9, CI low >= 0.8", "arms": {},
     }  # fmt: skip
     for n in args.peers:
@@ -183,9 +193,9 @@ def main() -> None:
             f"discarded local steps {result['arms'][f'{n}_peers']['discarded_share']:.0%}"
         )
     console.print(f"warm start {before:.3f}; mean single gain {mean(r['gain_single'] for r in runs):+.3f}")
-    (OUT / "swarm_parity.json").write_text(json.dumps(result, indent=2))
-    plot(result, OUT / "swarm_parity.png")
-    console.print(f"written {OUT / 'swarm_parity.json'} and .png")
+    (OUT / f"{args.name}.json").write_text(json.dumps(result, indent=2))
+    plot(result, OUT / f"{args.name}.png")
+    console.print(f"written {OUT / args.name}.json and .png")
 
 
 def mean(values) -> float:

@@ -46,7 +46,7 @@ import torch
 from coordination.errors import SwarmError
 from coordination.swarm.aggregation import to_wire
 from coordination.swarm.consensus_averaging import AggregationRule, ConsensusAverager, epoch_group_bits
-from coordination.swarm.epoch_board import Canonical, EpochBoard, choose_canonical, support
+from coordination.swarm.epoch_board import Canonical, EpochBoard, choose_canonical, poll_intervals, support
 from coordination.swarm.epoch_timing import PhaseTimer
 from coordination.swarm.training_state import (
     TrainingState,
@@ -282,6 +282,7 @@ class EpochConsensus:
         """Wait until the expected members are ready: (None, ready owners), or (epoch+1's canonical, ...) if a
         majority of the expected members already finished the epoch without us (a lone announcer never counts)."""
         deadline, min_group, said = time.monotonic() + self.straggler_timeout, self.spec.averaging.min_group, 0.0
+        sleeps = poll_intervals()
         while True:
             work = self.board.work(epoch)
             finished = {owner for owner, status in work.items() if status.get("state") == "done"}
@@ -297,7 +298,7 @@ class EpochConsensus:
                     said = time.monotonic()
             elif expected <= ready or time.monotonic() > deadline:
                 return None, ready
-            time.sleep(0.25)
+            time.sleep(next(sleeps))
 
     def _resolve_after_round(self, epoch: int, ours) -> Canonical:
         """Epoch+1's canonical once our group announced: ours unless another candidate has strictly more votes."""
@@ -318,12 +319,13 @@ class EpochConsensus:
             self.state.load_into(self.model)
 
     def _wait_any_canonical(self, epoch: int, timeout: float | None = None) -> Canonical | None:
+        sleeps = poll_intervals()
         deadline = time.monotonic() + (self.straggler_timeout if timeout is None else timeout)
         while time.monotonic() < deadline:
             found = self.board.canonical(epoch)
             if found is not None:
                 return found
-            time.sleep(0.25)
+            time.sleep(next(sleeps))
         return self.board.canonical(epoch)
 
     def _round(self, epoch: int, contribution, contribution_cid: str, weight: float, *, timer=None):

@@ -80,3 +80,13 @@ def test_the_owner_key_survives_a_restart_and_a_second_key_in_one_process_is_ref
     (tmp_path / "bad.key").write_bytes(b"not a key")
     bad = owner(tmp_path / "bad.key")
     assert bad.returncode != 0 and "is not an RSA owner key" in bad.stderr and "move it away" in bad.stderr
+
+
+def test_board_polls_start_quick_and_back_off_to_twice_a_second():
+    from itertools import islice
+
+    from coordination.swarm.epoch_board import poll_intervals
+
+    sleeps = list(islice(poll_intervals(), 12))
+    assert sleeps[0] == 0.05 and sleeps == sorted(sleeps) and sleeps[-1] == 0.5
+    assert sum(sleeps[:5]) < 0.7  # the first five polls within 0.7 s: a round's members arrive close together
