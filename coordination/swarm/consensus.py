@@ -226,12 +226,13 @@ class EpochConsensus:
                 canonical, ready = self._wait_for_group(epoch)
             if canonical is not None:  # the swarm finished this epoch without us
                 break
-            # the first attempt insists on every peer known to be ready; a retry takes whoever is there, but
-            # never fewer than the run's min_group (so a retry cannot make one peer's gradient the update).
+            # the first attempt insists on every peer known to be ready; a retry takes whoever is there, but never
+            # fewer than a majority of the ready peers (nor the run's min_group): two halves that each went on
+            # alone would split the run into two chains that never agree again (seen: after one failed round,
+            # both peers of a 2-peer run retried as groups of 1 and disagreed on every later epoch).
             # (Assembling as soon as all ready peers joined, hivemind's target_group_size, saved ~0.7 s a round
             # but made a reducer fail a round now and then: a follower not yet in the group it was sent parts of.)
-            floor = max(1, self.spec.averaging.min_group)
-            self.averager.set_min_group_size(max(floor, len(ready)) if attempt == 0 else floor)
+            self.averager.set_min_group_size(round_min_group(len(ready), self.spec.averaging.min_group, attempt))
             before = copy.deepcopy(self.state)
             ours = self._round(epoch, contribution, contribution_cid, weight, timer=timer)
             if ours is not None:
@@ -456,6 +457,13 @@ class EpochConsensus:
 
     def shutdown(self) -> None:
         self.averager.shutdown()
+
+
+def round_min_group(ready: int, min_group: int, attempt: int) -> int:
+    """The smallest group a round's attempt may assemble: every ready peer on the first attempt, a strict majority
+    of them on a retry (so at most one group of a split can form), never below the run's min_group."""
+    floor = max(1, min_group)
+    return max(floor, ready) if attempt == 0 else max(floor, ready // 2 + 1)
 
 
 def round_record(epoch: int, parent: str | None, cid: str, gathered: dict) -> dict:

@@ -113,6 +113,27 @@ def test_a_retried_round_never_goes_below_the_runs_min_group():
     assert c.averager.min_groups[1:] and set(c.averager.min_groups[1:]) == {2}  # retries: min_group, never 1
 
 
+def test_a_retry_needs_a_majority_of_the_ready_peers_even_when_the_run_allows_groups_of_one():
+    """Seen in the demo (min_group 1): a reducer failed, both peers retried as groups of one, and the run split
+    into two chains that disagreed on every later epoch. A retry now needs a strict majority of the ready peers,
+    so at most one group of a split can form and the others adopt its state."""
+    import pytest
+    import torch
+
+    from coordination.errors import SwarmError
+    from coordination.swarm.consensus import round_min_group
+
+    c = failing_consensus(min_group=1)
+    with pytest.raises(SwarmError, match="no averaging round completed"):
+        c.finish_epoch({"w": torch.zeros(4)}, weight=1.0)
+    assert c.averager.min_groups[0] == 3 and set(c.averager.min_groups[1:]) == {2}  # 3 ready: 2 of them, never 1
+    # (ready peers, min_group) -> first attempt, retries: two disjoint groups can never both reach the retry size
+    for ready, min_group, first, retry in [(1, 1, 1, 1), (2, 1, 2, 2), (3, 1, 3, 2), (4, 1, 4, 3), (5, 1, 5, 3),
+                                           (4, 4, 4, 4), (0, 2, 2, 2)]:  # fmt: skip
+        assert (round_min_group(ready, min_group, 0), round_min_group(ready, min_group, 1)) == (first, retry)
+        assert ready == 0 or 2 * retry > ready
+
+
 def test_peers_that_stopped_at_this_epoch_are_not_waited_for():
     board = FakeBoard(A, work={3: {A: READY, B: {"state": "done"}}})
     done, ready = consensus(board, last_group=(A, B))._wait_for_group(3)
