@@ -133,7 +133,7 @@ class ConsensusOptimizer(torch.optim.Optimizer):
         self._set_lr(self._compute_epoch)
         consensus.begin_epoch(self._compute_epoch)
         if self.stop_at is not None and self._compute_epoch >= self.stop_at:
-            self.flush()  # the last round: the peer stops holding its final state
+            self.adopt_final_state()  # the last round: the peer stops holding its final state
         if self.last_round is not None:
             self.last_round.phases["step"] = time.perf_counter() - started  # the time compute waited
 
@@ -145,6 +145,21 @@ class ConsensusOptimizer(torch.optim.Optimizer):
         self._record(pending.result())  # a round's SwarmError is raised here, in the training loop
         self.consensus.state.load_into(self.consensus.model)
         self._settled_epoch = self.consensus.epoch
+
+    def adopt_final_state(self) -> None:
+        """Delayed updates, the run's end (`stop_at`): wait for the round in flight; a peer with no epoch left to
+        compute that still holds a state before `stop_at` (it rejoined holding state stop_at-1, or its gradients
+        came too late while the others ran the last round) adopts the final canonical state, so every peer that
+        ends the run ends it on the same CID. Nothing to do without delayed updates (a peer then computes every
+        epoch up to its state's own)."""
+        self.flush()
+        consensus = self.consensus
+        if not self.delayed or self.stop_at is None or self._compute_epoch < self.stop_at:
+            return
+        if consensus.epoch < self.stop_at:
+            consensus.catch_up(self.stop_at)
+            consensus.state.load_into(consensus.model)
+        self._settled_epoch = consensus.epoch
 
     def _record(self, outcome) -> None:
         stats = RoundStats(

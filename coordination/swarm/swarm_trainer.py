@@ -166,6 +166,8 @@ class SwarmGRPOTrainer(SeededGenerationMixin, GRPOTrainer):
         for peers that are done)."""
         if self.max_epochs is not None:
             self.create_optimizer()  # rank 0: joins the swarm's head epoch (fetches its state)
+            if self.swarm_optimizer is not None:  # rank 0, delayed updates: a rejoined peer with no epoch left to
+                self.swarm_optimizer.adopt_final_state()  # compute waits for the others' last round, adopts it
             epoch, _ = _broadcast_lora(self)
             if epoch >= self.max_epochs:
                 from transformers.trainer_utils import TrainOutput

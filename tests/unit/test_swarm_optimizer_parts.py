@@ -63,9 +63,10 @@ def test_a_peer_that_joins_at_or_after_max_epochs_stops_without_a_local_step(mon
     t.max_epochs, t.optimizer, t.model, t.state = 10, None, "model", SimpleNamespace(global_step=0)
     t.accelerator = SimpleNamespace(is_main_process=True, num_processes=1)
     joined_opt = SimpleNamespace(local_epoch=swarm_epoch, settled_epoch=swarm_epoch)
+    joined_opt.adopt_final_state = lambda: joined.append("adopt_final_state")
     t.optimizer_factory = lambda model: joined.append(model) or joined_opt
     out = t.train()
-    assert joined == ["model"]  # joined the swarm (fetching its head state) before deciding
+    assert joined == ["model", "adopt_final_state"]  # joined the swarm (fetching its head state) before deciding
     assert (out == "trained") is trains
     if not trains:
         assert out.global_step == 0
@@ -167,3 +168,39 @@ def test_a_rejoining_peer_adopts_the_next_state_before_its_round_and_late_gradie
     late.catch_up = lambda epoch: setattr(late.state, "epoch", 9)  # by the time it caught up, the swarm was at 9
     _compute(opt)
     assert (opt.local_epoch, opt.settled_epoch) == (10, 9) and not [r for r in late.log if r[0] == "round"]
+
+
+def test_a_peer_with_no_epoch_left_to_compute_ends_on_the_final_state():
+    """Delayed updates, the run's end: a peer that rejoins holding state max_epochs-1 (the others compute the last
+    epoch, on state max_epochs-2), or whose last gradients came too late, adopts the others' final state instead of
+    stopping one state short (seen in CI: the restarted peer of the fault test ended on state 9 of 10)."""
+    from coordination.swarm.consensus_optimizer import ConsensusOptimizer
+
+    c = FakeConsensus(epoch=9)
+    opt = ConsensusOptimizer(c, weight=8, stop_at=10)
+    assert (opt.local_epoch, opt.settled_epoch) == (10, 9)
+    opt.adopt_final_state()
+    assert ("catch_up", 10) in c.log and (c.epoch, opt.settled_epoch) == (10, 10)
+    assert c.model.weight.tolist() == [[10.0, 10.0]]  # the model holds the final state, not state 9
+    opt.adopt_final_state()  # idempotent: already there
+    assert [e for e in c.log if e[0] == "catch_up"] == [("catch_up", 10)]
+
+    late = FakeConsensus(epoch=7)  # rejoined holding state 7: computes epoch 8 on it ...
+    opt = ConsensusOptimizer(late, weight=8, stop_at=10)
+    calls = []
+
+    def catch_up(epoch):  # ... but by then the swarm is at state 9: its epoch-8 gradients are too late
+        calls.append(epoch)
+        FakeConsensus.catch_up(late, 9 if len(calls) == 1 else epoch)
+
+    late.catch_up = catch_up
+    _compute(opt)
+    assert calls == [8, 10]  # then nothing left to compute: it waits for the others' last round and adopts it
+    assert (late.epoch, opt.settled_epoch, opt.local_epoch) == (10, 10, 10)
+    assert not [r for r in late.log if r[0] == "round"] and late.model.weight.tolist() == [[10.0, 10.0]]
+
+    sync = FakeConsensus(epoch=9)
+    sync.delayed = False
+    opt = ConsensusOptimizer(sync, weight=8, stop_at=10)
+    opt.adopt_final_state()  # without delayed updates a peer holding state 9 computes epoch 9 itself
+    assert sync.epoch == 9 and not [e for e in sync.log if e[0] == "catch_up"]
