@@ -18,8 +18,10 @@ epoch_timing.py): wall time between epoch boundaries, generation (sampling + rew
 backward), the consensus round's phases (commit, straggler wait, matchmaking + all-reduce, AdamW + state save +
 announce, waiting for the group's announcements, adopting) and the rest; and from outside: bytes sent and received
 by the peer's namespace (`/proc/<pid>/net/dev`, all of its traffic: gradients, DHT, epoch board, any state fetch),
-sampled every 0.1 s and interpolated at the epoch boundaries. The first `--warmup` epochs are not counted, nor the
-last `--cooldown` (with delayed updates the last round is drained synchronously: a run's end, not its steady state).
+sampled every 0.1 s and interpolated at the epoch boundaries. The first `--warmup` rounds are not counted (their
+epochs' rows: epoch k's in sync mode, k+1's with delayed updates, whose row of epoch k waits for round k-1), nor the
+last `--cooldown` epochs (with delayed updates the last round is drained synchronously: a run's end, not its steady
+state).
 
 `--modes sync delayed` runs both round protocols side by side (interleaved with the rates and repeats): `sync`, the
 round of epoch k between epoch k's compute and epoch k+1's; `delayed`, the run spec's `averaging.delayed_updates`
@@ -246,7 +248,10 @@ def run_setting(spec: dict, rate: int, repeat: int, args, work: Path, progress, 
         summary = json.loads((work / f"peer{k}.log").read_text().strip().splitlines()[-1])
         samples = swarm.samples[k]
         for row in summary["epoch_times"]:
-            if row["epoch"] < args.warmup or row["epoch"] >= args.epochs - args.cooldown:
+            # the first `warmup` rounds are start-up (first connections, peers starting apart): in sync mode the
+            # row of epoch k holds round k, with delayed updates the wait for round k-1, so skip one row more
+            first = args.warmup + (mode == "delayed")
+            if row["epoch"] < first or row["epoch"] >= args.epochs - args.cooldown:
                 continue
             rx0, tx0 = interpolate(samples, row["started_at"])
             rx1, tx1 = interpolate(samples, row["ended_at"])
@@ -320,7 +325,7 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=2)
     parser.add_argument("--rates", type=int, nargs="+", default=[0, 100, 10], help="Mbit/s; 0 = unshaped")
     parser.add_argument("--epochs", type=int, default=7, help="epochs per swarm (--max-epochs of each peer)")
-    parser.add_argument("--warmup", type=int, default=1, help="first epochs not counted (peers start apart)")
+    parser.add_argument("--warmup", type=int, default=1, help="first rounds not counted (start-up)")
     parser.add_argument("--cooldown", type=int, default=1, help="last epochs not counted (the run's end)")
     parser.add_argument("--modes", nargs="+", default=["sync"], choices=["sync", "delayed"],
                         help="round protocols, side by side: sync | delayed (averaging.delayed_updates)")  # fmt: skip
