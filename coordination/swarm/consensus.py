@@ -128,6 +128,7 @@ class EpochConsensus:
         # round runs in the background; ConsensusOptimizer loads the state into it between epochs)
         self.load_model = True
         self.delayed = bool(avg.delayed_updates)
+        self._first_compute: int | None = None  # first_compute_epoch, decided once
 
     @property
     def epoch(self) -> int:
@@ -138,9 +139,64 @@ class EpochConsensus:
         return self.canonical_cids.get(rollout_state_epoch(self.spec, self.epoch))
 
     def first_compute_epoch(self) -> int:
-        """The epoch whose rollouts a peer holding our state computes next (no round in flight): ours, or with
-        delayed updates the one after (epoch k's rollouts come from state k-1; epoch 0's from state 0)."""
-        return self.epoch + 1 if self.delayed and self.epoch > 0 else self.epoch
+        """The epoch whose rollouts a peer holding our state h computes first (no round of ours in flight): h,
+        decided once at `start`. With delayed updates epoch k's rollouts come from state k-1, so a peer at h > 0
+        computes h on state h-1 and takes part in round h: that is what lets a whole swarm resume from its
+        journals (nobody else would run round h). If the swarm already runs round h without it, its gradients
+        are dropped as too late and it adopts state h+1. Only when every other peer is done (the run ended)
+        does it go to h+1, i.e. stop there (`adopt_final`)."""
+        if self._first_compute is None:
+            self._first_compute = self._choose_first_compute_epoch()
+        return self._first_compute
+
+    def _choose_first_compute_epoch(self) -> int:
+        if not self.delayed or self.epoch == 0:
+            return self.epoch
+        # Not "does another peer work on h+1": a post of a peer that crashed mid-round looks the same, and a swarm
+        # whose peers all crashed would then wait forever for a round h nobody runs. If round h runs without us,
+        # our epoch-h gradients come too late and are dropped (one epoch of compute lost, never a wrong state).
+        others = {o: p for o, p in self.board.presence().items() if o != self.board.owner}
+        ended = bool(others) and all(p.get("state") == "done" for p in others.values())
+        # (ended: every other peer stopped for good, e.g. a newcomer after the run: there is no round h to join)
+        return self.epoch + 1 if ended else self.epoch
+
+    def adopt_final(self, epoch: int) -> bool:
+        """The run's end with delayed updates: adopt `epoch`'s canonical state (the last one) if it is there or
+        another peer is still running the round that makes it (it posted "working" on `epoch`); otherwise
+        nobody will make it (the others are done): keep ours. Returns whether it adopted."""
+        found = self.board.canonical(epoch)
+        if found is None:
+            running = {o for o, s in self.board.work(epoch).items() if s.get("state") == "working"}
+            if not running - {self.board.owner}:
+                logger.info(f"no peer is running the round that ends epoch {epoch - 1}: ending on our state")
+                return False
+            self.catch_up(epoch)
+            return True
+        self.adopt(found)
+        return True
+
+    def load_rollout_state(self, epoch: int) -> None:
+        """Load into the model the canonical state `epoch`'s rollouts come from (`rollout_state_epoch`): ours, or
+        with delayed updates the one before it (from our store, or fetched by CID and verified)."""
+        source = rollout_state_epoch(self.spec, epoch)
+        if source == self.epoch:
+            self.state.load_into(self.model)
+            return
+        cid = self.canonical_cids.get(source)
+        found = self.board.canonical(source) if cid is None else None
+        if cid is None and found is None:
+            raise SwarmError(f"epoch {epoch}: no canonical state of epoch {source} (its rollouts' state) is known; "
+                             "check connectivity to the other peers, or restart the peer")  # fmt: skip
+        cid = cid or found.cid
+        if not self.store.is_complete(cid):
+            from coordination.checkpoints.fetch import fetch_checkpoint
+
+            self._fetch_with_retries(cid, fetch_checkpoint)
+        state = read_state(self.store.checkout(cid), self.names)
+        if state.epoch != source:
+            raise SwarmError(f"checkpoint {cid} holds epoch {state.epoch}, not {source}")
+        state.load_into(self.model)
+        self.canonical_cids[source] = cid
 
     # -- start-up -----------------------------------------------------------------------------------
     def start(self) -> None:

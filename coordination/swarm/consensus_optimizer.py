@@ -81,6 +81,8 @@ class ConsensusOptimizer(torch.optim.Optimizer):
             from concurrent.futures import ThreadPoolExecutor
 
             consensus.load_model = False  # rounds leave the model alone; step() loads each state between epochs
+            if self._compute_epoch == consensus.epoch > 0:  # (re)joined at h, computes h: on state h-1
+                consensus.load_rollout_state(self._compute_epoch)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hivetune-round")
 
     @property
@@ -150,14 +152,13 @@ class ConsensusOptimizer(torch.optim.Optimizer):
         """Delayed updates, the run's end (`stop_at`): wait for the round in flight; a peer with no epoch left to
         compute that still holds a state before `stop_at` (it rejoined holding state stop_at-1, or its gradients
         came too late while the others ran the last round) adopts the final canonical state, so every peer that
-        ends the run ends it on the same CID. Nothing to do without delayed updates (a peer then computes every
-        epoch up to its state's own)."""
+        ends the run ends it on the same CID (unless no other peer makes it: `EpochConsensus.adopt_final`).
+        Nothing to do without delayed updates (a peer then computes every epoch up to its state's own)."""
         self.flush()
         consensus = self.consensus
         if not self.delayed or self.stop_at is None or self._compute_epoch < self.stop_at:
             return
-        if consensus.epoch < self.stop_at:
-            consensus.catch_up(self.stop_at)
+        if consensus.epoch < self.stop_at and consensus.adopt_final(self.stop_at):
             consensus.state.load_into(consensus.model)
         self._settled_epoch = consensus.epoch
 

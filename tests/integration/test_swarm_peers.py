@@ -224,3 +224,26 @@ def test_multi_process_peer_only_rank0_joins_and_ranks_stop_together(launch, tmp
     assert len(leader) == 1 and len(follower) == 1
     assert leader[0]["epochs"] == 2 and follower[0]["local_steps"] == leader[0]["local_steps"]
     assert leader[0]["local_steps"] == 2  # one local step = one epoch
+
+
+@pytest.mark.timeout(900)
+def test_a_whole_delayed_swarm_killed_mid_run_resumes_from_its_journals(launch, warm_base, tmp_path):
+    """Delayed updates, every peer SIGKILLed at once (possibly mid-round: each may have posted "working" on the
+    epoch after its last state): restarted from their output dirs, they resume at their journals' epoch, compute
+    it on the state before it and run its round, and end every later epoch on one CID, redoing nothing."""
+    import signal
+
+    run_yaml = write_spec(tmp_path, "restart", warm_base, min_group=2, delayed_updates=True)
+    maddr = bootstrap_maddr(launch, run_yaml)
+    a, b = (join(launch, n, run_yaml, maddr, tmp_path, "--max-epochs", "7") for n in "ab")
+    wait_for(lambda: epoch_reached(a, 3) and epoch_reached(b, 3), 300, "both peers at epoch 3")
+    for p in (a, b):
+        reap(p, sig=signal.SIGKILL)
+    journals = [json.loads((tmp_path / n / "consensus.json").read_text())["epochs"] for n in "ab"]
+    resumed = min(max(map(int, j)) for j in journals)
+    a2, b2 = (join(launch, n, run_yaml, maddr, tmp_path, "--max-epochs", "7") for n in "ab")
+    sa, sb = final_summary(a2, 600), final_summary(b2, 600)
+    for s in (sa, sb):
+        assert s["local_steps"] <= 7 - resumed  # resumed: epochs before the journal's are not redone
+    assert all(str(e) in sa["cids"] and sa["cids"][str(e)] == sb["cids"][str(e)] for e in range(resumed + 1, 8))
+    assert sa["cids"]["7"] == sb["cids"]["7"]

@@ -30,6 +30,9 @@ class FakeBoard:
     def results(self, epoch):
         return self._results.get(epoch, {})
 
+    def presence(self):
+        return dict(self._presence)
+
     def canonical(self, epoch):
         return choose_canonical(epoch, self.results(epoch))
 
@@ -190,3 +193,48 @@ def test_linger_does_not_wait_for_peers_that_stopped_before_us():
     c = consensus(board, last_group=(A,))
     c.state, c.peer_id = SimpleNamespace(epoch=13), "pa"
     assert c.linger(timeout=30.0, seen_within=60.0) == set()
+
+
+def delayed_at(epoch, board):
+    c = consensus(board)
+    c.delayed, c._first_compute, c.state = True, None, SimpleNamespace(epoch=epoch)
+    return c
+
+
+WORKING, DONE = {"state": "working"}, {"state": "done"}
+
+
+def test_a_delayed_peer_at_h_computes_h_unless_every_other_peer_is_done():
+    """Delayed updates: epoch h's rollouts come from state h-1. A peer (re)joining at state h computes h and takes
+    part in round h, so a whole swarm restarting from its journals goes on, even where a peer that crashed mid-round
+    had posted "working on h+1" (CI would otherwise wait on a round h nobody runs); only when every other peer is
+    done (a newcomer after the run) does it go to h+1."""
+    stale = {"epoch": 6, "state": "working", "time": 0.0}  # a crashed peer's last status: it may be restarting
+    assert delayed_at(5, FakeBoard(A)).first_compute_epoch() == 5  # nobody else known yet: a restart of all
+    assert delayed_at(5, FakeBoard(A, presence={B: stale, C: stale})).first_compute_epoch() == 5
+    crashed_mid_round = FakeBoard(A, work={6: {A: WORKING, B: WORKING}}, presence={B: stale})
+    assert delayed_at(5, crashed_mid_round).first_compute_epoch() == 5
+    ended = {B: {**stale, "state": "done"}, C: {**stale, "state": "done"}}
+    assert delayed_at(5, FakeBoard(A, presence=ended)).first_compute_epoch() == 6  # a newcomer after the run
+    assert delayed_at(0, FakeBoard(A, presence=ended)).first_compute_epoch() == 0  # state 0 makes epoch 0
+    sync = delayed_at(5, FakeBoard(A, presence=ended))
+    sync.delayed = False
+    assert sync.first_compute_epoch() == 5
+    decided = delayed_at(5, FakeBoard(A))
+    assert decided.first_compute_epoch() == 5
+    decided.board._presence = ended
+    assert decided.first_compute_epoch() == 5  # decided once: start() and the optimizer see the same epoch
+
+
+def test_the_final_state_is_adopted_only_when_it_exists_or_another_peer_is_making_it():
+    calls = []
+    final = delayed_at(9, FakeBoard(A, results={10: {B: res("s10", [B, C]), C: res("s10", [B, C])}}))
+    final.adopt = lambda found: calls.append(("adopt", found.cid))
+    assert final.adopt_final(10) and calls == [("adopt", "s10")]
+    running = delayed_at(9, FakeBoard(A, work={10: {B: WORKING, C: DONE}}))
+    running.catch_up = lambda epoch: calls.append(("catch_up", epoch))
+    assert running.adopt_final(10) and calls[-1] == ("catch_up", 10)
+    calls.clear()
+    nobody = delayed_at(9, FakeBoard(A, work={10: {A: WORKING, B: DONE}}))
+    nobody.catch_up = nobody.adopt = lambda *a: calls.append(a)
+    assert not nobody.adopt_final(10) and calls == []  # the others are done: nobody makes state 10, keep ours

@@ -104,6 +104,14 @@ class FakeConsensus:
         self.log.append(("catch_up", epoch))
         self.state.epoch, self.state.w = epoch, torch.full((1, 2), float(epoch))
 
+    def adopt_final(self, epoch):
+        self.catch_up(epoch)
+        return True
+
+    def load_rollout_state(self, epoch):
+        self.log.append(("rollout_state", epoch))
+        self.model.weight.data.fill_(float(epoch - 1))
+
     def finish_epoch(self, grads, *, weight):
         import threading
         from types import SimpleNamespace
@@ -204,3 +212,22 @@ def test_a_peer_with_no_epoch_left_to_compute_ends_on_the_final_state():
     opt = ConsensusOptimizer(sync, weight=8, stop_at=10)
     opt.adopt_final_state()  # without delayed updates a peer holding state 9 computes epoch 9 itself
     assert sync.epoch == 9 and not [e for e in sync.log if e[0] == "catch_up"]
+
+
+def test_a_delayed_peer_that_computes_its_own_epoch_does_it_on_the_state_before():
+    """A peer at state 5 that computes epoch 5 (nobody computes 6 yet, e.g. the whole swarm restarted): its model
+    holds state 4 for that epoch (epoch k's rollouts come from state k-1), then its round 5 applies the gradient
+    to state 5 and epoch 6 computes on state 5."""
+    from coordination.swarm.consensus_optimizer import ConsensusOptimizer
+
+    c = FakeConsensus(epoch=5)
+    c.first_compute_epoch = lambda: 5
+    opt = ConsensusOptimizer(c, weight=8)
+    assert c.log == [("rollout_state", 5)] and c.model.weight.tolist() == [[4.0, 4.0]]
+    assert (opt.local_epoch, opt.settled_epoch) == (5, 5)
+    c.permits.release()
+    _compute(opt)  # gradient = 4 + 1 (computed on state 4), applied to state 5 by round 5
+    assert c.model.weight.tolist() == [[5.0, 5.0]] and opt.local_epoch == 6  # epoch 6 computes on state 5
+    opt.flush()
+    assert c.epoch == 6 and c.model.weight.tolist() == [[10.0, 10.0]]
+    assert not [e for e in c.log if e[0] == "catch_up"]
