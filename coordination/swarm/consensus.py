@@ -170,7 +170,11 @@ class EpochConsensus:
             if not running - {self.board.owner}:
                 logger.info(f"no peer is running the round that ends epoch {epoch - 1}: ending on our state")
                 return False
-            self.catch_up(epoch)
+            try:  # bounded: a "working" post that never leads to a state (a crash, a liar) costs one timeout
+                self.catch_up(epoch)
+            except SwarmError as err:
+                logger.warning(f"{err}; ending on our epoch {self.epoch} state")
+                return False
             return True
         self.adopt(found)
         return True

@@ -7,6 +7,7 @@
 
 from types import SimpleNamespace
 
+from coordination.errors import SwarmError
 from coordination.swarm.consensus import EpochConsensus
 from coordination.swarm.epoch_board import choose_canonical
 
@@ -234,6 +235,13 @@ def test_the_final_state_is_adopted_only_when_it_exists_or_another_peer_is_makin
     running = delayed_at(9, FakeBoard(A, work={10: {B: WORKING, C: DONE}}))
     running.catch_up = lambda epoch: calls.append(("catch_up", epoch))
     assert running.adopt_final(10) and calls[-1] == ("catch_up", 10)
+    liar = delayed_at(9, FakeBoard(A, work={10: {X: WORKING}}))  # posts "working" and never makes state 10
+
+    def never(epoch):
+        raise SwarmError(f"epoch {epoch}: no canonical state of it appeared in the swarm")
+
+    liar.catch_up = never
+    assert not liar.adopt_final(10)  # waited once (catch_up's timeout), then ends on its own state: no crash
     calls.clear()
     nobody = delayed_at(9, FakeBoard(A, work={10: {A: WORKING, B: DONE}}))
     nobody.catch_up = nobody.adopt = lambda *a: calls.append(a)
