@@ -327,6 +327,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=7, help="epochs per swarm (--max-epochs of each peer)")
     parser.add_argument("--warmup", type=int, default=1, help="first rounds not counted (start-up)")
     parser.add_argument("--cooldown", type=int, default=1, help="last epochs not counted (the run's end)")
+    parser.add_argument("--matchmaking-time", type=float, default=None, help="s; default: the demo run's")
     parser.add_argument("--modes", nargs="+", default=["sync"], choices=["sync", "delayed"],
                         help="round protocols, side by side: sync | delayed (averaging.delayed_updates)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2, help="swarms per rate, interleaved across rates")
@@ -353,6 +354,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="swarm_comm_"))
     specs = {mode: demo_spec(args.peers, args.accumulation, delayed=mode == "delayed") for mode in args.modes}
+    if args.matchmaking_time is not None:  # what the round's fixed wait costs (the demo's run: 1.0 s)
+        for spec in specs.values():
+            spec["averaging"] = {**spec["averaging"], "matchmaking_time": args.matchmaking_time}
     spec = specs[args.modes[0]]
     s_bytes = adapter_wire_bytes(spec)
     console.print(f"demo adapter: S = {s_bytes:,} bytes fp16 ({s_bytes // 2:,} LoRA params); logs in {work}")
