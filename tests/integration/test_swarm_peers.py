@@ -237,6 +237,8 @@ def test_a_whole_delayed_swarm_killed_mid_run_resumes_from_its_journals(launch, 
     maddr = bootstrap_maddr(launch, run_yaml)
     a, b = (join(launch, n, run_yaml, maddr, tmp_path, "--max-epochs", "7") for n in "ab")
     wait_for(lambda: epoch_reached(a, 3) and epoch_reached(b, 3), 300, "both peers at epoch 3")
+    for p in (a, b):  # both at once (reaping one first would give the other time to finish a round alone)
+        os.killpg(p.pid, signal.SIGKILL)
     for p in (a, b):
         reap(p, sig=signal.SIGKILL)
     journals = [json.loads((tmp_path / n / "consensus.json").read_text())["epochs"] for n in "ab"]
