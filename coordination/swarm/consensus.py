@@ -183,23 +183,14 @@ class EpochConsensus:
         """Load into the model the canonical state `epoch`'s rollouts come from (`rollout_state_epoch`): ours, or
         with delayed updates the one before it (from our store, or fetched by CID and verified)."""
         source = rollout_state_epoch(self.spec, epoch)
-        if source == self.epoch:
-            self.state.load_into(self.model)
-            return
         cid = self.canonical_cids.get(source)
-        found = self.board.canonical(source) if cid is None else None
-        if cid is None and found is None:
-            raise SwarmError(f"epoch {epoch}: no canonical state of epoch {source} (its rollouts' state) is known; "
-                             "check connectivity to the other peers, or restart the peer")  # fmt: skip
-        cid = cid or found.cid
-        if not self.store.is_complete(cid):
-            from coordination.checkpoints.fetch import fetch_checkpoint
-
-            self._fetch_with_retries(cid, fetch_checkpoint)
-        state = read_state(self.store.checkout(cid), self.names)
-        if state.epoch != source:
-            raise SwarmError(f"checkpoint {cid} holds epoch {state.epoch}, not {source}")
-        state.load_into(self.model)
+        if cid is None:
+            found = self.board.canonical(source)
+            if found is None:
+                raise SwarmError(f"epoch {epoch}: no canonical state of epoch {source} (its rollouts' state) is "
+                                 "known; check connectivity to the other peers, or restart the peer")  # fmt: skip
+            cid = found.cid
+        self._verified_state(cid, source).load_into(self.model)
         self.canonical_cids[source] = cid
 
     # -- start-up -----------------------------------------------------------------------------------
@@ -458,20 +449,26 @@ class EpochConsensus:
 
     def adopt(self, canonical: Canonical) -> None:
         """Fetch (if needed), verify and load the canonical state; never trust a self-declared donor."""
-        from coordination.checkpoints.fetch import fetch_checkpoint
-
         logger.info(f"adopting the canonical epoch {canonical.epoch} state {canonical.cid}")
-        if not self.store.is_complete(canonical.cid):
-            self._fetch_with_retries(canonical.cid, fetch_checkpoint)
-        state = read_state(self.store.checkout(canonical.cid), self.names)
+        state = self._verified_state(canonical.cid, canonical.epoch)
         if self.load_model:
             state.load_into(self.model)
-        if state.epoch != canonical.epoch:
-            raise SwarmError(f"checkpoint {canonical.cid} holds epoch {state.epoch}, not {canonical.epoch}")
         self.state = state
         self.canonical_cids[state.epoch] = canonical.cid
         if self.server is not None:
             self.server.announce(canonical.cid)
+
+    def _verified_state(self, cid: str, epoch: int) -> TrainingState:
+        """State `cid` from our store, fetched from its holders first if incomplete (verified block by block),
+        refused unless it holds `epoch`."""
+        from coordination.checkpoints.fetch import fetch_checkpoint
+
+        if not self.store.is_complete(cid):
+            self._fetch_with_retries(cid, fetch_checkpoint)
+        state = read_state(self.store.checkout(cid), self.names)
+        if state.epoch != epoch:
+            raise SwarmError(f"checkpoint {cid} holds epoch {state.epoch}, not {epoch}")
+        return state
 
     def linger(self, timeout: float | None = None, *, seen_within: float | None = None) -> set:
         """Stop training at our epoch E, but keep serving E's state while a peer that may still need it has
