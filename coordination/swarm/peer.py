@@ -225,6 +225,7 @@ class Peer:
                 trainer.train()
                 result = _finish(trainer, cfg.output_dir)
                 if trainer.swarm_optimizer is not None:  # stragglers of our last round may still need its state
+                    trainer.swarm_optimizer.flush()  # (our last posts land before linger's "done")
                     trainer.swarm_optimizer.consensus.linger(timeout=cfg.linger_timeout)
             finally:
                 if trainer.swarm_optimizer is not None:
