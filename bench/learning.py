@@ -23,8 +23,9 @@ data), rejection FT and the oracle are paired by problem and seed (`minus` in th
 `minus_continued_sft` is the one vs the baseline). Seed spread = the standard deviation of per-seed
 means. Writes JSON + PNG.
 
-Models: `tiny` (character model; task arithmetic, 2 digits, CoT format) or `smollm2` (the built-in
-SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only format, chat template).
+Models: `tiny` (character model; task arithmetic, 2 digits, CoT format), `tiny-countdown` (the same model on
+Countdown, 3 numbers <= 10) or `smollm2` (the built-in SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only
+format, chat template).
 
 Why the tiny setting is a 240-step warm start and 100 steps x 32 per arm (seed 0, n=200, T=0.7):
 the exact teacher's warm start jumps from greedy 0.28 / sampled 0.08 / pass@8 0.46 at 200 steps to
@@ -97,6 +98,25 @@ SETTINGS = {
         5e-4,
         ("correctness", "format", "steps"),
         (1.0, 0.1, 0.5),
+        16,
+        32,
+    ),
+    # the tiny model on Countdown (3 numbers <= 10): many valid answers, pass@8 far above pass@1 after the warm start
+    "tiny-countdown": Setting(
+        "tiny",
+        "countdown",
+        {"count": 3, "max_number": 10},
+        240,
+        3e-3,
+        100,
+        32,
+        8,
+        48,
+        0.7,
+        2e-4,
+        5e-4,
+        ("correctness", "format"),
+        (1.0, 0.1),
         16,
         32,
     ),

@@ -89,7 +89,7 @@ class GrpoSpec(GrpoSection):
 class AveragingSpec:
     __pydantic_config__ = STRICT
 
-    matchmaking_time: float = field(default=3.0, metadata={"help": "s to form a group: 3-5 locally, 10-15 internet."})
+    matchmaking_time: float = field(default=3.0, metadata={"help": "s to form a group: 0.25 loopback, 10-15 online."})
     averaging_timeout: float = field(default=30.0, metadata={"help": "s after which a round is abandoned."})
     compression: str = field(default="fp16", metadata={"help": "Gradient wire format: fp16 | none (fp32)."})
     aggregator: str = field(
