@@ -49,7 +49,7 @@ import os
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -101,25 +101,6 @@ SETTINGS = {
         16,
         32,
     ),
-    # the tiny model on Countdown (3 numbers <= 10): many valid answers, pass@8 far above pass@1 after the warm start
-    "tiny-countdown": Setting(
-        "tiny",
-        "countdown",
-        {"count": 3, "max_number": 10},
-        240,
-        3e-3,
-        100,
-        32,
-        8,
-        48,
-        0.7,
-        2e-4,
-        5e-4,
-        ("correctness", "format"),
-        (1.0, 0.1),
-        16,
-        32,
-    ),
     "smollm2": Setting(
         "smollm2-135m-instruct",
         "gym",
@@ -139,6 +120,12 @@ SETTINGS = {
         8,
     ),
 }
+
+# the tiny model on Countdown (3 numbers <= 10): many valid answers, pass@8 far above pass@1 after the warm start
+SETTINGS["tiny-countdown"] = replace(
+    SETTINGS["tiny"], task="countdown", task_params={"count": 3, "max_number": 10},
+    credit_rewards=("correctness", "format"), credit_weights=(1.0, 0.1),
+)  # fmt: skip
 
 
 def lora(setting: Setting):
