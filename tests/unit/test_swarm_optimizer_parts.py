@@ -231,3 +231,34 @@ def test_a_delayed_peer_that_computes_its_own_epoch_does_it_on_the_state_before(
     opt.flush()
     assert c.epoch == 6 and c.model.weight.tolist() == [[10.0, 10.0]]
     assert not [e for e in c.log if e[0] == "catch_up"]
+
+
+def test_the_working_post_runs_beside_the_compute_and_lands_before_the_next_round():
+    """Delayed updates: step() does not wait for its "working on epoch k+1" post (a DHT store), but that post
+    still lands before the round of epoch k+1 starts (its "ready" must not be overwritten by a late "working")
+    and before flush() returns (the peer's final "done" comes after it)."""
+    import threading
+
+    from coordination.swarm.consensus_optimizer import ConsensusOptimizer
+
+    c, gate = FakeConsensus(), threading.Event()
+
+    def slow_post(epoch=None):
+        assert gate.wait(timeout=30), "the post's gate was never opened"
+        c.log.append(("working", epoch, threading.current_thread().name))
+
+    c.begin_epoch = slow_post
+    opt = ConsensusOptimizer(c, weight=8, stop_at=3)
+    c.permits.release(3)  # every round may run as soon as it is submitted
+    _compute(opt)  # epoch 0: round 0 in the background, "working on 1" blocked at its gate
+    assert not [e for e in c.log if e[0] == "working"] and opt.local_epoch == 1  # step returned without it
+    threading.Timer(0.2, gate.set).start()
+    _compute(opt)  # epoch 1: waits for the post before round 1 is submitted
+    _compute(opt)  # epoch 2, the last: drains round 2 and the post of "working on 3"
+    kinds = [e[:2] for e in c.log]
+    assert kinds.index(("working", 1)) < kinds.index(("round", 1)) and kinds.index(("working", 2)) < kinds.index(
+        ("round", 2))  # fmt: skip
+    assert [e[1] for e in c.log if e[0] == "working"] == [1, 2, 3]
+    assert all(e[2].startswith("hivetune-post") for e in c.log if e[0] == "working")
+    assert opt._posted is None and c.epoch == 3
+    opt.shutdown()
