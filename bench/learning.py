@@ -124,7 +124,7 @@ SETTINGS = {
 # the tiny model on Countdown (3 numbers <= 10): many valid answers, pass@8 far above pass@1 after the warm start
 SETTINGS["tiny-countdown"] = replace(
     SETTINGS["tiny"], task="countdown", task_params={"count": 3, "max_number": 10},
-    credit_rewards=("correctness", "format"), credit_weights=(1.0, 0.1),
+    credit_rewards=("correctness", "format", "steps"), credit_weights=(1.0, 0.1, 0.5),
 )  # fmt: skip
 
 

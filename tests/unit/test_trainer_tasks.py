@@ -74,6 +74,26 @@ def test_countdown_verifier_is_strict():
     assert evaluate_expression("7/2")[0] * 2 == 7  # exact arithmetic
 
 
+def test_countdown_step_credit_checks_the_arithmetic_of_each_line_not_the_target():
+    task = CountdownTask()
+    sample = Sample("countdown", "train", 0, 0, "Use 4 3 8 to make 96", "96", {"numbers": [4, 3, 8]})
+    trace = "<t>{}</t><a>4*3*8</a>"
+    assert task.step_credit(trace.format("4*3=12\n12*8=96\n"), sample) == 1.0
+    assert task.step_credit(trace.format("8*4=32\n32-3=29\n"), sample) == 1.0  # right steps, missed target
+    assert task.step_credit(trace.format("4*3=24\n24+8=96\n"), sample) == 0.0  # writes the target, computes nothing
+    assert task.step_credit(trace.format("4*3=12\n12+8=96\n"), sample) == 0.5
+    assert task.step_credit(trace.format("4*4=16\n16*8=128\n"), sample) == 0.0  # 4 is given once
+    assert task.step_credit(trace.format("4*3=12\n12*12=144\n"), sample) == 0.5  # 12 was made once
+    assert task.step_credit(trace.format("8/4=2\n2*3=6\n"), sample) == 1.0
+    assert task.step_credit(trace.format("3/4=0\n"), sample) == 0.0  # only exact division
+    assert task.step_credit(trace.format("4*3=12\n12*8=96\n96-8=88\n"), sample) == pytest.approx(2 / 3)
+    assert task.step_credit(trace.format("4*3=12\n"), sample) == 0.5  # a step short
+    assert task.step_credit("4*3=12\n12*8=96", sample) == 0.0  # no format, no credit
+    for i in range(50):  # the teacher's own traces are right step by step
+        s = task.sample(3, i)
+        assert task.step_credit(task.teacher_trace(s), s) == 1.0
+
+
 @pytest.mark.parametrize("task", GENERATED, ids=IDS)
 def test_sampling_is_a_pure_function_of_seed_and_index(task):
     for index in (0, 1, 17, 2**31 + 5, 2**48, 2**48 - 1):

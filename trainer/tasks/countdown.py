@@ -8,16 +8,23 @@ Targets are built from a random left-to-right combination of all numbers, so eve
 solvable. `verify` parses the answer expression with `ast` (only integers, + - * / and
 parentheses), requires each given number to be used at most once, and evaluates it exactly with
 `Fraction`; anything else (junk, division by zero, unknown numbers) is simply wrong.
+
+`step_credit` (the `steps` reward) checks the trace itself, line by line: `a op b = c` must use
+numbers still available (the given ones, then earlier results, each once) and be exact arithmetic.
+The credit is the run of right lines from the top over max(expected lines, written lines). A student
+that writes the target as its last line without computing it (`4*3=24` then `24+8=96`) gets 0; one
+that computes `4*3=12` and then misses gets half. The answer's correctness is `verify`'s alone.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import random
 from collections import Counter
 from fractions import Fraction
 
-from trainer.tasks.base import Task, extract_answer
+from trainer.tasks.base import Task, extract_answer, split_reasoning
 
 OPERATORS = {
     ast.Add: lambda a, b: a + b,
@@ -27,6 +34,7 @@ OPERATORS = {
 }
 SYMBOLS = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult}
 MAX_EXPRESSION_CHARS = 100
+STEP_RE = re.compile(r"(-?\d{1,18})([-+*/])(-?\d{1,18})=(-?\d{1,36})")
 
 
 def evaluate_expression(text: str) -> tuple[Fraction, list[int]] | None:
@@ -92,3 +100,23 @@ class CountdownTask(Task):
             return False
         value, used = result
         return value == int(sample.answer) and not (Counter(used) - Counter(sample.data["numbers"]))
+
+    def step_credit(self, completion: str, sample) -> float:
+        parts = split_reasoning(completion) if isinstance(completion, str) else None
+        if parts is None:
+            return 0.0
+        written = [line.strip() for line in parts[0].split("\n") if line.strip()]
+        available, hits = Counter(sample.data["numbers"]), 0
+        for line in written:
+            match = STEP_RE.fullmatch(line)
+            if match is None:
+                break
+            a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
+            if Counter((a, b)) - available or (op == "/" and (b == 0 or a % b)):
+                break
+            if OPERATORS[SYMBOLS.get(op, ast.Div)](Fraction(a), Fraction(b)) != c:
+                break
+            available -= Counter((a, b))
+            available[c] += 1
+            hits += 1
+        return hits / max(self.count - 1, len(written))
