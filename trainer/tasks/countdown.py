@@ -19,8 +19,8 @@ that computes `4*3=12` and then misses gets half. The answer's correctness is `v
 from __future__ import annotations
 
 import ast
-import re
 import random
+import re
 from collections import Counter
 from fractions import Fraction
 
