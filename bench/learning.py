@@ -3,6 +3,8 @@
     python bench/learning.py                   # tiny model, 5 seeds, n=500 -> outputs/bench/learning_tiny.*
     python bench/learning.py --model smollm2 --seeds 1 --eval_n 100 --k 4
     python bench/learning.py --seeds 2 --eval_n 200 --steps 60   # what fits a busy 2-core box
+    python bench/learning.py --seed_list 0 1 2 --name a & python bench/learning.py --seed_list 3 4 --name b
+    python bench/learning.py --merge outputs/bench/a.json outputs/bench/b.json   # one 5-seed table
 
 Per seed, from the same warm start W (an SFT of the base on an *exact* teacher: no deliberate flaw,
 `warm_steps` x `warm_batch` traces, each seen once), each arm processes the same number of
@@ -401,10 +403,57 @@ def plot(table: dict, k: int, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: float) -> dict:
+    """Summarize `runs` and write `stem`.json and `stem`.png (after every seed, so a kill loses no finished seed)."""
+    table = summarize(runs, opts.k)
+    report = {
+        "setting": asdict(setting),
+        "eval_n": opts.eval_n,
+        "k": opts.k,
+        "eval_temperature": opts.eval_temperature,
+        "seeds": len(runs),
+        "wall_s": wall_s,
+        "table": table,
+        "runs": [{key: r[key] for key in ("seed", "times", "rft_kept", "completions")} for r in runs],
+        "per_problem": runs,
+    }
+    tmp = stem.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(stem.with_suffix(".json"))
+    plot(
+        table,
+        opts.k,
+        stem.with_suffix(".png"),
+        f"{opts.model}: held-out, {len(runs)} seed(s), n={opts.eval_n}, {setting.steps * setting.batch} "
+        "completions per arm",
+    )
+    return report
+
+
+def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], float]:
+    """The per-seed runs of several reports of this bench, checked to be one experiment (seeds run apart)."""
+    runs, wall = [], 0.0
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
+        theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}
+        if json.loads(json.dumps(mine)) != theirs:
+            raise SystemExit(f"error: {path} is not this experiment (setting, eval_n, k or temperature differ); "
+                             "pass the same --model, --eval_n, --k and --steps it was run with")  # fmt: skip
+        runs += report["per_problem"]
+        wall += report["wall_s"]
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"error: a seed appears twice in {paths} (seeds {sorted(seeds)}); merge each seed once")
+    return sorted(runs, key=lambda r: r["seed"]), wall
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(SETTINGS), default="tiny")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed_list", type=int, nargs="+", default=None, help="these seeds (default 0..seeds-1)")
+    parser.add_argument("--merge", nargs="+", default=None, help="JSONs of this bench: one table of all their seeds")
     parser.add_argument("--eval_n", type=int, default=500)
     parser.add_argument("--eval_seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=8)
@@ -427,30 +476,16 @@ def main(argv=None) -> dict:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / (opts.name or f"learning_{opts.model}")
-    runs = []
     started = time.monotonic()
-    for seed in range(opts.seeds):
-        runs.append(run_seed(setting, seed, opts, out / f"{stem.name}_work"))
-        table = summarize(runs, opts.k)
-        report = {
-            "setting": asdict(setting),
-            "eval_n": opts.eval_n,
-            "k": opts.k,
-            "eval_temperature": opts.eval_temperature,
-            "seeds": len(runs),
-            "wall_s": time.monotonic() - started,
-            "table": table,
-            "runs": [{key: r[key] for key in ("seed", "times", "rft_kept", "completions")} for r in runs],
-            "per_problem": runs,
-        }
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-        plot(
-            table,
-            opts.k,
-            stem.with_suffix(".png"),
-            f"{opts.model}: held-out, {len(runs)} seed(s), n={opts.eval_n}, {setting.steps * setting.batch} "
-            "completions per arm",
-        )
+    if opts.merge:
+        runs, wall = merged_runs(opts.merge, setting, opts)
+        report = write_report(runs, setting, opts, stem, wall)
+    else:
+        runs = []
+        for seed in opts.seed_list if opts.seed_list is not None else range(opts.seeds):
+            runs.append(run_seed(setting, seed, opts, out / f"{stem.name}_work"))
+            report = write_report(runs, setting, opts, stem, time.monotonic() - started)
+    table = report["table"]
     for arm, metrics in table.items():
         cells = []
         for metric, e in metrics.items():

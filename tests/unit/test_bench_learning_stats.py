@@ -103,3 +103,29 @@ def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch,
     rows = learning.warm_start_rows(setting, task, load_tokenizer("tiny"), seed=2)
     assert rows["prompt"] == list(trained_on["prompt"]) and rows["completion"] == list(trained_on["completion"])
     assert len(rows["prompt"]) == 12
+
+
+def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_experiment(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "plot", lambda *a, **k: None)
+
+    def run(seed, greedy):
+        scores = {
+            arm: {"greedy": greedy, "sampled_correct": [2 * g for g in greedy]}
+            for arm in ("warm start", "GRPO outcome")
+        }
+        return {"seed": seed, "scores": scores, "times": {}, "rft_kept": 0, "completions": 4}
+
+    setting = learning.SETTINGS["tiny"]
+    opts = learning.argparse.Namespace(k=4, eval_n=3, eval_temperature=0.7, model="tiny")
+    runs = [run(0, [1, 0, 0]), run(1, [1, 1, 0]), run(2, [0, 0, 0])]
+    learning.write_report(runs[:2], setting, opts, tmp_path / "a", 10.0)
+    learning.write_report(runs[2:], setting, opts, tmp_path / "b", 5.0)
+    merged, wall = learning.merged_runs([str(tmp_path / "b.json"), str(tmp_path / "a.json")], setting, opts)
+    assert [r["seed"] for r in merged] == [0, 1, 2] and wall == 15.0
+    assert learning.summarize(merged, 4) == learning.summarize(runs, 4)
+    assert learning.summarize(merged, 4)["GRPO outcome"]["greedy pass@1"]["mean"] == pytest.approx(3 / 9)
+    with pytest.raises(SystemExit, match="a seed appears twice"):
+        learning.merged_runs([str(tmp_path / "a.json")] * 2, setting, opts)
+    other = learning.argparse.Namespace(k=4, eval_n=5, eval_temperature=0.7, model="tiny")
+    with pytest.raises(SystemExit, match="is not this experiment"):
+        learning.merged_runs([str(tmp_path / "a.json")], setting, other)
