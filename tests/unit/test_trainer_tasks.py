@@ -147,3 +147,11 @@ def test_verifiers_never_crash_on_junk(junk):
 def test_countdown_expression_parser_never_crashes(expression):
     result = evaluate_expression(expression)
     assert result is None or isinstance(result[1], list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.text(alphabet="0123456789+-*/=\n", max_size=80))
+def test_countdown_step_credit_never_crashes_on_trace_like_lines(body):
+    task = CountdownTask()
+    sample = Sample("countdown", "train", 0, 0, "Use 4 3 8 to make 96", "96", {"numbers": [4, 3, 8]})
+    assert 0.0 <= task.step_credit(f"<t>{body}</t><a>4*3*8</a>", sample) <= 1.0
