@@ -52,6 +52,7 @@ import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -136,7 +137,7 @@ def lora(setting: Setting):
     return LoraSection(r=setting.lora_r, alpha=2 * setting.lora_r).peft_config()
 
 
-def sft_arm(setting, warm, task, rows, out, seed, threads):
+def sft_arm(setting, warm, task, rows, out, seed):
     """LoRA SFT on `rows` (prompt, completion) for `setting.steps` steps of `setting.batch`."""
     from datasets import Dataset
     from trl import SFTTrainer
@@ -219,7 +220,12 @@ def rejection_rows(setting, warm, task, seed, n):
     return rows
 
 
-def grpo_arm(setting, warm, task, out, seed, rewards, weights):
+def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None):
+    """GRPO + LoRA on `steps x batch` fresh completions; `overrides` are GRPOConfig fields (the bench's --grpo).
+
+    With `num_iterations` = mu each generation batch is optimized mu times, so the run takes mu x `steps`
+    optimizer steps for the same number of sampled completions.
+    """
     from trl import GRPOConfig
 
     from trainer.grpo import build_grpo_trainer, prompt_dataset, reward_functions
@@ -227,25 +233,25 @@ def grpo_arm(setting, warm, task, out, seed, rewards, weights):
 
     model, tokenizer = load_model_and_tokenizer(warm)
     prompts = setting.steps * setting.batch // setting.generations
-    args = GRPOConfig(
-        output_dir=str(out),
-        max_steps=setting.steps,
-        per_device_train_batch_size=setting.batch,
-        num_generations=setting.generations,
-        max_completion_length=setting.max_completion,
-        temperature=setting.temperature,
-        beta=0.0,
-        learning_rate=setting.grpo_lr,
-        lr_scheduler_type="constant",
-        seed=seed,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        logging_steps=10,
-        disable_tqdm=True,
-        reward_weights=list(weights),
-    )
+    fields = {
+        "output_dir": str(out),
+        "per_device_train_batch_size": setting.batch,
+        "num_generations": setting.generations,
+        "max_completion_length": setting.max_completion,
+        "temperature": setting.temperature,
+        "beta": 0.0,
+        "learning_rate": setting.grpo_lr,
+        "lr_scheduler_type": "constant",
+        "seed": seed,
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "disable_tqdm": True,
+        "reward_weights": list(weights),
+    } | dict(overrides or {})
+    args = GRPOConfig(max_steps=setting.steps * int(fields.get("num_iterations", 1)), **fields)
     trainer = build_grpo_trainer(
         model=model,
         tokenizer=tokenizer,
@@ -312,19 +318,34 @@ def run_seed(setting, seed, opts, out) -> dict:
 
     measure("warm start", lambda: load_model_and_tokenizer(warm))
     warm_tokenizer = load_tokenizer(warm)
-    same = warm_start_rows(setting, task, warm_tokenizer, seed)
-    measure(BASELINE, lambda: sft_arm(setting, warm, task, same, out / "sft", seed, opts.threads))
-    fresh = teacher_rows(setting, task, warm_tokenizer, seed, n)
-    measure(ORACLE, lambda: sft_arm(setting, warm, task, fresh, out / "oracle", seed, opts.threads))
-    rft = rejection_rows(setting, warm, task, seed, n)
-    if rft["prompt"]:
-        measure("rejection FT", lambda: sft_arm(setting, warm, task, rft, out / "rft", seed, opts.threads))
-    measure("GRPO outcome", lambda: grpo_arm(setting, warm, task, out / "grpo", seed, ("correctness",), (1.0,)))
-    measure(
-        "GRPO + credit",
-        lambda: grpo_arm(setting, warm, task, out / "grpo2", seed, setting.credit_rewards, setting.credit_weights),
-    )
-    return {"seed": seed, "scores": scores, "times": times, "rft_kept": len(rft["prompt"]), "completions": n}
+    rows = {  # each arm's data, built before its clock starts (as rejection FT's sampling)
+        BASELINE: lambda: warm_start_rows(setting, task, warm_tokenizer, seed),
+        ORACLE: lambda: teacher_rows(setting, task, warm_tokenizer, seed, n),
+        "rejection FT": lambda: rejection_rows(setting, warm, task, seed, n),
+    }
+    grpo_rewards = {
+        "GRPO outcome": (("correctness",), (1.0,)),
+        "GRPO + credit": (setting.credit_rewards, setting.credit_weights),
+    }
+    work = {BASELINE: "sft", ORACLE: "oracle", "rejection FT": "rft", "GRPO outcome": "grpo", "GRPO + credit": "grpo2"}
+    rft_kept = 0
+    for arm in (a for a in ARMS[1:] if a in opts.arms):
+        if arm in rows:
+            data = rows[arm]()
+            if arm == "rejection FT":
+                rft_kept = len(data["prompt"])
+                if not rft_kept:
+                    continue  # no correct sample to train on
+            measure(arm, lambda arm=arm, data=data: sft_arm(setting, warm, task, data, out / work[arm], seed))
+        else:
+            rewards, weights = grpo_rewards[arm]
+            measure(
+                arm,
+                lambda arm=arm, r=rewards, w=weights: grpo_arm(
+                    setting, warm, task, out / work[arm], seed, r, w, opts.grpo
+                ),
+            )
+    return {"seed": seed, "scores": scores, "times": times, "rft_kept": rft_kept, "completions": n}
 
 
 def metric_values(score: dict, k: int) -> dict[str, list[float]]:
@@ -411,6 +432,7 @@ def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: f
         "eval_n": opts.eval_n,
         "k": opts.k,
         "eval_temperature": opts.eval_temperature,
+        "grpo_overrides": opts.grpo,
         "seeds": len(runs),
         "wall_s": wall_s,
         "table": table,
@@ -436,10 +458,12 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
     for path in paths:
         report = json.loads(Path(path).read_text())
         mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
+        mine["grpo"] = opts.grpo
         theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}
+        theirs["grpo"] = report.get("grpo_overrides", {})
         if json.loads(json.dumps(mine)) != theirs:
             raise SystemExit(f"error: {path} is not this experiment (setting, eval_n, k or temperature differ); "
-                             "pass the same --model, --eval_n, --k and --steps it was run with")  # fmt: skip
+                             "pass the same --model, --eval_n, --k, --steps and --grpo it was run with")  # fmt: skip
         runs += report["per_problem"]
         wall += report["wall_s"]
     seeds = [r["seed"] for r in runs]
@@ -448,11 +472,33 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
     return sorted(runs, key=lambda r: r["seed"]), wall
 
 
+def grpo_overrides(pairs: list[str]) -> dict:
+    """`FIELD=VALUE` strings -> GRPOConfig overrides; VALUE is read as JSON (4, 5e-4, true, "dapo") or kept as text."""
+    from trl import GRPOConfig
+
+    known, out = {f.name for f in dataclass_fields(GRPOConfig)}, {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in known:
+            raise SystemExit(
+                f"error: --grpo {pair!r}: expected FIELD=VALUE with FIELD a GRPOConfig field (e.g. num_iterations=2)"
+            )
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(SETTINGS), default="tiny")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--seed_list", type=int, nargs="+", default=None, help="these seeds (default 0..seeds-1)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS[1:], default=list(ARMS[1:]), help="arms to run (all)")
+    parser.add_argument(
+        "--grpo", nargs="+", default=[], metavar="FIELD=VALUE", help="GRPOConfig overrides for both GRPO arms"
+    )
     parser.add_argument("--merge", nargs="+", default=None, help="JSONs of this bench: one table of all their seeds")
     parser.add_argument("--eval_n", type=int, default=500)
     parser.add_argument("--eval_seed", type=int, default=0)
@@ -470,6 +516,7 @@ def main(argv=None) -> dict:
     if opts.warm_steps:
         setting.warm_steps = opts.warm_steps
     opts.eval_temperature = opts.eval_temperature or setting.temperature
+    opts.grpo = grpo_overrides(opts.grpo)
     from trainer.models import set_torch_threads
 
     set_torch_threads(opts.threads)

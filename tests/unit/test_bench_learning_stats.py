@@ -116,7 +116,7 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
         return {"seed": seed, "scores": scores, "times": {}, "rft_kept": 0, "completions": 4}
 
     setting = learning.SETTINGS["tiny"]
-    opts = learning.argparse.Namespace(k=4, eval_n=3, eval_temperature=0.7, model="tiny")
+    opts = learning.argparse.Namespace(k=4, eval_n=3, eval_temperature=0.7, model="tiny", grpo={})
     runs = [run(0, [1, 0, 0]), run(1, [1, 1, 0]), run(2, [0, 0, 0])]
     learning.write_report(runs[:2], setting, opts, tmp_path / "a", 10.0)
     learning.write_report(runs[2:], setting, opts, tmp_path / "b", 5.0)
@@ -126,6 +126,48 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
     assert learning.summarize(merged, 4)["GRPO outcome"]["greedy pass@1"]["mean"] == pytest.approx(3 / 9)
     with pytest.raises(SystemExit, match="a seed appears twice"):
         learning.merged_runs([str(tmp_path / "a.json")] * 2, setting, opts)
-    other = learning.argparse.Namespace(k=4, eval_n=5, eval_temperature=0.7, model="tiny")
+    other = learning.argparse.Namespace(k=4, eval_n=5, eval_temperature=0.7, model="tiny", grpo={})
     with pytest.raises(SystemExit, match="is not this experiment"):
         learning.merged_runs([str(tmp_path / "a.json")], setting, other)
+    with pytest.raises(SystemExit, match="is not this experiment"):  # another GRPO configuration
+        learning.merged_runs(
+            [str(tmp_path / "a.json")],
+            setting,
+            learning.argparse.Namespace(**{**vars(opts), "grpo": {"num_iterations": 2}}),
+        )
+
+
+def test_grpo_overrides_are_typed_checked_and_keep_the_sampled_completions_equal(monkeypatch, tmp_path):
+    assert learning.grpo_overrides(
+        ["num_iterations=2", "learning_rate=5e-4", "loss_type=dr_grpo", "mask_truncated_completions=true"]
+    ) == {"num_iterations": 2, "learning_rate": 5e-4, "loss_type": "dr_grpo", "mask_truncated_completions": True}
+    for bad in (["learning_rat=1e-4"], ["num_iterations"]):
+        with pytest.raises(SystemExit, match="expected FIELD=VALUE with FIELD a GRPOConfig field"):
+            learning.grpo_overrides(bad)
+    import trainer.grpo as grpo
+    import trainer.models as models
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(*, grpo_config, dataset, **kwargs):
+        seen.update(config=grpo_config, prompts=len(dataset))
+        raise Stop
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda path: (None, None))
+    monkeypatch.setattr(grpo, "build_grpo_trainer", capture)
+    setting = learning.SETTINGS["tiny"]
+    from trainer.tasks import get_task
+
+    task = get_task(setting.task, **setting.task_params)
+    with pytest.raises(Stop):
+        learning.grpo_arm(
+            setting, "w", task, tmp_path, 0, ("correctness",), (1.0,), {"num_iterations": 4, "learning_rate": 1e-3}
+        )
+    config = seen["config"]
+    assert config.num_iterations == 4 and config.learning_rate == 1e-3 and config.max_steps == 4 * setting.steps
+    # the same completions as without the override: steps x batch, from steps x batch / generations prompts
+    assert seen["prompts"] * setting.generations == setting.steps * setting.batch
+    assert config.generation_batch_size == setting.batch
