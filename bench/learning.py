@@ -5,6 +5,7 @@
     python bench/learning.py --seeds 2 --eval_n 200 --steps 60   # what fits a busy 2-core box
     python bench/learning.py --seed_list 0 1 2 --name a & python bench/learning.py --seed_list 3 4 --name b
     python bench/learning.py --merge outputs/bench/a.json outputs/bench/b.json   # one 5-seed table
+    python bench/learning.py --model tiny-countdown --arms "GRPO outcome" --grpo num_iterations=2 learning_rate=3e-4
 
 Per seed, from the same warm start W (an SFT of the base on an *exact* teacher: no deliberate flaw,
 `warm_steps` x `warm_batch` traces, each seen once), each arm processes the same number of
@@ -26,8 +27,8 @@ data), rejection FT and the oracle are paired by problem and seed (`minus` in th
 means. Writes JSON + PNG.
 
 Models: `tiny` (character model; task arithmetic, 2 digits, CoT format), `tiny-countdown` (the same model on
-Countdown, 3 numbers <= 10) or `smollm2` (the built-in SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only
-format, chat template).
+Countdown, 3 numbers <= 10; its credit arm adds format and the step credit: each trace line's arithmetic) or
+`smollm2` (the built-in SmolLM2-135M-Instruct; reasoning-gym chain_sum, answer-only format, chat template).
 
 Why the tiny setting is a 240-step warm start and 100 steps x 32 per arm (seed 0, n=200, T=0.7):
 the exact teacher's warm start jumps from greedy 0.28 / sampled 0.08 / pass@8 0.46 at 200 steps to
