@@ -84,9 +84,9 @@ def builtin_revision(name: str) -> str:
 
 
 def builtin_cache_dir(name: str) -> Path:
-    from trainer.models import hivetune_home
+    from trainer.models import CACHE_LAYOUT, hivetune_home
 
-    return hivetune_home() / "models" / f"{name}-{BUILTIN_BASES[name].version}"
+    return hivetune_home() / "models" / f"{name}-{BUILTIN_BASES[name].version}-{CACHE_LAYOUT}"
 
 
 def ensure_builtin_base(name: str, *, cache_dir: str | Path | None = None, wait_s: float = 600.0) -> Path:
@@ -141,9 +141,12 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     plain.generation_config.pad_token_id = tokenizer.pad_token_id
+    from trainer.models import drop_writer_metadata
+
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _drop_load_time_keys(out / "tokenizer_config.json")
+    drop_writer_metadata(out)  # the CID must not depend on the installed transformers version
     return out
 
 

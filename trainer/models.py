@@ -44,6 +44,23 @@ TINY_DEFAULTS = dict(
 )
 
 
+# What a saved model directory records about the library that wrote it, not about the model: dropped, so
+# a base directory's CID (which run specs pin) does not change with the installed transformers.
+WRITER_KEYS = ("transformers_version",)
+CACHE_LAYOUT = "c2"  # cached base directories of an older layout (writer keys kept) are not reused
+
+
+def drop_writer_metadata(directory: str | Path) -> None:
+    """Remove `WRITER_KEYS` from a saved model's config.json and generation_config.json (same JSON form)."""
+    for name in ("config.json", "generation_config.json"):
+        path = Path(directory) / name
+        if path.exists():
+            config = json.loads(path.read_text())
+            if any(key in config for key in WRITER_KEYS):
+                kept = {k: v for k, v in config.items() if k not in WRITER_KEYS}
+                path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+
+
 def hivetune_home() -> Path:
     """Where hivetune caches built artifacts (tiny models, warm starts): $HIVETUNE_HOME or the user cache dir."""
     if os.environ.get("HIVETUNE_HOME"):
@@ -101,6 +118,7 @@ def create_tiny_model(out_dir: str | Path, *, seed: int = 0, **config_overrides)
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    drop_writer_metadata(out)
     (out / "hivetune_tiny.json").write_text(json.dumps({"seed": seed, **TINY_DEFAULTS, **config_overrides}))
     return out
 
@@ -110,7 +128,7 @@ def ensure_tiny_model(*, seed: int = 0, wait_s: float = 300.0) -> Path:
 
     Under a multi-process launch only local rank 0 builds it; the other ranks wait for it to appear.
     """
-    path = hivetune_home() / "models" / f"tiny-seed{seed}"
+    path = hivetune_home() / "models" / f"tiny-seed{seed}-{CACHE_LAYOUT}"
     if not (path / "config.json").exists():
         if int(os.environ.get("LOCAL_RANK", "0")) == 0:
             _build_atomically(path, seed)

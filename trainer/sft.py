@@ -212,8 +212,11 @@ def sft_lora_config(r: int):
 
 
 def _save_atomically(model, tokenizer, work: Path, out: Path, settings: dict) -> None:
+    from trainer.models import drop_writer_metadata
+
     model.save_pretrained(work)
     tokenizer.save_pretrained(work)
+    drop_writer_metadata(work)
     (work / MARKER).write_text(json.dumps(settings))
     if out.exists():
         shutil.rmtree(out)

@@ -10,7 +10,7 @@ from trainer.base_models import (
     builtin_revision,
     verify_base_model,
 )
-from trainer.models import create_tiny_model
+from trainer.models import create_tiny_model, drop_writer_metadata
 
 SMALL = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64)
 
@@ -25,6 +25,22 @@ def test_cid_is_a_function_of_the_bytes_and_names(tmp_path):
     assert base_dir_cid(a) != base_dir_cid(b)
     (a / "config.json").rename(a / "config2.json")
     assert base_dir_cid(a) != base_dir_cid(create_tiny_model(tmp_path / "d", seed=3, **SMALL))
+
+
+def test_the_cid_does_not_record_which_transformers_wrote_the_directory(tmp_path):
+    import json
+
+    a = create_tiny_model(tmp_path / "a", seed=3, **SMALL)
+    cid = base_dir_cid(a)
+    for name in ("config.json", "generation_config.json"):
+        config = json.loads((a / name).read_text())
+        assert "transformers_version" not in config and config  # dropped, the rest kept
+        (a / name).write_text(json.dumps({**config, "transformers_version": "99.0.0"}, indent=2))
+    assert base_dir_cid(a) != cid  # a newer transformers would write this
+    drop_writer_metadata(a)
+    assert base_dir_cid(a) == cid
+    config = json.loads((a / "config.json").read_text())
+    assert config["hidden_size"] == 32 and config["num_hidden_layers"] == 1
 
 
 def test_verify_refuses_a_base_whose_cid_differs(tmp_path):
