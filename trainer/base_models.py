@@ -127,6 +127,8 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from trainer.models import drop_json_keys, drop_writer_metadata
+
     gguf_file, out = Path(gguf_file), Path(out_dir)
     kwargs = dict(gguf_file=gguf_file.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
@@ -141,11 +143,9 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     plain.generation_config.pad_token_id = tokenizer.pad_token_id
-    from trainer.models import drop_writer_metadata
-
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    _drop_load_time_keys(out / "tokenizer_config.json")
+    drop_json_keys(out / "tokenizer_config.json", LOAD_TIME_KEYS)
     drop_writer_metadata(out)  # the CID must not depend on the installed transformers version
     return out
 
@@ -153,14 +153,6 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
 # transformers writes how the tokenizer was *loaded* into its config (e.g. local_files_only is true under
 # HF_HUB_OFFLINE=1): not content, and it would make the directory CID depend on the environment.
 LOAD_TIME_KEYS = ("local_files_only", "is_local", "cache_dir", "_commit_hash", "token", "revision")
-
-
-def _drop_load_time_keys(path: Path) -> None:
-    import json
-
-    if path.exists():
-        config = json.loads(path.read_text())
-        path.write_text(json.dumps({k: v for k, v in config.items() if k not in LOAD_TIME_KEYS}, indent=2) + "\n")
 
 
 def base_dir_cid(path: str | Path) -> str:

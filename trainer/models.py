@@ -50,15 +50,18 @@ WRITER_KEYS = ("transformers_version",)
 CACHE_LAYOUT = "c2"  # cached base directories of an older layout (writer keys kept) are not reused
 
 
+def drop_json_keys(path: Path, keys) -> None:
+    """Rewrite the JSON object at `path` (if it exists) without `keys`, keeping its key order (indent 2)."""
+    if path.exists():
+        config = json.loads(path.read_text())
+        if any(key in config for key in keys):
+            path.write_text(json.dumps({k: v for k, v in config.items() if k not in keys}, indent=2) + "\n")
+
+
 def drop_writer_metadata(directory: str | Path) -> None:
-    """Remove `WRITER_KEYS` from a saved model's config.json and generation_config.json (same JSON form)."""
+    """Remove `WRITER_KEYS` from a saved model's config.json and generation_config.json."""
     for name in ("config.json", "generation_config.json"):
-        path = Path(directory) / name
-        if path.exists():
-            config = json.loads(path.read_text())
-            if any(key in config for key in WRITER_KEYS):
-                kept = {k: v for k, v in config.items() if k not in WRITER_KEYS}
-                path.write_text(json.dumps(kept, indent=2, sort_keys=True) + "\n")
+        drop_json_keys(Path(directory) / name, WRITER_KEYS)
 
 
 def hivetune_home() -> Path:
