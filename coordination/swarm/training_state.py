@@ -180,12 +180,25 @@ def write_state_dir(directory: Path | str, *, model, state: TrainingState, spec)
     return directory
 
 
+# The adapter_config.json fields a checkpoint keeps: the ones the run spec decides and PEFT needs to rebuild the
+# adapter. Everything else PEFT's `to_dict` writes is left out, as it depends on the installed PEFT and not on
+# the run: `peft_version`, `inference_mode` (how this process loaded the model), and the fields each release
+# adds (`target_parameters`, `lora_ga_config`, ...; absent means PEFT's default when it loads the adapter).
+# Honest peers with different PEFT versions then write byte-equal directories, hence one CID per epoch.
+ADAPTER_CONFIG_KEYS = (
+    "peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "target_modules", "bias", "fan_in_fan_out",
+    "use_rslora", "use_dora", "modules_to_save", "init_lora_weights",
+)  # fmt: skip
+
+
 def adapter_config_json(model, spec) -> str:
-    """The adapter's PEFT config as sorted JSON, with the base named as the run spec names it (not a local path)."""
+    """The adapter's PEFT config as sorted JSON, with the base named as the run spec names it (not a local path),
+    restricted to ADAPTER_CONFIG_KEYS (the same bytes under any PEFT version)."""
     config = model.peft_config[getattr(model, "active_adapter", "default")].to_dict()
-    config["base_model_name_or_path"] = spec.model.base
-    config["revision"] = spec.model.revision
-    return json.dumps(_jsonable(config), sort_keys=True, indent=2) + "\n"
+    canonical = {key: config[key] for key in ADAPTER_CONFIG_KEYS if key in config}
+    canonical["base_model_name_or_path"] = spec.model.base
+    canonical["revision"] = spec.model.revision
+    return json.dumps(_jsonable(canonical), sort_keys=True, indent=2) + "\n"
 
 
 def _jsonable(value):

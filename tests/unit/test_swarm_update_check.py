@@ -157,3 +157,43 @@ def test_a_state_is_written_and_read_without_touching_the_model(tmp_path):
     assert all(bool((p == 7.0).all()) for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="does not match the run's LoRA parameters"):
         read_state(tmp_path / "s", [*state.params, "base_model.model.extra.lora_A.default.weight"])
+
+
+def test_a_state_dir_has_the_same_bytes_under_another_peft_version(tmp_path, monkeypatch):
+    """Honest peers on different PEFT releases must publish one CID per epoch: the adapter config a state dir
+    holds is the run's, not the installed PEFT's (no `peft_version`, no `inference_mode`, no field a release
+    adds), and PEFT still loads that adapter into a model that computes the same logits."""
+    import json
+
+    from peft import LoraConfig, PeftModel
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from coordination.swarm.training_state import ADAPTER_CONFIG, ADAPTER_CONFIG_KEYS
+
+    model = tiny_model()
+    state = TrainingState.from_model(model, epoch=1)
+    adamw_update(state, {n: torch.full_like(t, 0.5) for n, t in state.params.items()}, lr=1e-2)
+    store = CheckpointStore(tmp_path / "store")
+    ours = add_state(store, model, state)
+    written = json.loads((store.checkout(ours) / ADAPTER_CONFIG).read_text())
+    assert set(written) == {*ADAPTER_CONFIG_KEYS, "base_model_name_or_path", "revision"}
+    assert written["base_model_name_or_path"] == SPEC.model.base and written["target_modules"] == ["q_proj", "v_proj"]
+
+    to_dict = LoraConfig.to_dict  # another release: its own version string, a new field, a changed mode
+
+    def other_release(self):
+        return {**to_dict(self), "peft_version": "9.9.9", "lora_future_config": {"x": 1}, "inference_mode": True}
+
+    monkeypatch.setattr(LoraConfig, "to_dict", other_release)
+    assert model.peft_config["default"].to_dict()["peft_version"] == "9.9.9"
+    assert add_state(store, model, state) == ours
+    monkeypatch.undo()
+
+    state.load_into(model)
+    config = Qwen2Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    torch.manual_seed(0)  # tiny_model's base weights
+    loaded = PeftModel.from_pretrained(Qwen2ForCausalLM(config), str(store.checkout(ours))).eval()
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model.eval()(ids).logits)
