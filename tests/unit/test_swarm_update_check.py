@@ -25,14 +25,20 @@ from coordination.swarm.update_check import Member, RoundRecord, check_round
 SPEC = run_spec_from_dict({"grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "learning_rate": 1e-2}})
 
 
-def tiny_model():
-    from peft import LoraConfig, get_peft_model
+def tiny_base():
+    """The same small Qwen2 base on every call (seeded)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    return Qwen2ForCausalLM(config)
+
+
+def tiny_model():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_base(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     seeded_lora_init(model, SPEC.run_id)
     return model
 
@@ -166,7 +172,6 @@ def test_a_state_dir_has_the_same_bytes_under_another_peft_version(tmp_path, mon
     import json
 
     from peft import LoraConfig, PeftModel
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from coordination.swarm.training_state import ADAPTER_CONFIG, ADAPTER_CONFIG_KEYS
 
@@ -190,10 +195,7 @@ def test_a_state_dir_has_the_same_bytes_under_another_peft_version(tmp_path, mon
     monkeypatch.undo()
 
     state.load_into(model)
-    config = Qwen2Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    torch.manual_seed(0)  # tiny_model's base weights
-    loaded = PeftModel.from_pretrained(Qwen2ForCausalLM(config), str(store.checkout(ours))).eval()
+    loaded = PeftModel.from_pretrained(tiny_base(), str(store.checkout(ours))).eval()
     ids = torch.tensor([[1, 5, 9, 3]])
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model.eval()(ids).logits)
