@@ -46,6 +46,7 @@ from coordination.swarm.aggregation import aggregate, clamp_weight
 
 logger = logging.getLogger(__name__)
 
+FLAGGED = "flagged peer"  # how every accusation a reducer makes starts in the log (a failed round is not one)
 EPOCH_BITS = 40  # group key bits that carry the epoch: peers of different epochs never meet
 
 
@@ -79,7 +80,7 @@ class FlagLog:
         self._queue = mp.Queue()
 
     def record(self, peer_id, reason: str) -> None:
-        logger.warning(f"peer {peer_id}: {reason}")
+        logger.warning(f"{FLAGGED} {peer_id}: {reason}")
         self._queue.put((str(peer_id), reason))
 
     def drain(self) -> list[tuple[str, str]]:
@@ -324,6 +325,6 @@ def decode_gathered(group_info) -> dict:
             _bandwidth, _mode, user_bytes = MSGPackSerializer.loads(raw)
             out[peer_id] = MSGPackSerializer.loads(user_bytes)
         except Exception:  # a malformed entry: that sender gets weight 0
-            logger.warning(f"peer {peer_id} sent malformed round metadata; its contribution is excluded")
+            logger.warning(f"{FLAGGED} {peer_id}: malformed round metadata; its contribution is excluded")
             out[peer_id] = None
     return out

@@ -97,6 +97,14 @@ def final_summary(proc, timeout):
     return json.loads(lines[-1])
 
 
+def flags_raised(procs):
+    """The accusations reducers logged in these peers' logs. (A round that failed because a peer was paused or
+    killed is logged too, as a warning, but accuses nobody: the round is void for all and retried.)"""
+    from coordination.swarm.consensus_averaging import FLAGGED
+
+    return [x for p in procs for x in p.log_path.read_text().splitlines() if FLAGGED in x]
+
+
 def adapter(path):
     from safetensors.torch import load_file
 
@@ -137,7 +145,7 @@ def test_three_peers_hold_the_identical_checkpoint_after_every_epoch(launch, war
     assert cids[0] == cids[1] == cids[2]  # one checkpoint per epoch, byte-identical on every peer
     assert len(set(cids[0].values())) == 11
     assert all(s["rejected_parts"] == 0 and s["local_steps"] == 10 for s in summaries)  # every round had all three
-    assert not any("coordination.swarm.consensus_averaging" in p.log_path.read_text() for p in peers)  # none flagged
+    assert not flags_raised(peers)  # none flagged
     assert lora_b_norm(summaries[0]["adapter_dir"]) > 1e-3, "no learning signal: identity would be trivial"
     check_updates_by_recomputation(tmp_path, run_yaml, cids[0])
 
@@ -188,7 +196,7 @@ def test_paused_and_restarted_peers_end_every_later_epoch_on_the_canonical_cid(l
     b2 = join(launch, "b", run_yaml, maddr, tmp_path, "--max-epochs", "10")  # same output dir: its journal
     sa, sb, sc = final_summary(a, 600), final_summary(b2, 600), final_summary(c, 600)
     assert "adopting the canonical epoch" in c.log_path.read_text()  # it never kept local-only updates
-    assert not any("coordination.swarm.consensus_averaging" in p.log_path.read_text() for p in (a, b2, c))
+    assert not flags_raised((a, b2, c))
     assert sb["local_steps"] <= 10 - restart_epoch + 1  # resumed at the swarm's epoch: nothing replayed
     assert sa["cids"]["10"] == sb["cids"]["10"] == sc["cids"]["10"]
     for epoch in range(0, 11):  # paused and restarted peers hold the canonical CID of every epoch they went through
