@@ -19,6 +19,10 @@ completions N = steps x batch (LoRA r=`lora_r` in every arm):
   3. rejection FT                : N completions sampled from W on training prompts; SFT on the correct ones
   4. GRPO outcome                : GRPO + LoRA, reward = correctness only
   5. GRPO + credit               : GRPO + LoRA, reward = correctness + format (+ step credit where the task has it)
+  6. W-REINFORCE outcome         : GRPO's loop and loss with W-REINFORCE's advantages (Zhu et al. 2025, "The
+                                   Surprising Effectiveness of Negative Reinforcement in LLM Reasoning"): +lambda
+                                   (`--positive_weight`, 0.1) for a correct completion, -1 for a wrong one, no group
+                                   baseline, so a group with no correct sample still teaches
 Metrics on `eval_n` held-out problems (the eval split, disjoint from training by construction):
 greedy pass@1, sampled pass@1 (k samples at `eval_temperature`), pass@k. 95% CIs by bootstrap over
 problems (seeds averaged inside each resample); the differences of every arm vs continued SFT (same
@@ -61,7 +65,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 BASELINE = "continued SFT (same data)"  # the issue's SFT baseline: more epochs on the warm start's own data
 ORACLE = "fresh-teacher SFT (oracle)"  # an upper bound: new exact-teacher traces (an unlimited teacher)
-ARMS = ("warm start", BASELINE, ORACLE, "rejection FT", "GRPO outcome", "GRPO + credit")
+WREINFORCE = "W-REINFORCE outcome"  # signed outcome advantages, no group baseline (Zhu et al. 2025)
+ARMS = ("warm start", BASELINE, ORACLE, "rejection FT", "GRPO outcome", "GRPO + credit", WREINFORCE)
 COMPARED_TO = (BASELINE, "rejection FT", ORACLE)  # paired differences of every other arm against these
 METRICS = ("greedy pass@1", "sampled pass@1", "pass@k")
 
@@ -221,7 +226,30 @@ def rejection_rows(setting, warm, task, seed, n):
     return rows
 
 
-def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None):
+def weighted_reinforce_trainer(positive_weight: float):
+    """A GRPOTrainer whose advantages are W-REINFORCE's: `positive_weight` where the first reward (correctness)
+    is 1, -1 where it is 0; the clipped loss, its token normalization and everything else are GRPO's."""
+    import torch
+    from trl import GRPOTrainer
+
+    class WeightedReinforceTrainer(GRPOTrainer):
+        def _calculate_rewards(self, *args, **kwargs):
+            self._rewards_per_func = super()._calculate_rewards(*args, **kwargs)
+            return self._rewards_per_func
+
+        def _generate_and_score_completions(self, inputs):
+            batch = super()._generate_and_score_completions(inputs)
+            if self.accelerator.num_processes != 1:
+                raise SystemExit("error: the W-REINFORCE arm runs on one process")
+            correct = self._rewards_per_func[:, 0] > 0.5
+            advantages = batch["advantages"]
+            batch["advantages"] = torch.where(correct.to(advantages.device), positive_weight, -1.0).to(advantages)
+            return batch
+
+    return WeightedReinforceTrainer
+
+
+def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None, trainer_cls=None):
     """GRPO + LoRA on `steps x batch` fresh completions; `overrides` are GRPOConfig fields (the bench's --grpo).
 
     With `num_iterations` = mu each generation batch is optimized mu times, so the run takes mu x `steps`
@@ -261,6 +289,7 @@ def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None):
         lora_config=lora(setting),
         dataset=prompt_dataset(task, 10_000 + seed, range(prompts), tokenizer=tokenizer),
         reward_funcs=reward_functions(task, rewards),
+        **({"trainer_cls": trainer_cls} if trainer_cls is not None else {}),
     )
     trainer.train()
     return trainer.model, tokenizer
@@ -327,8 +356,10 @@ def run_seed(setting, seed, opts, out) -> dict:
     grpo_rewards = {
         "GRPO outcome": (("correctness",), (1.0,)),
         "GRPO + credit": (setting.credit_rewards, setting.credit_weights),
+        WREINFORCE: (("correctness",), (1.0,)),
     }
-    work = {BASELINE: "sft", ORACLE: "oracle", "rejection FT": "rft", "GRPO outcome": "grpo", "GRPO + credit": "grpo2"}
+    work = {BASELINE: "sft", ORACLE: "oracle", "rejection FT": "rft", "GRPO outcome": "grpo", "GRPO + credit": "grpo2",
+            WREINFORCE: "wreinforce"}  # fmt: skip
     rft_kept = 0
     for arm in (a for a in ARMS[1:] if a in opts.arms):
         if arm in rows:
@@ -340,10 +371,11 @@ def run_seed(setting, seed, opts, out) -> dict:
             measure(arm, lambda arm=arm, data=data: sft_arm(setting, warm, task, data, out / work[arm], seed))
         else:
             rewards, weights = grpo_rewards[arm]
+            cls = weighted_reinforce_trainer(opts.positive_weight) if arm == WREINFORCE else None
             measure(
                 arm,
-                lambda arm=arm, r=rewards, w=weights: grpo_arm(
-                    setting, warm, task, out / work[arm], seed, r, w, opts.grpo
+                lambda arm=arm, r=rewards, w=weights, cls=cls: grpo_arm(
+                    setting, warm, task, out / work[arm], seed, r, w, opts.grpo, cls
                 ),
             )
     return {"seed": seed, "scores": scores, "times": times, "rft_kept": rft_kept, "completions": n}
@@ -434,6 +466,7 @@ def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: f
         "k": opts.k,
         "eval_temperature": opts.eval_temperature,
         "grpo_overrides": opts.grpo,
+        "positive_weight": opts.positive_weight,
         "seeds": len(runs),
         "wall_s": wall_s,
         "table": table,
@@ -459,12 +492,14 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
     for path in paths:
         report = json.loads(Path(path).read_text())
         mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
-        mine["grpo"] = opts.grpo
+        mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight}
         theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}
-        theirs["grpo"] = report.get("grpo_overrides", {})
+        theirs |= {"grpo": report.get("grpo_overrides", {}), "positive_weight": report.get("positive_weight", 0.1)}
         if json.loads(json.dumps(mine)) != theirs:
-            raise SystemExit(f"error: {path} is not this experiment (setting, eval_n, k or temperature differ); "
-                             "pass the same --model, --eval_n, --k, --steps and --grpo it was run with")  # fmt: skip
+            raise SystemExit(
+                f"error: {path} is not this experiment (setting, eval_n, k or temperature differ); pass the same "
+                "--model, --eval_n, --k, --steps, --grpo and --positive_weight it was run with"
+            )
         runs += report["per_problem"]
         wall += report["wall_s"]
     seeds = [r["seed"] for r in runs]
@@ -499,6 +534,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--arms", nargs="+", choices=ARMS[1:], default=list(ARMS[1:]), help="arms to run (all)")
     parser.add_argument(
         "--grpo", nargs="+", default=[], metavar="FIELD=VALUE", help="GRPOConfig overrides for both GRPO arms"
+    )
+    parser.add_argument(
+        "--positive_weight", type=float, default=0.1, help="W-REINFORCE's lambda: a correct completion's advantage"
     )
     parser.add_argument("--merge", nargs="+", default=None, help="JSONs of this bench: one table of all their seeds")
     parser.add_argument("--eval_n", type=int, default=500)

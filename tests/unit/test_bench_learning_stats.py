@@ -1,4 +1,4 @@
-"""The statistics of bench/learning.py and trainer.eval.pass_at_k, checked against hand computation."""
+"""The statistics and arms of bench/learning.py and trainer.eval.pass_at_k, checked against hand computation."""
 
 import importlib.util
 import itertools
@@ -116,7 +116,7 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
         return {"seed": seed, "scores": scores, "times": {}, "rft_kept": 0, "completions": 4}
 
     setting = learning.SETTINGS["tiny"]
-    opts = learning.argparse.Namespace(k=4, eval_n=3, eval_temperature=0.7, model="tiny", grpo={})
+    opts = learning.argparse.Namespace(k=4, eval_n=3, eval_temperature=0.7, model="tiny", grpo={}, positive_weight=0.1)
     runs = [run(0, [1, 0, 0]), run(1, [1, 1, 0]), run(2, [0, 0, 0])]
     learning.write_report(runs[:2], setting, opts, tmp_path / "a", 10.0)
     learning.write_report(runs[2:], setting, opts, tmp_path / "b", 5.0)
@@ -126,7 +126,9 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
     assert learning.summarize(merged, 4)["GRPO outcome"]["greedy pass@1"]["mean"] == pytest.approx(3 / 9)
     with pytest.raises(SystemExit, match="a seed appears twice"):
         learning.merged_runs([str(tmp_path / "a.json")] * 2, setting, opts)
-    other = learning.argparse.Namespace(k=4, eval_n=5, eval_temperature=0.7, model="tiny", grpo={})
+    other = learning.argparse.Namespace(
+        k=4, eval_n=5, eval_temperature=0.7, model="tiny", grpo={}, positive_weight=0.1
+    )
     with pytest.raises(SystemExit, match="is not this experiment"):
         learning.merged_runs([str(tmp_path / "a.json")], setting, other)
     with pytest.raises(SystemExit, match="is not this experiment"):  # another GRPO configuration
@@ -134,6 +136,10 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
             [str(tmp_path / "a.json")],
             setting,
             learning.argparse.Namespace(**{**vars(opts), "grpo": {"num_iterations": 2}}),
+        )
+    with pytest.raises(SystemExit, match="is not this experiment"):  # another W-REINFORCE lambda
+        learning.merged_runs(
+            [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "positive_weight": 0.5})
         )
 
 
@@ -171,3 +177,47 @@ def test_grpo_overrides_are_typed_checked_and_keep_the_sampled_completions_equal
     # the same completions as without the override: steps x batch, from steps x batch / generations prompts
     assert seen["prompts"] * setting.generations == setting.steps * setting.batch
     assert config.generation_batch_size == setting.batch
+
+
+def test_w_reinforce_advantages_are_plus_lambda_for_correct_and_minus_one_for_wrong(tmp_path):
+    """The W-REINFORCE arm trains on +lambda / -1 by the first reward, whatever GRPO's group baseline would give."""
+    import torch
+
+    from trainer.config import LoraSection
+    from trainer.grpo import GRPOConfig, build_grpo_trainer, prompt_dataset
+    from trainer.models import create_tiny_model, load_model_and_tokenizer
+    from trainer.tasks import ArithmeticTask
+
+    torch.set_num_threads(1)
+    small = dict(
+        num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1
+    )
+    model, tok = load_model_and_tokenizer(create_tiny_model(tmp_path / "tiny", seed=0, **small))
+    task = ArithmeticTask(digits=1)
+
+    def even_length(completions, **kwargs):  # "correct" for about half the samples: both signs occur
+        return [float(len(c) % 2 == 0) for c in completions]
+
+    def odd_length(completions, **kwargs):  # a second reward the advantages must ignore
+        return [float(len(c) % 2) for c in completions]
+
+    seen = []
+
+    class Capturing(learning.weighted_reinforce_trainer(0.25)):
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            seen.append((self._rewards_per_func[:, 0].clone(), out["advantages"].clone()))
+            return out
+
+    config = GRPOConfig(output_dir=str(tmp_path / "o"), max_steps=3, per_device_train_batch_size=8, num_generations=4,
+                        max_completion_length=12, learning_rate=1e-2, temperature=1.0, beta=0.0, report_to="none",
+                        use_cpu=True, bf16=False, save_strategy="no", seed=0, disable_tqdm=True,
+                        reward_weights=[1.0, 1.0])  # fmt: skip
+    trainer = build_grpo_trainer(model=model, tokenizer=tok, task=task, dataset=prompt_dataset(task, 0, range(12)),
+                                 grpo_config=config, lora_config=LoraSection(r=4).peft_config(),
+                                 reward_funcs=[even_length, odd_length], trainer_cls=Capturing)  # fmt: skip
+    trainer.train()
+    rewards = torch.cat([r for r, _ in seen])
+    advantages = torch.cat([a for _, a in seen])
+    assert len(seen) == 3 and 0 < int(rewards.sum()) < len(rewards)  # correct and wrong samples both occurred
+    assert torch.equal(advantages, torch.where(rewards > 0.5, 0.25, -1.0))
