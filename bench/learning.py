@@ -249,6 +249,21 @@ def weighted_reinforce_trainer(positive_weight: float):
     return WeightedReinforceTrainer
 
 
+def negative_scaled_trainer(negative_scale: float):
+    """A GRPOTrainer whose negative (group-normalized) advantages are multiplied by `negative_scale`."""
+    import torch
+    from trl import GRPOTrainer
+
+    class NegativeScaledTrainer(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            batch = super()._generate_and_score_completions(inputs)
+            advantages = batch["advantages"]
+            batch["advantages"] = torch.where(advantages < 0, advantages * negative_scale, advantages)
+            return batch
+
+    return NegativeScaledTrainer
+
+
 def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None, trainer_cls=None):
     """GRPO + LoRA on `steps x batch` fresh completions; `overrides` are GRPOConfig fields (the bench's --grpo).
 
@@ -372,6 +387,8 @@ def run_seed(setting, seed, opts, out) -> dict:
         else:
             rewards, weights = grpo_rewards[arm]
             cls = weighted_reinforce_trainer(opts.positive_weight) if arm == WREINFORCE else None
+            if arm != WREINFORCE and opts.negative_scale != 1.0:
+                cls = negative_scaled_trainer(opts.negative_scale)
             measure(
                 arm,
                 lambda arm=arm, r=rewards, w=weights, cls=cls: grpo_arm(
@@ -467,6 +484,7 @@ def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: f
         "eval_temperature": opts.eval_temperature,
         "grpo_overrides": opts.grpo,
         "positive_weight": opts.positive_weight,
+        "negative_scale": opts.negative_scale,
         "seeds": len(runs),
         "wall_s": wall_s,
         "table": table,
@@ -492,13 +510,14 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
     for path in paths:
         report = json.loads(Path(path).read_text())
         mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
-        mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight}
+        mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight, "negative_scale": opts.negative_scale}
         theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}
-        theirs |= {"grpo": report.get("grpo_overrides", {}), "positive_weight": report.get("positive_weight", 0.1)}
+        theirs |= {"grpo": report.get("grpo_overrides", {}), "positive_weight": report.get("positive_weight", 0.1),
+                   "negative_scale": report.get("negative_scale", 1.0)}  # fmt: skip
         if json.loads(json.dumps(mine)) != theirs:
             raise SystemExit(
                 f"error: {path} is not this experiment (setting, eval_n, k or temperature differ); pass the same "
-                "--model, --eval_n, --k, --steps, --grpo and --positive_weight it was run with"
+                "--model, --eval_n, --k, --steps, --grpo, --positive_weight and --negative_scale it was run with"
             )
         runs += report["per_problem"]
         wall += report["wall_s"]
@@ -537,6 +556,9 @@ def main(argv=None) -> dict:
     )
     parser.add_argument(
         "--positive_weight", type=float, default=0.1, help="W-REINFORCE's lambda: a correct completion's advantage"
+    )
+    parser.add_argument(
+        "--negative_scale", type=float, default=1.0, help="GRPO arms: negative advantages x this (1 = GRPO's own)"
     )
     parser.add_argument("--merge", nargs="+", default=None, help="JSONs of this bench: one table of all their seeds")
     parser.add_argument("--eval_n", type=int, default=500)

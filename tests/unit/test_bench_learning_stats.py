@@ -116,7 +116,9 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
         return {"seed": seed, "scores": scores, "times": {}, "rft_kept": 0, "completions": 4}
 
     setting = learning.SETTINGS["tiny"]
-    opts = learning.argparse.Namespace(k=4, eval_n=3, eval_temperature=0.7, model="tiny", grpo={}, positive_weight=0.1)
+    opts = learning.argparse.Namespace(
+        k=4, eval_n=3, eval_temperature=0.7, model="tiny", grpo={}, positive_weight=0.1, negative_scale=1.0
+    )
     runs = [run(0, [1, 0, 0]), run(1, [1, 1, 0]), run(2, [0, 0, 0])]
     learning.write_report(runs[:2], setting, opts, tmp_path / "a", 10.0)
     learning.write_report(runs[2:], setting, opts, tmp_path / "b", 5.0)
@@ -127,7 +129,7 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
     with pytest.raises(SystemExit, match="a seed appears twice"):
         learning.merged_runs([str(tmp_path / "a.json")] * 2, setting, opts)
     other = learning.argparse.Namespace(
-        k=4, eval_n=5, eval_temperature=0.7, model="tiny", grpo={}, positive_weight=0.1
+        k=4, eval_n=5, eval_temperature=0.7, model="tiny", grpo={}, positive_weight=0.1, negative_scale=1.0
     )
     with pytest.raises(SystemExit, match="is not this experiment"):
         learning.merged_runs([str(tmp_path / "a.json")], setting, other)
@@ -140,6 +142,10 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
     with pytest.raises(SystemExit, match="is not this experiment"):  # another W-REINFORCE lambda
         learning.merged_runs(
             [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "positive_weight": 0.5})
+        )
+    with pytest.raises(SystemExit, match="is not this experiment"):  # another scale of GRPO's negative advantages
+        learning.merged_runs(
+            [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "negative_scale": 0.5})
         )
 
 
@@ -221,3 +227,14 @@ def test_w_reinforce_advantages_are_plus_lambda_for_correct_and_minus_one_for_wr
     advantages = torch.cat([a for _, a in seen])
     assert len(seen) == 3 and 0 < int(rewards.sum()) < len(rewards)  # correct and wrong samples both occurred
     assert torch.equal(advantages, torch.where(rewards > 0.5, 0.25, -1.0))
+
+
+def test_negative_scaled_grpo_multiplies_only_the_negative_advantages(monkeypatch):
+    import torch
+    from trl import GRPOTrainer
+
+    grpo = torch.tensor([1.5, -0.5, 0.0, -1.0, 0.25])
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", lambda self, inputs: {"advantages": grpo})
+    cls = learning.negative_scaled_trainer(0.25)
+    out = cls._generate_and_score_completions(object.__new__(cls), inputs=[])
+    assert torch.equal(out["advantages"], torch.tensor([1.5, -0.125, 0.0, -0.25, 0.25]))
