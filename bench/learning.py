@@ -552,7 +552,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed_list", type=int, nargs="+", default=None, help="these seeds (default 0..seeds-1)")
     parser.add_argument("--arms", nargs="+", choices=ARMS[1:], default=list(ARMS[1:]), help="arms to run (all)")
     parser.add_argument(
-        "--grpo", nargs="+", default=[], metavar="FIELD=VALUE", help="GRPOConfig overrides for both GRPO arms"
+        "--grpo", nargs="+", default=[], metavar="FIELD=VALUE", help="GRPOConfig overrides (GRPO, W-REINFORCE arms)"
     )
     parser.add_argument(
         "--positive_weight", type=float, default=0.1, help="W-REINFORCE's lambda: a correct completion's advantage"
