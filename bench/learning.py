@@ -270,7 +270,7 @@ def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None, t
     With `num_iterations` = mu each generation batch is optimized mu times, so the run takes mu x `steps`
     optimizer steps for the same number of sampled completions.
     """
-    from trl import GRPOConfig
+    from trl import GRPOConfig, GRPOTrainer
 
     from trainer.grpo import build_grpo_trainer, prompt_dataset, reward_functions
     from trainer.models import load_model_and_tokenizer
@@ -304,7 +304,7 @@ def grpo_arm(setting, warm, task, out, seed, rewards, weights, overrides=None, t
         lora_config=lora(setting),
         dataset=prompt_dataset(task, 10_000 + seed, range(prompts), tokenizer=tokenizer),
         reward_funcs=reward_functions(task, rewards),
-        **({"trainer_cls": trainer_cls} if trainer_cls is not None else {}),
+        trainer_cls=trainer_cls or GRPOTrainer,
     )
     trainer.train()
     return trainer.model, tokenizer
@@ -571,6 +571,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--name", default=None, help="output stem (default learning_<model>)")
     opts = parser.parse_args(argv)
+    if opts.negative_scale != 1.0 and WREINFORCE in opts.arms and not opts.merge:
+        parser.error("--negative_scale applies to the GRPO arms, not W-REINFORCE (its advantages are +lambda / -1): "
+                     "run W-REINFORCE without it")  # fmt: skip
     setting = SETTINGS[opts.model]
     if opts.steps:
         setting.steps = opts.steps

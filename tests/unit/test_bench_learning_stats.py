@@ -238,3 +238,10 @@ def test_negative_scaled_grpo_multiplies_only_the_negative_advantages(monkeypatc
     cls = learning.negative_scaled_trainer(0.25)
     out = cls._generate_and_score_completions(object.__new__(cls), inputs=[])
     assert torch.equal(out["advantages"], torch.tensor([1.5, -0.125, 0.0, -0.25, 0.25]))
+
+
+def test_negative_scale_is_refused_for_the_w_reinforce_arm(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        learning.main(["--arms", learning.WREINFORCE, "--negative_scale", "0.5"])
+    assert exit_info.value.code == 2
+    assert "--negative_scale applies to the GRPO arms, not W-REINFORCE" in capsys.readouterr().err
