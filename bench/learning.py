@@ -89,6 +89,7 @@ class Setting:
     credit_weights: tuple
     lora_r: int
     warm_batch: int
+    warm_traces: int | None = None  # distinct teacher traces of the warm start (None: one per example, no repeats)
 
 
 SETTINGS = {
@@ -175,12 +176,18 @@ def sft_arm(setting, warm, task, rows, out, seed):
 
 def warm_start_rows(setting, task, tokenizer, seed):
     """The warm start's own SFT data (same seed, same traces, as `ensure_warm_start` built it in `run_seed`)."""
-    from trainer.config import WarmStartSection
     from trainer.sft import sft_dataset
 
-    n = WarmStartSection(max_steps=setting.warm_steps, batch_size=setting.warm_batch).traces()
+    n = warm_section(setting).traces()
     dataset = sft_dataset(task, seed=warm_data_seed(seed), n=n, tokenizer=tokenizer)
     return {"prompt": list(dataset["prompt"]), "completion": list(dataset["completion"])}
+
+
+def warm_section(setting: Setting):
+    from trainer.config import WarmStartSection
+
+    limit = {} if setting.warm_traces is None else {"n_samples": setting.warm_traces}
+    return WarmStartSection(max_steps=setting.warm_steps, batch_size=setting.warm_batch, **limit)
 
 
 def warm_data_seed(seed: int) -> int:
@@ -319,9 +326,8 @@ def ensure_seed_warm_start(setting, path, *, seed):
         path,
         task_params=setting.task_params,
         model=setting.model,
-        max_steps=setting.warm_steps,
+        section=warm_section(setting),
         learning_rate=setting.warm_lr,
-        batch_size=setting.warm_batch,
         seed=seed,
         data_seed=warm_data_seed(seed),
         disable_tqdm=True,
@@ -512,6 +518,7 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
         mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
         mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight, "negative_scale": opts.negative_scale}
         theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}
+        theirs["setting"] = {"warm_traces": None} | theirs["setting"]  # reports from before --warm_traces
         theirs |= {"grpo": report.get("grpo_overrides", {}), "positive_weight": report.get("positive_weight", 0.1),
                    "negative_scale": report.get("negative_scale", 1.0)}  # fmt: skip
         if json.loads(json.dumps(mine)) != theirs:
@@ -567,6 +574,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval_temperature", type=float, default=None, help="default: the training temperature")
     parser.add_argument("--steps", type=int, default=None, help="override the setting's steps per arm")
     parser.add_argument("--warm_steps", type=int, default=None)
+    parser.add_argument(
+        "--warm_traces", type=int, default=None, help="distinct teacher traces of the warm start (default: no repeats)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--name", default=None, help="output stem (default learning_<model>)")
@@ -579,6 +589,8 @@ def main(argv=None) -> dict:
         setting.steps = opts.steps
     if opts.warm_steps:
         setting.warm_steps = opts.warm_steps
+    if opts.warm_traces:
+        setting.warm_traces = opts.warm_traces
     opts.eval_temperature = opts.eval_temperature or setting.temperature
     opts.grpo = grpo_overrides(opts.grpo)
     from trainer.models import set_torch_threads

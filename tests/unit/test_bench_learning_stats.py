@@ -2,6 +2,7 @@
 
 import importlib.util
 import itertools
+import json
 import math
 import sys
 from pathlib import Path
@@ -77,8 +78,10 @@ def test_every_arm_is_paired_against_each_baseline_it_is_compared_to():
     assert table["GRPO outcome"]["greedy pass@1"]["minus_continued_sft"] == grpo[learning.BASELINE]
 
 
-def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch, tmp_path):
-    """`continued SFT (same data)` must re-use the traces `ensure_warm_start` trained the warm start on."""
+@pytest.mark.parametrize("warm_traces, distinct", [(None, 12), (5, 5)])
+def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch, tmp_path, warm_traces, distinct):
+    """`continued SFT (same data)` must re-use the traces `ensure_warm_start` trained the warm start on (all of
+    them, and only them when `--warm_traces` limits the teacher to fewer traces than the warm start's examples)."""
     import trainer.sft as sft
     from trainer.models import load_tokenizer
     from trainer.tasks import get_task
@@ -94,7 +97,9 @@ def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch,
         raise Stop
 
     monkeypatch.setattr(sft, "train_sft", capture)
-    setting = learning.Setting(**{**learning.asdict(learning.SETTINGS["tiny"]), "warm_steps": 3, "warm_batch": 4})
+    setting = learning.Setting(
+        **{**learning.asdict(learning.SETTINGS["tiny"]), "warm_steps": 3, "warm_batch": 4, "warm_traces": warm_traces}
+    )
     task = get_task(setting.task, **setting.task_params)
     with pytest.raises(Stop):
         learning.ensure_seed_warm_start(setting, tmp_path / "warm", seed=2)
@@ -102,7 +107,7 @@ def test_same_data_baseline_is_exactly_the_warm_start_training_data(monkeypatch,
                                  tokenizer=seen["tokenizer"])  # fmt: skip
     rows = learning.warm_start_rows(setting, task, load_tokenizer("tiny"), seed=2)
     assert rows["prompt"] == list(trained_on["prompt"]) and rows["completion"] == list(trained_on["completion"])
-    assert len(rows["prompt"]) == 12
+    assert seen["n"] == len(rows["prompt"]) == distinct
 
 
 def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_experiment(tmp_path, monkeypatch):
@@ -143,6 +148,13 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
         learning.merged_runs(
             [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "positive_weight": 0.5})
         )
+    old = json.loads((tmp_path / "a.json").read_text())
+    del old["setting"]["warm_traces"]  # a report written before --warm_traces existed: all traces distinct
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert [r["seed"] for r in learning.merged_runs([str(tmp_path / "old.json")], setting, opts)[0]] == [0, 1]
+    limited = learning.Setting(**{**learning.asdict(setting), "warm_traces": 1000})
+    with pytest.raises(SystemExit, match="is not this experiment"):  # a warm start from fewer teacher traces
+        learning.merged_runs([str(tmp_path / "a.json")], limited, opts)
     with pytest.raises(SystemExit, match="is not this experiment"):  # another scale of GRPO's negative advantages
         learning.merged_runs(
             [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "negative_scale": 0.5})
