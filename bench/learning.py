@@ -505,7 +505,8 @@ def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: f
         opts.k,
         stem.with_suffix(".png"),
         f"{opts.model}: held-out, {len(runs)} seed(s), n={opts.eval_n}, {setting.steps * setting.batch} "
-        "completions per arm",
+        "completions per arm"
+        + ("" if setting.warm_traces is None else f", warm start on {setting.warm_traces} traces"),
     )
     return report
 
