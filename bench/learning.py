@@ -585,12 +585,14 @@ def main(argv=None) -> dict:
     if opts.negative_scale != 1.0 and WREINFORCE in opts.arms and not opts.merge:
         parser.error("--negative_scale applies to the GRPO arms, not W-REINFORCE (its advantages are +lambda / -1): "
                      "run W-REINFORCE without it")  # fmt: skip
+    if opts.warm_traces is not None and opts.warm_traces < 1:
+        parser.error(f"--warm_traces {opts.warm_traces}: give at least 1 distinct teacher trace (or leave it out)")
     setting = SETTINGS[opts.model]
     if opts.steps:
         setting.steps = opts.steps
     if opts.warm_steps:
         setting.warm_steps = opts.warm_steps
-    if opts.warm_traces:
+    if opts.warm_traces is not None:
         setting.warm_traces = opts.warm_traces
     opts.eval_temperature = opts.eval_temperature or setting.temperature
     opts.grpo = grpo_overrides(opts.grpo)

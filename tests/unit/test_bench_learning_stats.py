@@ -257,3 +257,9 @@ def test_negative_scale_is_refused_for_the_w_reinforce_arm(capsys):
         learning.main(["--arms", learning.WREINFORCE, "--negative_scale", "0.5"])
     assert exit_info.value.code == 2
     assert "--negative_scale applies to the GRPO arms, not W-REINFORCE" in capsys.readouterr().err
+
+
+def test_warm_traces_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        learning.main(["--warm_traces", "0"])
+    assert exit_info.value.code == 2 and "give at least 1 distinct teacher trace" in capsys.readouterr().err
