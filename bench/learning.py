@@ -482,9 +482,12 @@ def plot(table: dict, k: int, path: Path, title: str) -> None:
 
 def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: float) -> dict:
     """Summarize `runs` and write `stem`.json and `stem`.png (after every seed, so a kill loses no finished seed)."""
+    from trainer.models import library_versions
+
     table = summarize(runs, opts.k)
     report = {
         "setting": asdict(setting),
+        "versions": library_versions(),
         "eval_n": opts.eval_n,
         "k": opts.k,
         "eval_temperature": opts.eval_temperature,
@@ -513,9 +516,24 @@ def write_report(runs: list[dict], setting: Setting, opts, stem: Path, wall_s: f
 
 def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], float]:
     """The per-seed runs of several reports of this bench, checked to be one experiment (seeds run apart)."""
-    runs, wall = [], 0.0
+    from trainer.models import library_versions
+
+    runs, wall, here = [], 0.0, library_versions()
     for path in paths:
         report = json.loads(Path(path).read_text())
+        theirs = report.get("versions")
+        if theirs is None:
+            raise SystemExit(
+                f"error: {path} records no library versions (written before reports kept them), so its seeds may "
+                "come from other warm starts than this install builds; rerun those seeds here"
+            )
+        if theirs != here:
+            differ = ", ".join(f"{k} {theirs.get(k)} there, {here.get(k)} here" for k in sorted(here | theirs)
+                               if theirs.get(k) != here.get(k))  # fmt: skip
+            raise SystemExit(
+                f"error: {path} was run under other library versions ({differ}); the same seed trains other "
+                "weights there: merge reports of one install (make setup installs constraints.txt)"
+            )
         mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
         mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight, "negative_scale": opts.negative_scale}
         theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}

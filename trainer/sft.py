@@ -153,7 +153,7 @@ def ensure_warm_start(
     goes to `SFTConfig`. The tiny model is fully fine-tuned; a real model gets LoRA SFT (`lora_r`), by
     default at `LORA_WARM_START_LR`.
     """
-    from trainer.models import is_tiny_model, load_model_and_tokenizer, load_tokenizer
+    from trainer.models import is_tiny_model, library_versions, load_model_and_tokenizer, load_tokenizer
 
     out = Path(out_dir)
     given = {k: cfg.pop(k) for k in list(cfg) if k in WARM_START_FIELDS}
@@ -172,6 +172,7 @@ def ensure_warm_start(
         **cfg,
         "task": task_name,
         "task_params": task_params or {},
+        "versions": library_versions(),  # other releases train other weights from the same seed: rebuild
     }
     if (out / MARKER).exists() and json.loads((out / MARKER).read_text()) == settings:
         return out

@@ -159,6 +159,18 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
         learning.merged_runs(
             [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "negative_scale": 0.5})
         )
+    from trainer.models import library_versions
+
+    assert json.loads((tmp_path / "a.json").read_text())["versions"] == library_versions()
+    elsewhere = json.loads((tmp_path / "a.json").read_text())
+    elsewhere["versions"]["trl"] = "0.0.1"  # seeds run under another trl release: other weights from the same seed
+    (tmp_path / "elsewhere.json").write_text(json.dumps(elsewhere))
+    with pytest.raises(SystemExit, match=r"other library versions \(trl 0\.0\.1 there, .+ here\)"):
+        learning.merged_runs([str(tmp_path / "b.json"), str(tmp_path / "elsewhere.json")], setting, opts)
+    del elsewhere["versions"]  # a report from before reports kept them
+    (tmp_path / "unversioned.json").write_text(json.dumps(elsewhere))
+    with pytest.raises(SystemExit, match="records no library versions"):
+        learning.merged_runs([str(tmp_path / "unversioned.json")], setting, opts)
 
 
 def test_grpo_overrides_are_typed_checked_and_keep_the_sampled_completions_equal(monkeypatch, tmp_path):
