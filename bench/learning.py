@@ -521,15 +521,15 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
     runs, wall, here = [], 0.0, library_versions()
     for path in paths:
         report = json.loads(Path(path).read_text())
-        theirs = report.get("versions")
-        if theirs is None:
+        versions = report.get("versions")
+        if versions is None:
             raise SystemExit(
                 f"error: {path} records no library versions (written before reports kept them), so its seeds may "
                 "come from other warm starts than this install builds; rerun those seeds here"
             )
-        if theirs != here:
-            differ = ", ".join(f"{k} {theirs.get(k)} there, {here.get(k)} here" for k in sorted(here | theirs)
-                               if theirs.get(k) != here.get(k))  # fmt: skip
+        if versions != here:
+            differ = ", ".join(f"{k} {versions.get(k)} there, {here.get(k)} here" for k in sorted(here | versions)
+                               if versions.get(k) != here.get(k))  # fmt: skip
             raise SystemExit(
                 f"error: {path} was run under other library versions ({differ}); the same seed trains other "
                 "weights there: merge reports of one install (make setup installs constraints.txt)"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from trainer.eval import pass_at_k
+from trainer.models import library_versions
 
 spec = importlib.util.spec_from_file_location("bench_learning", Path(__file__).parents[2] / "bench" / "learning.py")
 learning = importlib.util.module_from_spec(spec)
@@ -159,8 +160,6 @@ def test_seeds_run_apart_merge_into_the_table_of_all_seeds_and_refuse_another_ex
         learning.merged_runs(
             [str(tmp_path / "a.json")], setting, learning.argparse.Namespace(**{**vars(opts), "negative_scale": 0.5})
         )
-    from trainer.models import library_versions
-
     assert json.loads((tmp_path / "a.json").read_text())["versions"] == library_versions()
     elsewhere = json.loads((tmp_path / "a.json").read_text())
     elsewhere["versions"]["trl"] = "0.0.1"  # seeds run under another trl release: other weights from the same seed
