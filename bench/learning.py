@@ -25,7 +25,8 @@ completions N = steps x batch (LoRA r=`lora_r` in every arm):
                                    baseline, so a group with no correct sample still teaches
 Metrics on `eval_n` held-out problems (the eval split, disjoint from training by construction):
 greedy pass@1, sampled pass@1 (k samples at `eval_temperature`), pass@k. 95% CIs by bootstrap over
-problems (seeds averaged inside each resample); the differences of every arm vs continued SFT (same
+problems (seeds averaged inside each resample; `ci95_seeds_and_problems` also resamples seeds, so it counts
+seed-to-seed training variance too); the differences of every arm vs continued SFT (same
 data), rejection FT and the oracle are paired by problem and seed (`minus` in the JSON;
 `minus_continued_sft` is the one vs the baseline). Seed spread = the standard deviation of per-seed
 means. Writes JSON + PNG.
@@ -425,7 +426,29 @@ def bootstrap(per_seed: list[list[float]], reps: int = 2000, rng_seed: int = 0) 
     return mean, draws[int(0.025 * reps)], draws[int(0.975 * reps) - 1]
 
 
+def bootstrap_seeds_and_problems(per_seed: list[list[float]], reps: int = 2000, rng_seed: int = 0):
+    """(mean, lo, hi) with a 95% CI resampling seeds *and* problems (crossed: the same problem indices in every
+    drawn seed). `bootstrap` holds the trained models fixed, so its CI leaves out seed-to-seed training variance;
+    this one includes it (wider when seeds disagree; with one seed it is the problem bootstrap)."""
+    import numpy as np
+
+    values = np.asarray(per_seed, dtype=float)  # seeds x problems
+    seeds, n = values.shape
+    rng = np.random.default_rng(rng_seed)
+    draws = np.empty(reps)
+    for start in range(0, reps, 200):  # 200 resamples at a time: seeds x problems x 200 floats in memory
+        size = min(200, reps - start)
+        pick = rng.integers(seeds, size=(size, seeds))[:, :, None]
+        idx = rng.integers(n, size=(size, n))[:, None, :]
+        draws[start : start + size] = values[pick, idx].mean(axis=(1, 2))
+    draws.sort()
+    return float(values.mean()), float(draws[int(0.025 * reps)]), float(draws[int(0.975 * reps) - 1])
+
+
 def summarize(runs: list[dict], k: int) -> dict:
+    def hier(per_seed):
+        return list(bootstrap_seeds_and_problems(per_seed)[1:])
+
     arms = [a for a in ARMS if all(a in r["scores"] for r in runs)]
     table = {}
     for arm in arms:
@@ -435,7 +458,8 @@ def summarize(runs: list[dict], k: int) -> dict:
             mean, lo, hi = bootstrap(per_seed)
             seed_means = [statistics.mean(v) for v in per_seed]
             spread = statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0
-            entry = {"mean": mean, "ci95": [lo, hi], "seed_means": seed_means, "seed_spread": spread}
+            entry = {"mean": mean, "ci95": [lo, hi], "ci95_seeds_and_problems": hier(per_seed)}
+            entry |= {"seed_means": seed_means, "seed_spread": spread}
             entry["minus"] = {}
             for other in COMPARED_TO:
                 if other == arm or other not in arms:
@@ -443,7 +467,7 @@ def summarize(runs: list[dict], k: int) -> dict:
                 base = [metric_values(r["scores"][other], k)[metric] for r in runs]
                 diff = [[a - b for a, b in zip(x, y, strict=True)] for x, y in zip(per_seed, base, strict=True)]
                 d, dlo, dhi = bootstrap(diff)
-                entry["minus"][other] = {"mean": d, "ci95": [dlo, dhi]}
+                entry["minus"][other] = {"mean": d, "ci95": [dlo, dhi], "ci95_seeds_and_problems": hier(diff)}
             if BASELINE in entry["minus"]:
                 entry["minus_continued_sft"] = entry["minus"][BASELINE]
             if arm != "warm start":
@@ -636,7 +660,9 @@ def main(argv=None) -> dict:
             cell = f"{metric} {e['mean']:.3f} [{e['ci95'][0]:.3f},{e['ci95'][1]:.3f}]"
             for other, d in e["minus"].items():
                 short = {BASELINE: "SFT", ORACLE: "oracle", "rejection FT": "RFT"}[other]
-                cell += f" (vs {short} {d['mean']:+.3f} [{d['ci95'][0]:+.3f},{d['ci95'][1]:+.3f}])"
+                lo, hi = d["ci95_seeds_and_problems"]
+                cell += f" (vs {short} {d['mean']:+.3f} [{d['ci95'][0]:+.3f},{d['ci95'][1]:+.3f}]"
+                cell += f", seeds too [{lo:+.3f},{hi:+.3f}])"
             cells.append(cell)
         print(f"{arm:26s} " + "; ".join(cells))
     return report

@@ -30,6 +30,20 @@ def test_bootstrap_ci_brackets_the_mean_and_collapses_on_constants():
     assert learning.bootstrap([[0.5] * 7, [0.5] * 7], reps=50) == (0.5, 0.5, 0.5)
 
 
+def test_seed_and_problem_bootstrap_counts_the_variance_between_seeds():
+    # two seeds that disagree on every problem: each problem's seed average is 0.5, so the problem bootstrap sees no
+    # spread; resampling seeds draws both seeds from one of them a quarter of the time each (mean 0 or 1)
+    disagree = [[0.0] * 40, [1.0] * 40]
+    assert learning.bootstrap(disagree, reps=400) == (0.5, 0.5, 0.5)
+    assert learning.bootstrap_seeds_and_problems(disagree, reps=400) == (0.5, 0.0, 1.0)
+    # seeds that agree: no seed variance to add, and the CI is the problem bootstrap's up to Monte Carlo noise
+    agree = [[1.0] * 30 + [0.0] * 70] * 4
+    mean, lo, hi = learning.bootstrap_seeds_and_problems(agree, reps=2000)
+    _, plo, phi = learning.bootstrap(agree, reps=2000)
+    assert mean == pytest.approx(0.3) and lo == pytest.approx(plo, abs=0.02) and hi == pytest.approx(phi, abs=0.02)
+    assert learning.bootstrap_seeds_and_problems([[0.25] * 9] * 3, reps=50) == (0.25, 0.25, 0.25)
+
+
 def test_summary_differences_are_paired_by_problem_and_seed():
     def score(greedy, sampled):
         return {"greedy": greedy, "sampled_correct": sampled}
@@ -57,6 +71,11 @@ def test_summary_differences_are_paired_by_problem_and_seed():
     assert grpo["sampled pass@1"]["mean"] == pytest.approx(15 / 16)
     assert grpo["pass@k"]["gain_over_warm_start"] == pytest.approx(0.75)  # (1 - 0.5) and (1 - 0) over 2 seeds
     assert grpo["greedy pass@1"]["seed_spread"] == 0.0
+    # the baseline's greedy differs between the seeds ([0, 1] and [1, 0]) and GRPO's does not: the seed-resampled CI
+    # of the difference holds the problem bootstrap's
+    diff = grpo["greedy pass@1"]["minus_continued_sft"]
+    lo, hi = diff["ci95_seeds_and_problems"]
+    assert lo <= diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1] <= hi
 
 
 def test_every_arm_is_paired_against_each_baseline_it_is_compared_to():
