@@ -543,6 +543,9 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
     from trainer.models import library_versions
 
     runs, wall, here = [], 0.0, library_versions()
+    mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
+    mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight, "negative_scale": opts.negative_scale}
+    mine = json.loads(json.dumps(mine))  # as a report stores it (tuples become lists)
     for path in paths:
         report = json.loads(Path(path).read_text())
         versions = report.get("versions")
@@ -558,13 +561,11 @@ def merged_runs(paths: list[str], setting: Setting, opts) -> tuple[list[dict], f
                 f"error: {path} was run under other library versions ({differ}); the same seed trains other "
                 "weights there: merge reports of one install (make setup installs constraints.txt)"
             )
-        mine = {"setting": asdict(setting), "eval_n": opts.eval_n, "k": opts.k, "temperature": opts.eval_temperature}
-        mine |= {"grpo": opts.grpo, "positive_weight": opts.positive_weight, "negative_scale": opts.negative_scale}
         theirs = {key: report[key] for key in ("setting", "eval_n", "k")} | {"temperature": report["eval_temperature"]}
         theirs["setting"] = {"warm_traces": None} | theirs["setting"]  # reports from before --warm_traces
         theirs |= {"grpo": report.get("grpo_overrides", {}), "positive_weight": report.get("positive_weight", 0.1),
                    "negative_scale": report.get("negative_scale", 1.0)}  # fmt: skip
-        if json.loads(json.dumps(mine)) != theirs:
+        if mine != theirs:
             raise SystemExit(
                 f"error: {path} is not this experiment (setting, eval_n, k or temperature differ); pass the same "
                 "--model, --eval_n, --k, --steps, --grpo, --positive_weight and --negative_scale it was run with"
