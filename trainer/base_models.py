@@ -35,6 +35,69 @@ class BaseModelMismatchError(TrainerConfigError):
     """The local base model differs (CID or revision) from what the run spec pins."""
 
 
+class LibraryMismatchError(TrainerConfigError):
+    """An installed library release is not one the run spec pins (`model.libraries`)."""
+
+
+def library_specifier(requirement: str):
+    """A run spec's pin as a `packaging` SpecifierSet: a bare version ('2.13.0') means '==2.13.0', anything
+    else is a PEP 440 specifier ('==2.13.*', '>=5.25,<5.26'). Raises ValueError on neither."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    text = requirement.strip()
+    if text[:1].isdigit():
+        text = f"=={text}"
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier as exc:
+        raise ValueError(f"{requirement!r} is neither a version nor a PEP 440 specifier (e.g. '==2.13.0')") from exc
+
+
+RUN_LIBRARIES = ("torch", "transformers", "peft", "trl", "safetensors", "hivemind")  # what decides a run's numerics
+
+
+def installed_libraries(names=RUN_LIBRARIES) -> dict[str, str]:
+    """{distribution: installed release} of `names` (those installed) without a local build label, so a run pinned
+    from a CPU build ('2.13.0+cpu' -> '2.13.0') admits the same release built for CUDA (a spec's `model.libraries`)."""
+    from packaging.version import Version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = Version(importlib.metadata.version(name)).public
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def check_libraries(libraries: dict[str, str] | None) -> None:
+    """Refuse to go on unless every pinned distribution is installed at a release its pin allows.
+
+    Honest peers and validators must compute the same numerics (log-probs a validator recomputes, the bytes of an
+    epoch state); a release with other kernels, chat-template rendering or loss code would get an honest peer
+    flagged, so a run that pins its releases refuses the others up front, in one line that says what to install.
+    A local build label counts as its release ('2.13.0+cu128' satisfies '==2.13.0')."""
+    from packaging.version import Version
+
+    wrong, fix = [], []
+    for name, requirement in sorted((libraries or {}).items()):
+        allowed = library_specifier(requirement)
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            wrong.append(f"{name}{allowed} (not installed)")
+        else:
+            if allowed.contains(Version(installed), prereleases=True):
+                continue
+            wrong.append(f"{name}{allowed} (installed: {installed})")
+        fix.append(f"'{name}{allowed}'")
+    if wrong:
+        raise LibraryMismatchError(
+            f"the run pins {', '.join(wrong)}: install the run's releases (pip install {' '.join(fix)}), "
+            "ideally in a fresh venv"
+        )
+
+
 @dataclass(frozen=True)
 class BuiltinBase:
     """A base model shipped as a GGUF file inside a pip package."""
@@ -237,16 +300,20 @@ def load_pinned_base(
     expected_cid: str | None = None,
     dtype=None,
     attn_implementation: str | None = None,
+    libraries: dict[str, str] | None = None,
     adapter_dir: str | Path | None = None,
     trainable: bool = False,
 ):
-    """(model, tokenizer) of a run's base after `verify_base_model` (what peers and validators load).
+    """(model, tokenizer) of a run's base after `check_libraries` and `verify_base_model` (what peers and
+    validators load).
 
-    Call it with a run spec's `spec.model.pins`; raises BaseModelMismatchError on a CID/revision mismatch.
+    Call it with a run spec's `spec.model.pins`; raises LibraryMismatchError on an installed release the run does
+    not allow, BaseModelMismatchError on a CID/revision mismatch.
     `adapter_dir` / `trainable`: a PEFT adapter on the base, as `trainer.models.load_base_with_adapter`.
     """
     from trainer.models import load_base_with_adapter
 
+    check_libraries(libraries)
     path = verify_base_model(base, expected_cid=expected_cid, revision=revision)
     return load_base_with_adapter(
         path, adapter_dir, dtype=dtype, attn_implementation=attn_implementation, trainable=trainable

@@ -240,6 +240,11 @@ def _resolve(cls, loc: tuple) -> tuple[list[str], Any]:
         names.append(part)
         tp = hints[part]
         current = _dataclass_of(tp)
+    rest = list(loc[len(names) :])
+    while rest and typing.get_origin(tp) in (dict, list):  # into a mapping's value or a list's item
+        part, args = rest.pop(0), typing.get_args(tp)
+        names.append(str(part))
+        tp = (args[-1] if args else None) if typing.get_origin(tp) is dict else (args[0] if args else None)
     return names, tp
 
 

@@ -95,9 +95,11 @@ def main() -> None:
     rank's `--json` summary could land in the middle of a line. Whole lines, one write each.
     """
     sys.stdout.reconfigure(line_buffering=True, write_through=False)
+    from trainer.errors import TrainerConfigError
+
     try:
         app()
-    except HivetuneError as exc:
+    except (HivetuneError, TrainerConfigError) as exc:  # a trainer input error too: an off-spec base or release
         from rich.console import Console
 
         Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)

@@ -74,6 +74,7 @@ def validate(
         raise ConfigError("pass exactly one of --records-dir DIR or --initial-peers MULTIADDR")
     key = require_private_key(key_file, role="validator")
     spec = load_run_spec(run)
+    spec.model.check_libraries()  # recomputing under other releases could flag an honest peer
     clients = open_chain(rpc, deployment, spec)[1] if deployment is not None else None
     with run_validator(
         spec,

@@ -105,6 +105,7 @@ def eval_attest(
     from coordination.swarm.runspec import load_run_spec
 
     spec = load_run_spec(run)
+    spec.model.check_libraries()  # the transparent eval must score as every other validator's does
     w3, clients, account = open_signed_chain(rpc, deployment, key_file)
     if not clients.staking.is_validator(account.address):
         raise AttestationError(

@@ -119,6 +119,7 @@ def join(
     key = read_private_key(key_file)  # before any network: a bad key file is a one-line error
     _log_info_to_stderr()
     spec = load_run_spec(run)
+    spec.model.check_libraries()  # before any network: another release would get this honest peer flagged
     config = PeerConfig(initial_peers=tuple(initial_peers), host_maddrs=tuple(host_maddr or DEFAULT_HOST),
                         identity_path=identity, client_mode=client_mode, max_epochs=max_epochs,
                         output_dir=output_dir, owner_key_path=f"{output_dir}/owner.key",
@@ -246,6 +247,7 @@ def verify_update(
     from coordination.swarm.update_check import check_journal
 
     spec = load_run_spec(run)
+    spec.model.check_libraries()  # recomputation is bit for bit only under the run's releases
     verdicts = check_journal(
         spec, journal_path=journal, store=CheckpointStore(store), epochs=epoch, initial_peers=initial_peers or []
     )

@@ -50,6 +50,28 @@ class ModelSpec:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "sdpa, eager, flash_attention_2; None: transformers' default."}
     )
+    libraries: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Distribution -> release every peer and validator must run, a version or PEP 440 specifier "
+            "(e.g. {torch: 2.13.0, transformers: '==5.25.*'}); empty: unpinned."
+        },
+    )
+
+    def __post_init__(self):
+        from trainer.base_models import library_specifier
+
+        for name, requirement in self.libraries.items():
+            try:
+                library_specifier(requirement)
+            except ValueError as exc:
+                raise ConfigError(f"model.libraries.{name}: {exc}") from None
+
+    def check_libraries(self) -> None:
+        """Raise LibraryMismatchError (one line: what to install) unless the installed releases are the pinned ones."""
+        from trainer.base_models import check_libraries
+
+        check_libraries(self.libraries)
 
     @property
     def pins(self) -> dict:
@@ -60,6 +82,7 @@ class ModelSpec:
             "expected_cid": self.base_cid,
             "dtype": self.dtype,
             "attn_implementation": self.attn_implementation,
+            "libraries": dict(self.libraries),
         }
 
 

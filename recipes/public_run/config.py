@@ -57,7 +57,7 @@ class PublicRunConfig:
         if not isinstance(self.run.get("model", {}), dict) or "base" in self.run.get("model", {}):
             raise ConfigError(
                 f"run.model={self.run.get('model')!r}: set the base with the top-level `model` key; "
-                "run.model may only add pins (base_cid, revision, dtype, attn_implementation)"
+                "run.model may only add pins (base_cid, revision, dtype, attn_implementation, libraries)"
             )
         run_spec_from_dict(self.run_section(self.model, {}), source="run")  # the run sections as the peers read them
 
@@ -76,10 +76,17 @@ class PublicRunConfig:
 
 
 def base_model_pins(base: str, *, given: dict) -> dict:
-    """What the run spec pins of `base` unless `given` pins it: its package version (built-ins), its directory CID."""
-    from trainer.base_models import base_dir_cid, builtin_revision, is_builtin_base, local_base_dir
+    """What the run spec pins of `base` unless `given` pins it: its package version (built-ins), its directory CID,
+    and the releases of the libraries that decide the numerics, as installed here (the operator's tested ones)."""
+    from trainer.base_models import (
+        base_dir_cid,
+        builtin_revision,
+        installed_libraries,
+        is_builtin_base,
+        local_base_dir,
+    )
 
-    pins = {}
+    pins = {} if "libraries" in given else {"libraries": installed_libraries()}
     if is_builtin_base(base) and "revision" not in given:
         pins["revision"] = builtin_revision(base)
     if "base_cid" not in given:

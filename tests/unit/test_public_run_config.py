@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coordination.swarm.runspec import run_spec_from_dict
+from coordination.swarm.runspec import load_run_spec, run_spec_from_dict
 from recipes.public_run.config import PublicRunConfig, base_model_pins
-from trainer.base_models import SMOLLM2, base_dir_cid
+from trainer.base_models import SMOLLM2, base_dir_cid, installed_libraries
 
-CONFIGS = Path(__file__).parents[2] / "recipes" / "configs"
+ROOT = Path(__file__).parents[2]
+CONFIGS = ROOT / "recipes" / "configs"
 RUNS = Path(__file__).parents[2] / "recipes" / "runs"
 PINNED_CID = yaml.safe_load((RUNS / "smollm2.yaml").read_text())["model"]["base_cid"]
 
@@ -27,7 +28,8 @@ def test_smollm2_demo_builds_a_run_spec_on_the_pinned_builtin_base_in_fp32():
     cfg = PublicRunConfig.load(CONFIGS / "public_run_smollm2.yaml")
     assert cfg.model == SMOLLM2 and cfg.warm_start is None  # the run's base is the built-in itself
     pins = base_model_pins(cfg.model, given=cfg.run["model"])
-    assert pins == {"revision": "0.1.2"}  # the package version; the CID is the config's (nothing hashed)
+    # the package version and the releases installed here (the operator's); the CID is the config's (nothing hashed)
+    assert pins == {"revision": "0.1.2", "libraries": installed_libraries()}
     spec = spec_of(cfg, cfg.model, pins)
     assert spec.model.pins == {
         "base": SMOLLM2,
@@ -35,6 +37,7 @@ def test_smollm2_demo_builds_a_run_spec_on_the_pinned_builtin_base_in_fp32():
         "expected_cid": PINNED_CID,  # the same base as the shipped swarm spec recipes/runs/smollm2.yaml
         "dtype": "float32",
         "attn_implementation": None,
+        "libraries": load_run_spec(ROOT / "recipes" / "runs" / "smollm2.yaml").model.libraries,  # as shipped
     }
     assert resolve_dtype(spec.model.dtype) is torch.float32
     assert spec.grpo.gradient_checkpointing is False and spec.grpo.max_completion_length == cfg.eval_max_new_tokens
@@ -50,7 +53,8 @@ def test_tiny_demo_pins_its_warm_start_by_directory_cid(tmp_path):
     warm.mkdir()
     (warm / "config.json").write_text("{}")
     pins = base_model_pins(str(warm), given=cfg.run.get("model", {}))
-    assert pins == {"base_cid": base_dir_cid(warm)}  # a local directory: no revision, its content address
+    assert pins == {"base_cid": base_dir_cid(warm), "libraries": installed_libraries()}  # a local directory: no
+    # revision, its content address; the releases installed here
     spec = spec_of(cfg, str(warm), pins)
     assert (spec.model.base, spec.model.base_cid, spec.model.revision) == (str(warm), base_dir_cid(warm), None)
     assert spec.task.params == {"digits": 2} and spec.lora.r == 16
