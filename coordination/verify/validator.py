@@ -26,7 +26,7 @@ from pathlib import Path
 from eth_account import Account
 
 from coordination.attest.receipts import SignedReceipt
-from coordination.errors import AttestationError
+from coordination.errors import AttestationError, ConfigError
 from coordination.verify.audit import (
     AuditCost,
     RecordFetcher,
@@ -230,6 +230,11 @@ def receipt_source(spec, records_dir: Path | None, initial_peers: list[str] | No
         from coordination.attest.rollout_store import RolloutDirectory
         from coordination.chain.eip712 import run_key
 
+        if not Path(records_dir).is_dir():  # a typo would otherwise audit nothing and sign an empty report
+            raise ConfigError(
+                f"--records-dir {records_dir} is not a directory: pass the folder the peers' receipts and records "
+                "were published to (a peer's --rollouts-dir), or --initial-peers to fetch them from the swarm"
+            )
         store = RolloutDirectory(records_dir)
         yield {e: store.receipts(run_key(spec.run_id).hex(), e) for e in epochs}, store.fetch, None
         return

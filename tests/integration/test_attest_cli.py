@@ -112,6 +112,20 @@ def test_validate_without_a_key_is_a_one_line_config_error(published, monkeypatc
     assert isinstance(result.exception, ConfigError) and "--key-file" in str(result.exception)
 
 
+def test_validate_with_a_records_dir_that_does_not_exist_refuses_instead_of_signing_an_empty_report(
+    published, tmp_path, monkeypatch
+):
+    run, _ = published
+    monkeypatch.setenv("HIVETUNE_KEY", VALIDATOR_KEY)
+    out = tmp_path / "verdicts.json"
+    missing = tmp_path / "no-such-records"
+    argv = ["validate", "--run", str(run), "--epoch", "0", "--records-dir", str(missing), "--out", str(out)]
+    result = CliRunner().invoke(app, argv)
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception).startswith(f"--records-dir {missing} is not a directory: pass the folder")
+    assert not out.exists()
+
+
 def test_validate_has_no_free_sampling_mode_and_checks_the_eval_dtype(tmp_path, monkeypatch):
     monkeypatch.setenv("HIVETUNE_KEY", VALIDATOR_KEY)
     run = tmp_path / "run.yaml"
