@@ -59,14 +59,18 @@ RUN_LIBRARIES = ("torch", "transformers", "peft", "trl", "safetensors", "hivemin
 def installed_libraries(names=RUN_LIBRARIES) -> dict[str, str]:
     """{distribution: installed release} of `names` (those installed) without a local build label, so a run pinned
     from a CPU build ('2.13.0+cpu' -> '2.13.0') admits the same release built for CUDA (a spec's `model.libraries`)."""
-    from packaging.version import Version
+    from packaging.version import InvalidVersion, Version
 
     out = {}
     for name in names:
         try:
-            out[name] = Version(importlib.metadata.version(name)).public
+            installed = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
+        try:
+            out[name] = Version(installed).public
+        except InvalidVersion:  # not PEP 440 (a hand-made build): pinned as it reads
+            out[name] = installed
     return out
 
 
@@ -77,7 +81,7 @@ def check_libraries(libraries: dict[str, str] | None) -> None:
     epoch state); a release with other kernels, chat-template rendering or loss code would get an honest peer
     flagged, so a run that pins its releases refuses the others up front, in one line that says what to install.
     A local build label counts as its release ('2.13.0+cu128' satisfies '==2.13.0')."""
-    from packaging.version import Version
+    from packaging.version import InvalidVersion, Version
 
     wrong, fix = [], []
     for name, requirement in sorted((libraries or {}).items()):
@@ -87,8 +91,11 @@ def check_libraries(libraries: dict[str, str] | None) -> None:
         except importlib.metadata.PackageNotFoundError:
             wrong.append(f"{name}{allowed} (not installed)")
         else:
-            if allowed.contains(Version(installed), prereleases=True):
-                continue
+            try:
+                if allowed.contains(Version(installed), prereleases=True):
+                    continue
+            except InvalidVersion:  # a release no pin can name: not the run's
+                pass
             wrong.append(f"{name}{allowed} (installed: {installed})")
         fix.append(f"'{name}{allowed}'")
     if wrong:

@@ -70,6 +70,10 @@ def test_a_cuda_build_counts_as_its_release_and_a_patch_release_does_not(monkeyp
     with pytest.raises(LibraryMismatchError, match=r"torch==2\.13\.0 \(installed: 2\.13\.1\)"):
         check_libraries({"torch": "2.13.0"})
     check_libraries({"torch": "~=2.13.0"})
+    fake_versions(monkeypatch, {"torch": "my-own-build"})  # not PEP 440: refused, not a traceback
+    with pytest.raises(LibraryMismatchError, match=r"torch==2\.13\.0 \(installed: my-own-build\)"):
+        check_libraries({"torch": "2.13.0"})
+    assert installed_libraries(["torch"]) == {"torch": "my-own-build"}
 
 
 def test_a_malformed_pin_is_a_config_error_naming_the_field():
